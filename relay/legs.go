@@ -1,0 +1,227 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/rs/zerolog"
+
+	"github.com/recallrelay/recallrelay/headers"
+	"github.com/recallrelay/recallrelay/store"
+)
+
+// prepareTenant records the message's origin and stamps the reference. The
+// record is written only after the whole message has been received and
+// before the vendor is told the message is complete, so the vendor can
+// never send back a message the relay has no record of.
+func (s *session) prepareTenant(h *headers.Header, o *outcome) (*prepared, error) {
+	now := s.r.cfg.Now()
+	rec := &headers.Record{
+		Ref:      headers.NewRef(),
+		MailFrom: s.from,
+		Params: headers.MailParams{
+			Size:     s.opts.Size,
+			Body:     string(s.opts.Body),
+			SMTPUTF8: s.opts.UTF8,
+		},
+		Rcpts:       append([]string(nil), s.rcpts...),
+		ReceivedAt:  now.UTC(),
+		Listener:    s.leg.lc.Addr,
+		ClientAddr:  s.remote,
+		Helo:        s.helo,
+		TLS:         s.tls,
+		MessageID:   h.MessageID(),
+		Fingerprint: h.Fingerprint(),
+		Fields:      h.Capture(*s.r.cfg.Capture),
+	}
+	o.ref = rec.Ref
+
+	// A reference the tenant's message already carries is stale (a message
+	// that looped) or forged; only the one stamped now counts.
+	h.Remove(s.r.refMatch)
+	ref, err := headers.NewField(s.r.cfg.RefHeader, s.r.cfg.Signer.Stamp(rec.Ref, now))
+	if err != nil {
+		return nil, fmt.Errorf("stamp %s: %w", rec.Ref, err)
+	}
+	h.Prepend(ref)
+	s.addReceived(h, rec.Ref, now)
+
+	return &prepared{commit: func(ctx context.Context) error {
+		if err := s.r.cfg.Store.Put(ctx, rec, s.r.cfg.RecordTTL); err != nil {
+			return fmt.Errorf("record %s: %w", rec.Ref, err)
+		}
+		return nil
+	}}, nil
+}
+
+// prepareReturn finds the origin record and repairs the header block.
+func (s *session) prepareReturn(h *headers.Header, o *outcome) (*prepared, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.StoreTimeout)
+	defer cancel()
+	rec, how, err := s.findRecord(ctx, h)
+	o.matchedBy = how
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return nil, err
+		}
+		s.log(zerolog.ErrorLevel).Err(err).Msg("store read failed")
+		return nil, errStore
+	}
+	if rec == nil {
+		if s.r.cfg.WithoutRecord == RejectUnrecorded {
+			return nil, Reply(550, smtp.EnhancedCode{5, 7, 1},
+				"No origin record for this message: it did not leave through this relay (or its record expired)")
+		}
+		o.matchedBy = "none-stripped"
+	} else {
+		o.ref = rec.Ref
+	}
+	rep := s.r.restorer.Restore(h, rec) // rec == nil: firewall only
+	o.restored, o.removed = rep.Restored, rep.Removed
+
+	h.Remove(s.r.refMatch)
+	h.Remove(s.r.loopMatch)
+	h.Prepend(*s.r.cfg.LoopMarker)
+	s.addReceived(h, o.ref, s.r.cfg.Now())
+	return &prepared{}, nil
+}
+
+// addReceived prepends the relay's Received trace field.
+func (s *session) addReceived(h *headers.Header, id string, now time.Time) {
+	if s.r.cfg.NoReceived {
+		return
+	}
+	with := "ESMTP"
+	if s.tls != "" {
+		with = "ESMTPS"
+	}
+	var rcpt string
+	if len(s.rcpts) == 1 {
+		rcpt = s.rcpts[0]
+	}
+	h.Prepend(headers.Trace{Helo: s.helo, ClientIP: s.remote, By: s.r.cfg.Hostname, With: with,
+		TLS: s.tls, ID: id, For: rcpt, At: now}.Field())
+}
+
+// findRecord looks the message's origin record up: by the signed reference;
+// when the vendor stripped it, by Message-ID; when the vendor also rewrote
+// that, by fingerprint. A reference that is present must verify, and every
+// match must agree with the envelope: the same MAIL FROM and recipients that
+// are a subset of the recorded ones. It returns (nil, "none", nil) when no
+// record qualifies, and an *smtp.SMTPError for a reference that must be
+// refused.
+func (s *session) findRecord(ctx context.Context, h *headers.Header) (*headers.Record, string, error) {
+	st := s.r.cfg.Store
+	if values := h.Values(s.r.cfg.RefHeader); len(values) > 0 {
+		var ref string
+		for _, v := range values {
+			ver, err := s.r.cfg.Signer.Verify(v)
+			if err != nil {
+				s.log(zerolog.WarnLevel).Str("reason", err.Error()).Msg("reference refused")
+				return nil, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: %s", refReason(err))
+			}
+			if ref != "" && ver.Ref != ref {
+				return nil, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: message carries references to different records")
+			}
+			if s.r.cfg.Now().Sub(ver.Issued) > s.r.cfg.RecordTTL {
+				return nil, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: expired (issued %s)", ver.Issued.UTC().Format("2006-01-02T15:04:05Z"))
+			}
+			ref = ver.Ref
+		}
+		rec, err := st.Get(ctx, ref)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, "none", nil
+		}
+		if err != nil {
+			return nil, "reference", fmt.Errorf("get %s: %w", ref, err)
+		}
+		if why := s.envelopeMismatch(rec); why != "" {
+			s.log(zerolog.WarnLevel).Str("ref", ref).Str("reason", why).Msg("reference refused")
+			return nil, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: %s", why)
+		}
+		return rec, "reference", nil
+	}
+
+	if mid := h.MessageID(); mid != "" {
+		recs, err := st.ByMessageID(ctx, mid)
+		if err != nil {
+			return nil, "message-id", fmt.Errorf("lookup message-id %s: %w", mid, err)
+		}
+		if rec := s.unique(recs); rec != nil {
+			return rec, "message-id", nil
+		}
+	}
+	if fp := h.Fingerprint(); fp != "" {
+		recs, err := st.ByFingerprint(ctx, fp)
+		if err != nil {
+			return nil, "fingerprint", fmt.Errorf("lookup fingerprint %s: %w", fp, err)
+		}
+		if rec := s.unique(recs); rec != nil {
+			return rec, "fingerprint", nil
+		}
+	}
+	return nil, "none", nil
+}
+
+// unique returns the one candidate consistent with the envelope. Records
+// that differ only by when they were made (the tenant retried a message the
+// vendor had in fact accepted) count as one: they restore the same fields.
+func (s *session) unique(recs []*headers.Record) *headers.Record {
+	var pick *headers.Record
+	for _, rec := range recs {
+		if s.envelopeMismatch(rec) != "" {
+			continue
+		}
+		if pick != nil && !sameCapture(pick, rec) {
+			s.log(zerolog.WarnLevel).Str("ref", pick.Ref).Str("other_ref", rec.Ref).Msg("fallback match ambiguous; not used")
+			return nil
+		}
+		if pick == nil || rec.ReceivedAt.After(pick.ReceivedAt) {
+			pick = rec
+		}
+	}
+	return pick
+}
+
+func sameCapture(a, b *headers.Record) bool {
+	if len(a.Fields) != len(b.Fields) {
+		return false
+	}
+	for i := range a.Fields {
+		if !bytes.Equal(a.Fields[i].Raw, b.Fields[i].Raw) {
+			return false
+		}
+	}
+	return true
+}
+
+// envelopeMismatch says why the current envelope cannot carry rec's fields,
+// or "" when it can.
+func (s *session) envelopeMismatch(rec *headers.Record) string {
+	if !headers.SameAddress(rec.MailFrom, s.from) {
+		return "MAIL FROM differs from the recorded sender"
+	}
+	for _, rc := range s.rcpts {
+		if !rec.HasRecipient(rc) {
+			return "recipient " + rc + " was not a recipient of the recorded message"
+		}
+	}
+	return ""
+}
+
+// refReason is the client-facing part of a verification error.
+func refReason(err error) string {
+	switch {
+	case errors.Is(err, headers.ErrRefUnknownKey):
+		return "unknown key id"
+	case errors.Is(err, headers.ErrRefBadSignature):
+		return "signature invalid"
+	default:
+		return "malformed"
+	}
+}

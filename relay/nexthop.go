@@ -1,0 +1,226 @@
+package relay
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// StartTLS is a next hop's STARTTLS policy.
+type StartTLS int
+
+const (
+	// TLSOpportunistic uses STARTTLS when the next hop offers it.
+	TLSOpportunistic StartTLS = iota
+	// TLSRequired fails (4xx upstream) unless STARTTLS succeeds.
+	TLSRequired
+	// TLSOff never uses STARTTLS.
+	TLSOff
+)
+
+// NextHop is where one leg delivers: the vendor's smart host on the tenant
+// leg, the tenant (reinjection) on the return leg.
+type NextHop struct {
+	// Name identifies the hop in replies and logs ("vendor signature",
+	// "tenant").
+	Name string
+	// Address is host:port.
+	Address string
+	// Helo is the name the relay gives in EHLO.
+	Helo     string
+	StartTLS StartTLS
+	// TLS is used for STARTTLS: ServerName (defaults to Address's host),
+	// RootCAs, Certificates (the client certificate Exchange's inbound
+	// connector checks), InsecureSkipVerify.
+	TLS *tls.Config
+
+	ConnectTimeout time.Duration // default 30s
+	CommandTimeout time.Duration // each command's reply; default 5m
+	DataTimeout    time.Duration // idle time while writing the message; default 5m
+	FinalTimeout   time.Duration // reply to end-of-data; default 10m
+}
+
+func (h *NextHop) withDefaults() NextHop {
+	n := *h
+	if n.ConnectTimeout <= 0 {
+		n.ConnectTimeout = 30 * time.Second
+	}
+	if n.CommandTimeout <= 0 {
+		n.CommandTimeout = 5 * time.Minute
+	}
+	if n.DataTimeout <= 0 {
+		n.DataTimeout = 5 * time.Minute
+	}
+	if n.FinalTimeout <= 0 {
+		n.FinalTimeout = 10 * time.Minute
+	}
+	if n.Helo == "" {
+		n.Helo = "localhost"
+	}
+	return n
+}
+
+func (h *NextHop) validate() error {
+	if h.Name == "" {
+		return errors.New("next hop without a name")
+	}
+	if _, _, err := net.SplitHostPort(h.Address); err != nil {
+		return fmt.Errorf("next hop %s: address %q: %w", h.Name, h.Address, err)
+	}
+	return nil
+}
+
+// hopConn is one SMTP client connection to a next hop.
+type hopConn struct {
+	hop    NextHop
+	c      *smtp.Client
+	tls    bool
+	inTx   bool // MAIL sent and the transaction not finished
+	broken bool // unusable: close instead of reusing
+}
+
+// dialHop connects, greets and (per policy) starts TLS.
+//
+// go-smtp's client (v0.25) can only start TLS through NewClientStartTLS,
+// whose EHLO before STARTTLS names itself "localhost"; the EHLO after it,
+// the one that counts, uses h.Helo. A next hop that does not offer STARTTLS
+// gets a second, plaintext connection under TLSOpportunistic.
+func dialHop(h NextHop) (*hopConn, error) {
+	if h.StartTLS != TLSOff {
+		hc, err := dialHopTLS(h)
+		if err == nil || h.StartTLS == TLSRequired || !errors.Is(err, errNoStartTLS) {
+			return hc, err
+		}
+	}
+	conn, err := net.DialTimeout("tcp", h.Address, h.ConnectTimeout)
+	if err != nil {
+		return nil, hopError(h.Name, "connect", err)
+	}
+	c := smtp.NewClient(&idleWriteConn{Conn: conn, idle: h.DataTimeout})
+	c.CommandTimeout = h.CommandTimeout
+	c.SubmissionTimeout = h.FinalTimeout
+	if err := c.Hello(h.Helo); err != nil {
+		c.Close()
+		return nil, hopError(h.Name, "greeting", err)
+	}
+	return &hopConn{hop: h, c: c}, nil
+}
+
+var errNoStartTLS = errors.New("next hop does not offer STARTTLS")
+
+func dialHopTLS(h NextHop) (*hopConn, error) {
+	conn, err := net.DialTimeout("tcp", h.Address, h.ConnectTimeout)
+	if err != nil {
+		return nil, hopError(h.Name, "connect", err)
+	}
+	cfg := h.TLS.Clone()
+	if cfg == nil {
+		cfg = &tls.Config{}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(h.Address)
+	}
+	if cfg.MinVersion == 0 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	// The greeting and first EHLO are bounded by the connect timeout.
+	conn.SetDeadline(time.Now().Add(h.ConnectTimeout + h.CommandTimeout))
+	c, err := smtp.NewClientStartTLS(&idleWriteConn{Conn: conn, idle: h.DataTimeout}, cfg)
+	if err != nil {
+		conn.Close()
+		var se *smtp.SMTPError
+		switch {
+		case errors.As(err, &se):
+			return nil, hopError(h.Name, "STARTTLS", err)
+		case strings.Contains(err.Error(), "doesn't support STARTTLS"):
+			if h.StartTLS == TLSRequired {
+				return nil, Reply(454, smtp.EnhancedCode{4, 7, 10}, "%s does not offer STARTTLS, which is required", h.Name)
+			}
+			return nil, errNoStartTLS
+		default:
+			return nil, hopError(h.Name, "STARTTLS", fmt.Errorf("tls: %w", err))
+		}
+	}
+	c.CommandTimeout = h.CommandTimeout
+	c.SubmissionTimeout = h.FinalTimeout
+	if err := c.Hello(h.Helo); err != nil { // the TLS handshake happens here
+		c.Close()
+		return nil, hopError(h.Name, "STARTTLS", fmt.Errorf("tls: %w", err))
+	}
+	conn.SetDeadline(time.Time{})
+	return &hopConn{hop: h, c: c, tls: true}, nil
+}
+
+// mail starts a transaction.
+func (hc *hopConn) mail(from string, opts *smtp.MailOptions) error {
+	if opts != nil && opts.Body == smtp.Body8BitMIME {
+		if ok, _ := hc.c.Extension("8BITMIME"); !ok {
+			return Reply(451, smtp.EnhancedCode{4, 6, 3}, "%s does not support 8BITMIME; cannot relay an 8-bit message", hc.hop.Name)
+		}
+	}
+	if opts != nil && opts.UTF8 {
+		if ok, _ := hc.c.Extension("SMTPUTF8"); !ok {
+			return Reply(451, smtp.EnhancedCode{4, 6, 7}, "%s does not support SMTPUTF8; cannot relay this message", hc.hop.Name)
+		}
+	}
+	var o *smtp.MailOptions
+	if opts != nil {
+		// Only what the relay advertises and preserves: SIZE, BODY, SMTPUTF8.
+		// go-smtp's client itself declares BODY=8BITMIME whenever the next
+		// hop supports it, which is a harmless superset of BODY=7BIT.
+		o = &smtp.MailOptions{Size: opts.Size, Body: opts.Body, UTF8: opts.UTF8}
+	}
+	hc.inTx = true
+	if err := hc.c.Mail(from, o); err != nil {
+		hc.noteErr(err)
+		return hopError(hc.hop.Name, "MAIL FROM", err)
+	}
+	return nil
+}
+
+func (hc *hopConn) rcpt(to string) error {
+	if err := hc.c.Rcpt(to, nil); err != nil {
+		hc.noteErr(err)
+		return hopError(hc.hop.Name, "RCPT TO", err)
+	}
+	return nil
+}
+
+// reset ends an unfinished transaction.
+func (hc *hopConn) reset() {
+	if !hc.inTx || hc.broken {
+		return
+	}
+	if err := hc.c.Reset(); err != nil {
+		hc.broken = true
+	}
+	hc.inTx = false
+}
+
+// abort drops the connection in the middle of DATA, so the next hop never
+// sees end-of-data and discards what it received.
+func (hc *hopConn) abort() {
+	hc.broken = true
+	hc.c.Close()
+}
+
+// close ends the connection politely when possible.
+func (hc *hopConn) close() {
+	if !hc.broken {
+		hc.c.Quit() // closes the connection as well
+		return
+	}
+	hc.c.Close()
+}
+
+func (hc *hopConn) noteErr(err error) {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code == 421 {
+		hc.broken = true
+	}
+}

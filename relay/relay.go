@@ -1,0 +1,310 @@
+// Package relay runs recallrelay's two SMTP legs.
+//
+// The tenant leg accepts mail from the Microsoft 365 tenant's outbound
+// connector, records the message's origin headers, stamps a signed reference
+// and proxies the message to the vendor. The return leg accepts what the
+// vendor sends back, finds the origin record, repairs the header block and
+// reinjects the message into the tenant.
+//
+// Both legs proxy synchronously, before-queue style: the relay keeps no
+// queue, so it answers 250 to end-of-data only after the next hop answered
+// 250 for that message, and turns a next hop that fails into a 4xx upstream.
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/rs/zerolog"
+
+	"github.com/recallrelay/recallrelay/headers"
+)
+
+// Store keeps origin records between the two legs.
+type Store interface {
+	Put(ctx context.Context, rec *headers.Record, ttl time.Duration) error
+	Get(ctx context.Context, ref string) (*headers.Record, error)
+	ByMessageID(ctx context.Context, messageID string) ([]*headers.Record, error)
+	ByFingerprint(ctx context.Context, fp string) ([]*headers.Record, error)
+}
+
+// ListenerConfig configures one leg's SMTP listener.
+type ListenerConfig struct {
+	// Addr is host:port to listen on ("127.0.0.1:0" picks a free port).
+	Addr string
+	// TLS enables STARTTLS; nil disables it.
+	TLS *tls.Config
+
+	MaxMessageBytes int64         // SIZE; default 150 MB
+	MaxHeaderBytes  int           // header block; default 1 MiB
+	MaxRecipients   int           // default 1000
+	MaxLineLength   int           // default 2000 (RFC 5321 allows 1000)
+	CommandTimeout  time.Duration // idle time waiting for a command; default 5m
+	DataTimeout     time.Duration // idle time between reads of message data; default 5m
+	BareLineEndings BareLineEndings
+}
+
+func (l ListenerConfig) withDefaults() ListenerConfig {
+	if l.MaxMessageBytes <= 0 {
+		l.MaxMessageBytes = 150_000_000
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = 1 << 20
+	}
+	if l.MaxRecipients <= 0 {
+		l.MaxRecipients = 1000
+	}
+	if l.MaxLineLength <= 0 {
+		l.MaxLineLength = 2000
+	}
+	if l.CommandTimeout <= 0 {
+		l.CommandTimeout = 5 * time.Minute
+	}
+	if l.DataTimeout <= 0 {
+		l.DataTimeout = 5 * time.Minute
+	}
+	return l
+}
+
+// WithoutRecord is what the return leg does with mail that has no valid
+// origin record.
+type WithoutRecord int
+
+const (
+	// RejectUnrecorded answers 550 5.7.1. The default.
+	RejectUnrecorded WithoutRecord = iota
+	// StripUnrecorded delivers it with every organization header removed.
+	StripUnrecorded
+)
+
+// Config is everything a Relay needs. Zero values take the documented
+// defaults; Store, Signer, Vendor and Target are required.
+type Config struct {
+	// Hostname names the relay in its greeting, EHLO and Received fields.
+	Hostname string
+
+	Tenant ListenerConfig // tenant → relay
+	Return ListenerConfig // vendor → relay
+
+	// Vendor is where the tenant leg sends mail.
+	Vendor NextHop
+	// Target is the tenant: where the return leg reinjects mail.
+	Target NextHop
+
+	Store  Store
+	Signer *headers.Signer
+	// RefHeader names the reference header; default headers.DefaultRefHeader.
+	RefHeader string
+	// Capture selects the fields recorded on the tenant leg; Restore those
+	// put back on the return leg. Defaults: headers.DefaultCapture and
+	// headers.DefaultRestore.
+	Capture, Restore *headers.Matcher
+	// LoopMarker is added on the return leg so the tenant's transport rule
+	// does not route the message out again. Default
+	// "X-RecallRelay-Processed: true".
+	LoopMarker *headers.Field
+	// NoReceived turns off the Received trace field the relay adds.
+	NoReceived bool
+	// RecordTTL is how long origin records live; default 72h.
+	RecordTTL time.Duration
+	// StoreTimeout bounds each store operation; default 5s.
+	StoreTimeout  time.Duration
+	WithoutRecord WithoutRecord
+
+	Log zerolog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Relay is a running pair of legs.
+type Relay struct {
+	cfg       Config
+	restorer  *headers.Restorer
+	refMatch  headers.Matcher
+	loopMatch headers.Matcher
+
+	tenant, ret *leg
+
+	mu      sync.Mutex
+	closing bool
+}
+
+// leg is one listener and the next hop it proxies to.
+type leg struct {
+	name string // "tenant" or "return"
+	lc   ListenerConfig
+	hop  NextHop
+	srv  *smtp.Server
+	ln   net.Listener
+	done chan struct{}
+}
+
+// New checks cfg and returns a Relay that is not yet listening.
+func New(cfg Config) (*Relay, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("relay: no store")
+	}
+	if cfg.Signer == nil {
+		return nil, errors.New("relay: no reference signer")
+	}
+	if err := cfg.Vendor.validate(); err != nil {
+		return nil, fmt.Errorf("relay: vendor: %w", err)
+	}
+	if err := cfg.Target.validate(); err != nil {
+		return nil, fmt.Errorf("relay: tenant target: %w", err)
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
+	}
+	if cfg.RefHeader == "" {
+		cfg.RefHeader = headers.DefaultRefHeader
+	}
+	if err := headers.CheckFieldName(cfg.RefHeader); err != nil {
+		return nil, fmt.Errorf("relay: reference header: %w", err)
+	}
+	if cfg.Capture == nil {
+		m := headers.MustMatcher(headers.DefaultCapture...)
+		cfg.Capture = &m
+	}
+	if cfg.Restore == nil {
+		m := headers.MustMatcher(headers.DefaultRestore...)
+		cfg.Restore = &m
+	}
+	if cfg.LoopMarker == nil {
+		f, _ := headers.NewField("X-RecallRelay-Processed", "true")
+		cfg.LoopMarker = &f
+	}
+	if !headers.ValidRawField(cfg.LoopMarker.Raw) {
+		return nil, fmt.Errorf("relay: loop marker %q is not a valid header field", cfg.LoopMarker.Raw)
+	}
+	if cfg.RecordTTL <= 0 {
+		cfg.RecordTTL = 72 * time.Hour
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	for _, h := range []*NextHop{&cfg.Vendor, &cfg.Target} {
+		if h.Helo == "" {
+			h.Helo = cfg.Hostname
+		}
+		*h = h.withDefaults()
+	}
+	r := &Relay{
+		cfg:       cfg,
+		restorer:  headers.NewRestorer(*cfg.Restore),
+		refMatch:  headers.MustMatcher(cfg.RefHeader),
+		loopMatch: headers.MustMatcher(cfg.LoopMarker.Name),
+	}
+	r.tenant = &leg{name: "tenant", lc: cfg.Tenant.withDefaults(), hop: cfg.Vendor}
+	r.ret = &leg{name: "return", lc: cfg.Return.withDefaults(), hop: cfg.Target}
+	return r, nil
+}
+
+// Start binds both listeners and serves them in the background.
+func (r *Relay) Start() error {
+	for _, l := range []*leg{r.tenant, r.ret} {
+		ln, err := net.Listen("tcp", l.lc.Addr)
+		if err != nil {
+			r.closeListeners()
+			return fmt.Errorf("relay: %s listener %s: %w", l.name, l.lc.Addr, err)
+		}
+		l.ln = ln
+	}
+	for _, l := range []*leg{r.tenant, r.ret} {
+		l.srv = r.newServer(l)
+		l.done = make(chan struct{})
+		go func(l *leg) {
+			defer close(l.done)
+			if err := l.srv.Serve(guardedListener{l.ln}); err != nil {
+				r.cfg.Log.Error().Str("leg", l.name).Err(err).Msg("listener stopped")
+			}
+		}(l)
+		r.cfg.Log.Info().Str("leg", l.name).Str("listen", l.ln.Addr().String()).Str("next_hop", l.hop.Address).Msg("listening")
+	}
+	return nil
+}
+
+func (r *Relay) closeListeners() {
+	for _, l := range []*leg{r.tenant, r.ret} {
+		if l.ln != nil {
+			l.ln.Close()
+		}
+	}
+}
+
+// TenantAddr is the tenant leg's listening address (after Start).
+func (r *Relay) TenantAddr() string { return r.tenant.ln.Addr().String() }
+
+// ReturnAddr is the return leg's listening address (after Start).
+func (r *Relay) ReturnAddr() string { return r.ret.ln.Addr().String() }
+
+// Shutdown stops accepting connections and waits for open sessions to end
+// until ctx is done; then it closes whatever is left. A transaction cut off
+// that way was never answered 250, so its sender still has the message.
+func (r *Relay) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	r.closing = true
+	r.mu.Unlock()
+	var (
+		errs []error
+		emu  sync.Mutex
+		wg   sync.WaitGroup
+	)
+	for _, l := range []*leg{r.tenant, r.ret} {
+		if l.srv == nil {
+			continue
+		}
+		wg.Add(1)
+		go func(l *leg) {
+			defer wg.Done()
+			if err := l.srv.Shutdown(ctx); err != nil {
+				l.srv.Close()
+				if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+					emu.Lock()
+					errs = append(errs, err)
+					emu.Unlock()
+				}
+			}
+			<-l.done
+		}(l)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (r *Relay) shuttingDown() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closing
+}
+
+func (r *Relay) newServer(l *leg) *smtp.Server {
+	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return r.newSession(l, c), nil
+	}))
+	s.Domain = r.cfg.Hostname
+	s.TLSConfig = l.lc.TLS
+	s.MaxMessageBytes = l.lc.MaxMessageBytes
+	s.MaxRecipients = l.lc.MaxRecipients
+	s.MaxLineLength = l.lc.MaxLineLength
+	s.ReadTimeout = l.lc.CommandTimeout
+	s.WriteTimeout = l.lc.CommandTimeout
+	s.EnableSMTPUTF8 = true
+	s.ErrorLog = smtpLogger{r.cfg.Log.With().Str("leg", l.name).Logger()}
+	return s
+}
+
+// smtpLogger routes go-smtp's internal error log into zerolog.
+type smtpLogger struct{ l zerolog.Logger }
+
+func (s smtpLogger) Printf(format string, v ...any) { s.l.Warn().Msgf(format, v...) }
+func (s smtpLogger) Println(v ...any)               { s.l.Warn().Msg(fmt.Sprintln(v...)) }

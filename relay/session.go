@@ -1,0 +1,292 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/rs/zerolog"
+
+	"github.com/recallrelay/recallrelay/headers"
+)
+
+// session is one SMTP connection on either leg. It holds at most one
+// connection to the leg's next hop, reused across transactions.
+type session struct {
+	r    *Relay
+	leg  *leg
+	conn *guardedConn
+
+	remote string // client IP
+	helo   string
+	tls    string // "" when plaintext
+
+	from  string
+	opts  smtp.MailOptions
+	rcpts []string
+	hop   *hopConn
+}
+
+func (r *Relay) newSession(l *leg, c *smtp.Conn) *session {
+	s := &session{r: r, leg: l, conn: unwrapGuarded(c.Conn()), helo: c.Hostname()}
+	if host, _, err := net.SplitHostPort(c.Conn().RemoteAddr().String()); err == nil {
+		s.remote = host
+	}
+	if st, ok := c.TLSConnectionState(); ok {
+		s.tls = tlsDescription(st)
+	}
+	return s
+}
+
+func tlsDescription(st tls.ConnectionState) string {
+	return tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
+}
+
+// Mail starts a transaction and opens it at the next hop at once, so that
+// the next hop's verdict on the sender and on each recipient reaches the
+// client in the same SMTP command.
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.r.shuttingDown() {
+		return errShuttingDown
+	}
+	s.from, s.rcpts = from, nil
+	s.opts = smtp.MailOptions{}
+	if opts != nil {
+		s.opts = *opts
+	}
+	// A reused connection may have been closed by the next hop while idle:
+	// retry once on a fresh one.
+	for attempt := 0; ; attempt++ {
+		reused := s.hop != nil && !s.hop.broken
+		if !reused {
+			s.closeHop()
+			hc, err := dialHop(s.leg.hop)
+			if err != nil {
+				s.log(zerolog.WarnLevel).Str("stage", "connect").Err(err).Int("code", replyCode(err)).Msg("next hop unavailable")
+				return err
+			}
+			s.hop = hc
+		}
+		err := s.hop.mail(from, &s.opts)
+		if err != nil && reused && s.hop.broken && attempt == 0 {
+			continue
+		}
+		return err
+	}
+}
+
+// Rcpt forwards the recipient; the next hop's refusal is the client's.
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.hop == nil || s.hop.broken {
+		return Reply(451, smtp.EnhancedCode{4, 4, 2}, "%s connection lost; start again", s.leg.hop.Name)
+	}
+	if err := s.hop.rcpt(to); err != nil {
+		return err
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+// Reset ends the transaction here and at the next hop.
+func (s *session) Reset() {
+	s.from, s.rcpts = "", nil
+	if s.hop != nil {
+		s.hop.reset()
+	}
+}
+
+// Logout closes the next-hop connection.
+func (s *session) Logout() error {
+	s.closeHop()
+	return nil
+}
+
+func (s *session) closeHop() {
+	if s.hop != nil {
+		s.hop.close()
+		s.hop = nil
+	}
+}
+
+// outcome is what one message did, for its log line.
+type outcome struct {
+	messageID string
+	ref       string
+	size      int64
+	matchedBy string
+	restored  []string
+	removed   []string
+}
+
+// Data receives one message, streams it to the next hop and answers only
+// with the next hop's verdict.
+func (s *session) Data(r io.Reader) error {
+	start := time.Now()
+	if s.conn != nil {
+		s.conn.receiving(s.leg.lc.DataTimeout)
+		defer s.conn.receiving(0)
+	}
+	var o outcome
+	err := s.data(r, &o)
+	s.logMessage(&o, start, err)
+	return err
+}
+
+// prepared is a leg's decision about one message once its header block has
+// arrived.
+type prepared struct {
+	// commit runs after the whole message was streamed to the next hop and
+	// before the next hop is told it is complete.
+	commit func(ctx context.Context) error
+}
+
+func (s *session) data(r io.Reader, o *outcome) error {
+	if s.hop == nil || s.hop.broken {
+		return Reply(451, smtp.EnhancedCode{4, 4, 2}, "%s connection lost; start again", s.leg.hop.Name)
+	}
+	guard := newLineGuard(r, s.leg.lc.BareLineEndings)
+	h, body, err := headers.ReadHeader(guard, s.leg.lc.MaxHeaderBytes)
+	if err != nil {
+		s.hop.reset()
+		return s.readError(err)
+	}
+	o.messageID = h.MessageID()
+
+	var p *prepared
+	if s.leg == s.r.tenant {
+		p, err = s.prepareTenant(h, o)
+	} else {
+		p, err = s.prepareReturn(h, o)
+	}
+	if err != nil {
+		s.hop.reset()
+		return err
+	}
+
+	w, err := s.hop.c.Data()
+	if err != nil {
+		s.hop.noteErr(err)
+		return hopError(s.leg.hop.Name, "DATA", err)
+	}
+	if _, err := h.WriteTo(w); err != nil {
+		s.hop.abort()
+		return hopError(s.leg.hop.Name, "message transfer", err)
+	}
+	if err := copyBody(w, body); err != nil {
+		s.hop.abort()
+		var rerr readErr
+		if errors.As(err, &rerr) {
+			return s.readError(rerr.error)
+		}
+		return hopError(s.leg.hop.Name, "message transfer", err)
+	}
+	o.size = guard.n
+	// go-smtp hands a BDAT chunk cut short by a closed connection to us as a
+	// complete message. Never let such a message be committed.
+	if s.conn != nil && s.conn.failed.Load() {
+		s.hop.abort()
+		return errTruncated
+	}
+	if p.commit != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.StoreTimeout)
+		err := p.commit(ctx)
+		cancel()
+		if err != nil {
+			s.hop.abort()
+			s.log(zerolog.ErrorLevel).Err(err).Msg("store write failed")
+			return errStore
+		}
+	}
+	if _, err := w.CloseWithResponse(); err != nil {
+		s.hop.noteErr(err)
+		s.hop.inTx = false
+		return hopError(s.leg.hop.Name, "end of data", err)
+	}
+	s.hop.inTx = false
+	return nil
+}
+
+// readErr marks an error that came from reading the client's data.
+type readErr struct{ error }
+
+func (e readErr) Unwrap() error { return e.error }
+
+// copyBody copies the body, telling read errors (the client's) from write
+// errors (the next hop's).
+func copyBody(w io.Writer, r io.Reader) error {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return readErr{err}
+		}
+	}
+}
+
+// readError maps a failure to read the client's message to a reply.
+func (s *session) readError(err error) error {
+	var se *smtp.SMTPError
+	var ne net.Error
+	switch {
+	case errors.Is(err, errBare):
+		return errBareLineEnding
+	case errors.Is(err, headers.ErrHeaderTooLarge):
+		return errHeaderTooLarge(s.leg.lc.MaxHeaderBytes)
+	case errors.Is(err, headers.ErrMalformedHeader):
+		return errMalformedHeader(err)
+	case errors.Is(err, smtp.ErrTooLongLine):
+		return Reply(500, smtp.EnhancedCode{5, 5, 2}, "Line longer than %d bytes", s.leg.lc.MaxLineLength)
+	case errors.As(err, &se):
+		return se // go-smtp's own, e.g. 552 5.3.4 message too large
+	case errors.As(err, &ne) && ne.Timeout():
+		return Reply(421, smtp.EnhancedCode{4, 4, 2}, "Idle for more than %s during message data", s.leg.lc.DataTimeout)
+	default:
+		// The client went away (EOF, reset, RSET during BDAT): nobody will
+		// read this reply, and nothing was committed.
+		return errTruncated
+	}
+}
+
+func (s *session) log(level zerolog.Level) *zerolog.Event {
+	return s.r.cfg.Log.WithLevel(level).Str("leg", s.leg.name).Str("client", s.remote)
+}
+
+// logMessage writes the one line per message per leg.
+func (s *session) logMessage(o *outcome, start time.Time, err error) {
+	level, result := zerolog.InfoLevel, "delivered"
+	if err != nil {
+		level, result = zerolog.WarnLevel, "tempfail"
+		if replyCode(err) >= 500 {
+			result = "rejected"
+		}
+	}
+	e := s.log(level).
+		Str("message_id", o.messageID).
+		Str("ref", o.ref).
+		Str("from", s.from).
+		Int("rcpt_count", len(s.rcpts)).
+		Int64("size", o.size).
+		Str("vendor", s.r.cfg.Vendor.Name).
+		Int64("duration_ms", time.Since(start).Milliseconds()).
+		Str("result", result).
+		Int("code", replyCode(err))
+	if s.leg == s.r.ret {
+		e = e.Str("matched_by", o.matchedBy).Strs("restored", o.restored).Strs("removed", o.removed)
+	}
+	if err != nil {
+		e = e.Str("error", err.Error())
+	}
+	e.Msg("message")
+}
