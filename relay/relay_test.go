@@ -203,7 +203,10 @@ func TestVendorSilent(t *testing.T) {
 			defer c.Close() // hold it open, say nothing
 		}
 	}()
-	h := newHarness(t, func(c *relay.Config) { c.Vendor.Address = ln.Addr().String(); c.Vendor.CommandTimeout = 300 * time.Millisecond })
+	h := newHarness(t, func(c *relay.Config) {
+		c.Vendor.Address = ln.Addr().String()
+		c.Vendor.CommandTimeout = 300 * time.Millisecond
+	})
 	c := dial(t, h.relay.TenantAddr())
 	text := c.cmd(451, "MAIL FROM:<a@contoso.com>")
 	if !strings.Contains(text, "4.4.2") || !strings.Contains(text, "timed out") {

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/recallrelay/recallrelay/config"
+	"github.com/recallrelay/recallrelay/relay"
+	"github.com/recallrelay/recallrelay/relaytest"
+)
+
+// demoBehaviors is what the demo's vendor does: what real signature
+// services do to mail.
+const demoBehaviors = "strip-ms-headers,rewrite-message-id,footer-html,stamp-marker"
+
+// cmdDemo runs tenant → relay → vendor → relay → tenant in this process on
+// the built-in defaults (embedded store in a temporary directory) and prints
+// per message what the vendor broke and what the relay restored. It fails
+// when any message does not arrive exactly once with its recall identity
+// intact.
+func cmdDemo(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demo")
+	dir := fs.String("messages", "", "send the .eml files of DIR instead of generated Exchange messages")
+	behaviors := fs.String("behaviors", demoBehaviors, "the vendor's behaviours (see fakemta behaviors)")
+	verbose := fs.Bool("verbose", false, "print the relay's log lines to stderr")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	bs, err := relaytest.ParseBehaviors(*behaviors)
+	if err != nil {
+		return usageError{err}
+	}
+	msgs := relaytest.Generate(relaytest.GenerateOptions{Seed: 1})
+	if *dir != "" {
+		if msgs, err = relaytest.LoadDir(*dir); err != nil {
+			return err
+		}
+	}
+
+	data, err := os.MkdirTemp("", "recallrelay-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(data)
+
+	tenant, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0"})
+	if err != nil {
+		return err
+	}
+	if err := tenant.Start(); err != nil {
+		return err
+	}
+	defer tenant.Close()
+	var vendorAddr, tenantLeg, returnLeg string
+	for _, a := range []*string{&vendorAddr, &tenantLeg, &returnLeg} {
+		if *a, err = freeAddr(); err != nil {
+			return err
+		}
+	}
+
+	cfg := config.Default()
+	cfg.Store.DataDir = data
+	cfg.Listeners.Tenant.Listen = tenantLeg
+	cfg.Listeners.Return.Listen = returnLeg
+	cfg.Vendors[0].Address = vendorAddr
+	cfg.Vendors[0].StartTLS = config.StartTLSOff
+	cfg.Tenant.Address = tenant.Addr()
+	cfg.Tenant.StartTLS = config.StartTLSOff
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	logs := &lineLog{}
+	var logw io.Writer = logs
+	if *verbose {
+		logw = io.MultiWriter(logs, stderr)
+	}
+	st, err := openStore(cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rc, err := relayConfig(cfg, st, zerolog.New(logw))
+	if err != nil {
+		return err
+	}
+	r, err := relay.New(rc)
+	if err != nil {
+		return err
+	}
+	if err := r.Start(); err != nil {
+		return err
+	}
+	defer r.Shutdown(context.Background())
+
+	vendor, err := relaytest.NewVendor(relaytest.VendorConfig{
+		Name: "signature-vendor", Listen: vendorAddr, ReturnAddr: r.ReturnAddr(), Behaviors: bs,
+	})
+	if err != nil {
+		return err
+	}
+	if err := vendor.Start(); err != nil {
+		return err
+	}
+	defer vendor.Close()
+
+	fmt.Fprintf(stdout, "recallrelay demo: tenant leg %s, return leg %s, embedded store in %s\n", r.TenantAddr(), r.ReturnAddr(), data)
+	fmt.Fprintf(stdout, "vendor at %s does: %s\n\n", vendorAddr, *behaviors)
+
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MESSAGE\tVENDOR BROKE\tRELAY RESTORED\tAT TENANT\tMS")
+	sender := relaytest.Sender{Addr: r.TenantAddr(), Backoff: 100 * time.Millisecond}
+	var failed, restoredFields int
+	var total time.Duration
+	for i, m := range msgs {
+		start := time.Now()
+		res := sender.Send(context.Background(), m)
+		if !res.Accepted {
+			fmt.Fprintf(tw, "%s\t-\t-\tNOT ACCEPTED: %v\t-\n", m.Name, res.Err)
+			failed++
+			continue
+		}
+		delivered, err := tenant.WaitDeliveries(i+1-failed, 15*time.Second)
+		if err != nil {
+			fmt.Fprintf(tw, "%s\t-\t-\tNOT DELIVERED: %v\t-\n", m.Name, err)
+			failed++
+			continue
+		}
+		elapsed := time.Since(start)
+		total += elapsed
+		vendor.WaitIdle(5 * time.Second)
+		returned := vendor.Returned()
+		broke := "-"
+		if len(returned) > 0 {
+			broke = damage(relaytest.CompareIdentity(m.Data, returned[len(returned)-1].Delivery.Data))
+		}
+		at := relaytest.CompareIdentity(m.Data, delivered[len(delivered)-1].Data)
+		restored := logs.lastRestored()
+		restoredFields += len(restored)
+		verdict := "intact"
+		if !at.Intact {
+			verdict = "DAMAGED: " + at.String()
+			failed++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", m.Name, broke, summarize(restored), verdict, elapsed.Milliseconds())
+	}
+	tw.Flush()
+	n := len(msgs)
+	fmt.Fprintf(stdout, "\n%d messages, %d delivered intact, %d fields restored, %.1f ms per message round trip\n",
+		n, n-failed, restoredFields, float64(total.Microseconds())/1000/float64(max(n-failed, 1)))
+	if failed > 0 {
+		return fmt.Errorf("%d of %d messages did not survive the round trip", failed, n)
+	}
+	return nil
+}
+
+// damage describes what a vendor did to a message's recall identity.
+func damage(r relaytest.IdentityResult) string {
+	if r.Intact {
+		return "nothing"
+	}
+	var parts []string
+	if len(r.Missing) > 0 {
+		parts = append(parts, "dropped "+summarize(r.Missing))
+	}
+	if len(r.Changed) > 0 {
+		parts = append(parts, "changed "+summarize(r.Changed))
+	}
+	if len(r.Added) > 0 {
+		parts = append(parts, "added "+summarize(r.Added))
+	}
+	if r.TNEFLost {
+		parts = append(parts, "lost winmail.dat")
+	}
+	if r.TNEFChanged {
+		parts = append(parts, "changed winmail.dat")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// summarize folds field names into families: "Message-ID, CrossPremises×9, ...".
+func summarize(names []string) string {
+	if len(names) == 0 {
+		return "-"
+	}
+	var cp int
+	var out []string
+	for _, n := range names {
+		switch {
+		case strings.HasPrefix(n, "x-ms-exchange-crosspremises-"):
+			cp++
+		case n == "message-id":
+			out = append(out, "Message-ID")
+		case n == "x-organizationheaderspreserved":
+			out = append(out, "OrgHeadersPreserved")
+		default:
+			out = append(out, strings.TrimPrefix(strings.TrimPrefix(n, "x-ms-exchange-"), "x-ms-"))
+		}
+	}
+	if cp > 0 {
+		out = append([]string{fmt.Sprintf("CrossPremises×%d", cp)}, out...)
+	}
+	return strings.Join(out, ", ")
+}
+
+// freeAddr returns a loopback address with a port that was free just now.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// lineLog keeps the relay's JSON log lines so the demo can report what the
+// return leg restored.
+type lineLog struct {
+	mu    sync.Mutex
+	lines [][]byte
+}
+
+func (l *lineLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, bytes.Clone(p))
+	return len(p), nil
+}
+
+// lastRestored returns the restored field names of the newest return-leg
+// message line.
+func (l *lineLog) lastRestored() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.lines) - 1; i >= 0; i-- {
+		var e struct {
+			Leg      string   `json:"leg"`
+			Message  string   `json:"message"`
+			Restored []string `json:"restored"`
+		}
+		if json.Unmarshal(l.lines[i], &e) == nil && e.Leg == "return" && e.Message == "message" {
+			return e.Restored
+		}
+	}
+	return nil
+}

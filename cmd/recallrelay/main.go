@@ -1,0 +1,149 @@
+// Command recallrelay runs the relay that keeps Microsoft 365 mail internal
+// and recallable across a round trip through a third-party mail service.
+//
+//	recallrelay serve --config FILE    run the relay
+//	recallrelay check --config FILE    validate a configuration and explain it
+//	recallrelay demo                   run a complete round trip in-process
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/recallrelay/recallrelay/relay"
+)
+
+const usage = `recallrelay keeps Microsoft 365 mail internal and recallable across a
+round trip through a signature or scanning service.
+
+Usage:
+  recallrelay serve --config FILE [--grace 30s]
+  recallrelay check --config FILE
+  recallrelay demo [--messages DIR] [--verbose]
+
+Commands:
+  serve   run the tenant and return listeners
+  check   validate a configuration file and print what it configures
+  demo    start the relay, a fake tenant and a fake vendor in this process,
+          send realistic Exchange messages round the loop and show what the
+          vendor broke and what the relay restored (no Redis, no config)
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = cmdServe(args[1:], stderr)
+	case "check":
+		err = cmdCheck(args[1:], stdout)
+	case "demo":
+		err = cmdDemo(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "recallrelay: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "recallrelay %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "recallrelay %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+type usageError struct{ error }
+
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
+
+func cmdCheck(args []string, stdout io.Writer) error {
+	fs := newFlags("check")
+	path := fs.String("config", "", "configuration file")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return usageError{errors.New("--config FILE is required")}
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: valid\n\n%s", *path, cfg.Explain())
+	return nil
+}
+
+func cmdServe(args []string, stderr io.Writer) error {
+	fs := newFlags("serve")
+	path := fs.String("config", "", "configuration file")
+	grace := fs.Duration("grace", 30*time.Second, "how long SIGTERM waits for open transactions")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return usageError{errors.New("--config FILE is required")}
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	st, err := openStore(cfg.Store)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer st.Close()
+	rc, err := relayConfig(cfg, st, log)
+	if err != nil {
+		return err
+	}
+	r, err := relay.New(rc)
+	if err != nil {
+		return err
+	}
+	if err := r.Start(); err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	log.Info().Str("signal", s.String()).Dur("grace", *grace).Msg("shutting down")
+	ctx, cancel := context.WithTimeout(context.Background(), *grace)
+	defer cancel()
+	return r.Shutdown(ctx)
+}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/recallrelay/recallrelay/config"
+	"github.com/recallrelay/recallrelay/headers"
+	"github.com/recallrelay/recallrelay/relay"
+	"github.com/recallrelay/recallrelay/store"
+)
+
+// loadConfig reads, overrides from the environment and validates.
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ApplyEnv(os.LookupEnv)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	return cfg, nil
+}
+
+// newLogger builds the process logger from the log section.
+func newLogger(c config.Log, w io.Writer) zerolog.Logger {
+	if c.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	lvl, err := zerolog.ParseLevel(c.Level)
+	if err != nil || c.Level == "" {
+		lvl = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// closingStore is a relay.Store that must be closed at exit.
+type closingStore interface {
+	relay.Store
+	Close() error
+}
+
+// openStore opens Redis when configured, else the embedded store.
+func openStore(c config.Store) (closingStore, error) {
+	if c.Embedded() {
+		return store.OpenBolt(store.BoltConfig{Path: filepath.Join(c.DataDir, "records.db")})
+	}
+	r := c.Redis
+	var rc store.RedisConfig
+	if r.URL != "" {
+		var err error
+		if rc, err = store.ParseRedisURL(string(r.URL)); err != nil {
+			return nil, fmt.Errorf("store.redis.url: %w", err)
+		}
+	} else {
+		rc = store.RedisConfig{Addrs: r.Addrs, DB: r.DB}
+	}
+	if r.MasterName != "" {
+		rc.MasterName = r.MasterName
+	}
+	if r.Username != "" {
+		rc.Username = r.Username
+	}
+	if r.Password != "" {
+		rc.Password = string(r.Password)
+	}
+	rc.KeyPrefix = r.KeyPrefix
+	if r.TLS && rc.TLS == nil {
+		rc.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	to := time.Duration(r.Timeout)
+	rc.DialTimeout, rc.ReadTimeout, rc.WriteTimeout = to, to, to
+	return store.NewRedis(rc)
+}
+
+// relayConfig maps a validated configuration onto relay.Config.
+func relayConfig(cfg *config.Config, st relay.Store, log zerolog.Logger) (relay.Config, error) {
+	rc := relay.Config{
+		Hostname:     cfg.Hostname,
+		Store:        st,
+		RefHeader:    cfg.Reference.Header,
+		NoReceived:   !cfg.Headers.Received,
+		RecordTTL:    time.Duration(cfg.Store.RecordTTL),
+		Log:          log,
+		StoreTimeout: 5 * time.Second,
+	}
+	var keys []headers.Key
+	for _, k := range cfg.Reference.Keys {
+		b, err := k.Bytes()
+		if err != nil {
+			return rc, fmt.Errorf("reference key %s: %w", k.ID, err)
+		}
+		keys = append(keys, headers.Key{ID: k.ID, Secret: b})
+	}
+	signer, err := headers.NewSigner(headers.SignerConfig{SigningKey: cfg.Reference.SigningKey, Keys: keys})
+	if err != nil {
+		return rc, err
+	}
+	rc.Signer = signer
+
+	capture, err := headers.NewMatcher(cfg.Headers.Capture)
+	if err != nil {
+		return rc, fmt.Errorf("headers.capture: %w", err)
+	}
+	restore, err := headers.NewMatcher(cfg.Headers.Restore)
+	if err != nil {
+		return rc, fmt.Errorf("headers.restore: %w", err)
+	}
+	rc.Capture, rc.Restore = &capture, &restore
+	marker, err := headers.NewField(cfg.Headers.LoopMarker.Name, cfg.Headers.LoopMarker.Value)
+	if err != nil {
+		return rc, fmt.Errorf("headers.loop_marker: %w", err)
+	}
+	rc.LoopMarker = &marker
+	if cfg.ReturnWithoutRecord == config.ReturnStrip {
+		rc.WithoutRecord = relay.StripUnrecorded
+	}
+
+	if rc.Tenant, err = listenerConfig(cfg.Listeners.Tenant); err != nil {
+		return rc, fmt.Errorf("listeners.tenant: %w", err)
+	}
+	if rc.Return, err = listenerConfig(cfg.Listeners.Return); err != nil {
+		return rc, fmt.Errorf("listeners.return: %w", err)
+	}
+	for i, v := range cfg.Vendors {
+		if v.Name != cfg.DefaultVendor {
+			continue
+		}
+		if rc.Vendor, err = nextHop(v.Name, v.Address, v.Client); err != nil {
+			return rc, fmt.Errorf("vendors[%d]: %w", i, err)
+		}
+	}
+	if rc.Target, err = nextHop("tenant", cfg.Tenant.Address, cfg.Tenant.Client); err != nil {
+		return rc, fmt.Errorf("tenant: %w", err)
+	}
+	return rc, nil
+}
+
+func listenerConfig(l config.Listener) (relay.ListenerConfig, error) {
+	lc := relay.ListenerConfig{
+		Addr:            l.Listen,
+		MaxMessageBytes: int64(l.MaxMessageSize),
+		MaxHeaderBytes:  int(l.MaxHeaderSize),
+		MaxRecipients:   l.MaxRecipients,
+		MaxLineLength:   l.MaxLineLength,
+		CommandTimeout:  time.Duration(l.CommandTimeout),
+		DataTimeout:     time.Duration(l.DataTimeout),
+	}
+	if l.BareLineEndings == config.BareLineNormalize {
+		lc.BareLineEndings = relay.NormalizeBare
+	}
+	if l.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(l.TLS.CertFile, l.TLS.KeyFile)
+		if err != nil {
+			return lc, fmt.Errorf("tls: %w", err)
+		}
+		lc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return lc, nil
+}
+
+func nextHop(name, addr string, c config.Client) (relay.NextHop, error) {
+	h := relay.NextHop{
+		Name:           name,
+		Address:        addr,
+		Helo:           c.HELO,
+		ConnectTimeout: time.Duration(c.ConnectTimeout),
+		CommandTimeout: time.Duration(c.CommandTimeout),
+		DataTimeout:    time.Duration(c.DataTimeout),
+		FinalTimeout:   time.Duration(c.FinalTimeout),
+	}
+	switch c.StartTLS {
+	case config.StartTLSOff:
+		h.StartTLS = relay.TLSOff
+	case config.StartTLSRequired:
+		h.StartTLS = relay.TLSRequired
+	default:
+		h.StartTLS = relay.TLSOpportunistic
+	}
+	tc := &tls.Config{ServerName: c.TLSServerName, InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if c.ClientCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.ClientCertFile, c.ClientKeyFile)
+		if err != nil {
+			return h, fmt.Errorf("client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return h, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return h, fmt.Errorf("ca_file %s: no PEM certificates", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	h.TLS = tc
+	return h, nil
+}

@@ -1,0 +1,438 @@
+// Package config is the model of recallrelay's YAML configuration file.
+//
+// It decodes the file strictly (unknown keys are errors that name their line),
+// fills in defaults, applies environment overrides for secrets and validates
+// the result, explaining each problem with the path of the offending field:
+//
+//	listeners.return.tls.cert_file: open /x.pem: no such file or directory (line 31)
+//
+// The package starts nothing; the relay maps a validated Config into its own
+// settings. The usual sequence is
+//
+//	cfg, err := config.Load(path)     // or config.Default() without a file
+//	...
+//	cfg.ApplyEnv(os.LookupEnv)
+//	if err := cfg.Validate(); err != nil { ... }
+//
+// Secrets (Redis password, reference key material) are held in types that
+// redact themselves when printed, logged or marshalled; no error message and
+// no summary produced by this package contains one.
+package config
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/recallrelay/recallrelay/headers"
+)
+
+// Config is the whole configuration file. The YAML key of each field is in
+// its struct tag; the example file deploy/recallrelay.example.yaml documents
+// every one of them for administrators.
+type Config struct {
+	// Hostname is this relay's name in the SMTP greeting, in EHLO and in
+	// Received fields. Default: os.Hostname().
+	Hostname string `yaml:"hostname"`
+	// Log selects log verbosity and encoding.
+	Log Log `yaml:"log"`
+	// Store is where origin records are kept between the two legs.
+	Store Store `yaml:"store"`
+	// Reference configures the signed reference header.
+	Reference Reference `yaml:"reference"`
+	// Headers selects what is recorded and restored.
+	Headers Headers `yaml:"headers"`
+	// Listeners are the two SMTP servers of the relay.
+	Listeners Listeners `yaml:"listeners"`
+	// Vendors are the third-party services mail is relayed to. At least one.
+	Vendors []Vendor `yaml:"vendors"`
+	// DefaultVendor is the name of the vendor that gets mail no rule sends
+	// elsewhere. Default: the first vendor.
+	DefaultVendor string `yaml:"default_vendor"`
+	// Tenant is where mail returning from a vendor is delivered: the Microsoft
+	// 365 tenant's MX endpoint.
+	Tenant Tenant `yaml:"tenant"`
+	// ReturnWithoutRecord decides what happens to mail arriving from a vendor
+	// whose reference is missing, invalid or names no stored record.
+	// Default: ReturnReject.
+	ReturnWithoutRecord ReturnPolicy `yaml:"return_without_record"`
+
+	// src locates fields in the parsed file for error messages; nil for a
+	// Config that was not parsed. A pointer, so that fmt prints an address.
+	src *fileInfo
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is one of debug, info, warn, error. Default: info.
+	Level string `yaml:"level"`
+	// Format is json (one object per line) or console (human-readable).
+	// Default: json.
+	Format string `yaml:"format"`
+}
+
+// Store configures the origin record store.
+type Store struct {
+	// Redis selects a shared Redis store. When neither Redis.URL nor
+	// Redis.Addrs is set, the embedded store in DataDir is used.
+	Redis Redis `yaml:"redis"`
+	// DataDir is the embedded store's directory; its database file is
+	// records.db inside. Default: ./data.
+	DataDir string `yaml:"data_dir"`
+	// RecordTTL is how long a record is kept waiting for the message to come
+	// back from the vendor. At least one minute. Default: 72h.
+	RecordTTL Duration `yaml:"record_ttl"`
+}
+
+// Embedded reports whether the embedded store is selected, i.e. no Redis
+// location is configured.
+func (s Store) Embedded() bool { return !s.Redis.Enabled() }
+
+// Redis locates a Redis deployment. Either URL or Addrs is set, not both.
+// Several Addrs select Redis Cluster, unless MasterName selects Sentinel
+// (then Addrs are the sentinels); this is go-redis's UniversalOptions rule.
+type Redis struct {
+	// URL is a redis://, rediss:// or unix:// URL as go-redis's ParseURL
+	// understands it. It may carry a password; it is redacted when printed.
+	// Overridden by the environment variable RECALLRELAY_REDIS_URL.
+	URL URL `yaml:"url"`
+	// Addrs are host:port addresses of Redis nodes or sentinels.
+	Addrs []string `yaml:"addrs"`
+	// MasterName is the Sentinel master name; set it only with Sentinel.
+	MasterName string `yaml:"master_name"`
+	// Username is the ACL user name; empty for the default user.
+	Username string `yaml:"username"`
+	// Password authenticates to Redis. It overrides a password in URL.
+	// Prefer the environment variable RECALLRELAY_REDIS_PASSWORD.
+	Password Secret `yaml:"password"`
+	// DB is the database number for Addrs (Cluster has only database 0); with
+	// URL the database is the URL's path.
+	DB int `yaml:"db"`
+	// KeyPrefix is prepended to every key the relay writes. Default: rr.
+	KeyPrefix string `yaml:"key_prefix"`
+	// TLS enables TLS to Redis (a rediss:// URL enables it too).
+	TLS bool `yaml:"tls"`
+	// Timeout bounds dialling, each read and each write. Default: 2s.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Enabled reports whether a Redis location is configured.
+func (r Redis) Enabled() bool { return r.URL != "" || len(r.Addrs) > 0 }
+
+// Reference configures the reference header that ties a returning message
+// to its origin record.
+type Reference struct {
+	// Header is the header field name. Default: X-RecallRelay-Ref.
+	Header string `yaml:"header"`
+	// SigningKey is the ID of the key that signs new references; it must be
+	// one of Keys. Default: the first key.
+	SigningKey string `yaml:"signing_key"`
+	// Keys verify references. Keep a retired key listed until every
+	// reference it signed has expired (store.record_ttl plus vendor delay).
+	Keys []Key `yaml:"keys"`
+}
+
+// Key is one reference signing key. Exactly one of Secret, SecretFile and
+// SecretEnv supplies its material, unless the environment variable named by
+// KeyEnv(ID) does (see Config.ApplyEnv). Material is at least 32 bytes after
+// decoding. Key never prints its secret: see String.
+type Key struct {
+	// ID names the key inside every reference it signs: 1 to 32 of
+	// [A-Za-z0-9_-].
+	ID string `yaml:"id"`
+	// Secret is the key material: "base64:" followed by standard base64, or
+	// plain text used as is.
+	Secret Secret `yaml:"secret"`
+	// SecretFile is a file holding the material in the notation of Secret;
+	// trailing line breaks are ignored.
+	SecretFile string `yaml:"secret_file"`
+	// SecretEnv is an environment variable holding the material in the
+	// notation of Secret; ApplyEnv reads it.
+	SecretEnv string `yaml:"secret_env"`
+	// Ephemeral marks the key that Default generates at random when no key
+	// is configured. It is only for a demonstration: it lives in this process
+	// alone, so a restart (or a second relay) cannot verify the references it
+	// signed, and mail returning after a restart has no record.
+	Ephemeral bool `yaml:"-"`
+
+	// env holds the value of SecretEnv as looked up by ApplyEnv; nil until
+	// then. A pointer, so that fmt prints an address, never the value.
+	env *envValue
+}
+
+// Headers selects which header fields are recorded and restored.
+type Headers struct {
+	// Capture lists the field names (or prefixes ending in "*") recorded on
+	// the way out. Default: headers.DefaultCapture.
+	Capture []string `yaml:"capture"`
+	// Restore lists the fields put back exactly as recorded on the way in.
+	// Each must be covered by Capture. Default: headers.DefaultRestore.
+	Restore []string `yaml:"restore"`
+	// LoopMarker is the field added to mail delivered back to the tenant, so
+	// that the tenant's transport rule does not route it out again.
+	LoopMarker LoopMarker `yaml:"loop_marker"`
+	// Received adds a Received trace field on each leg. Default: true.
+	Received bool `yaml:"received"`
+}
+
+// LoopMarker is a header field (name and value).
+type LoopMarker struct {
+	// Name defaults to X-RecallRelay-Processed.
+	Name string `yaml:"name"`
+	// Value defaults to "true".
+	Value string `yaml:"value"`
+}
+
+// Listeners are the relay's two SMTP servers.
+type Listeners struct {
+	// Tenant receives mail from the tenant's outbound connector.
+	Tenant Listener `yaml:"tenant"`
+	// Return receives mail coming back from vendors.
+	Return Listener `yaml:"return"`
+}
+
+// Listener configures one SMTP server.
+type Listener struct {
+	// Listen is the host:port to listen on (empty host: every interface).
+	// Required.
+	Listen string `yaml:"listen"`
+	// MaxMessageSize is the largest message accepted. Default: 150MB, the
+	// Exchange Online limit.
+	MaxMessageSize ByteSize `yaml:"max_message_size"`
+	// MaxHeaderSize is the largest header section accepted. Default: 1MiB.
+	MaxHeaderSize ByteSize `yaml:"max_header_size"`
+	// MaxRecipients is the most RCPT TO per transaction. Default: 1000.
+	MaxRecipients int `yaml:"max_recipients"`
+	// MaxLineLength is the longest command or text line, in bytes, at least
+	// RFC 5321's 1000. Default: 2000.
+	MaxLineLength int `yaml:"max_line_length"`
+	// CommandTimeout is how long the server waits for the next command.
+	// Default: 5m.
+	CommandTimeout Duration `yaml:"command_timeout"`
+	// DataTimeout is how long the server waits between two reads during
+	// DATA or BDAT; it does not bound the whole transfer. Default: 5m.
+	DataTimeout Duration `yaml:"data_timeout"`
+	// BareLineEndings is what to do with a CR or LF not part of CRLF in
+	// message data. Default: BareLineReject.
+	BareLineEndings BareLineEndings `yaml:"bare_line_endings"`
+	// TLS offers STARTTLS.
+	TLS ListenerTLS `yaml:"tls"`
+}
+
+// ListenerTLS configures STARTTLS on a listener.
+type ListenerTLS struct {
+	// CertFile is a PEM certificate chain; set with KeyFile, or neither.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key of CertFile.
+	KeyFile string `yaml:"key_file"`
+	// Require refuses MAIL before STARTTLS. Needs CertFile and KeyFile.
+	Require bool `yaml:"require"`
+}
+
+// Vendor is a third-party service the relay hands mail to.
+type Vendor struct {
+	// Name identifies the vendor in rules and logs: [a-z0-9-]+, unique.
+	Name string `yaml:"name"`
+	// Address is the vendor's SMTP host:port. Required.
+	Address string `yaml:"address"`
+	// Client configures the SMTP client towards the vendor.
+	Client `yaml:",inline"`
+}
+
+// Tenant is the delivery target for returning mail.
+type Tenant struct {
+	// Address is host:port, typically
+	// <tenant>.mail.protection.outlook.com:25. Required.
+	Address string `yaml:"address"`
+	// Client configures the SMTP client towards the tenant. Exchange's
+	// inbound connector identifies the relay by ClientCertFile.
+	Client `yaml:",inline"`
+}
+
+// Client configures an outgoing SMTP connection.
+type Client struct {
+	// HELO is the name sent in EHLO. Default: Config.Hostname.
+	HELO string `yaml:"helo"`
+	// StartTLS is the STARTTLS policy. Default: StartTLSOpportunistic.
+	StartTLS StartTLSMode `yaml:"starttls"`
+	// TLSServerName is the name verified in the server's certificate.
+	// Default: the host of the address.
+	TLSServerName string `yaml:"tls_server_name"`
+	// InsecureSkipVerify accepts any server certificate.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// ClientCertFile is a PEM certificate chain presented to the server
+	// (mutual TLS); set with ClientKeyFile, or neither.
+	ClientCertFile string `yaml:"client_cert_file"`
+	// ClientKeyFile is the PEM private key of ClientCertFile.
+	ClientKeyFile string `yaml:"client_key_file"`
+	// CAFile is a PEM bundle of roots trusted instead of the system's.
+	CAFile string `yaml:"ca_file"`
+	// ConnectTimeout bounds dialling and the greeting. Default: 30s.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// CommandTimeout bounds the wait for each command reply. Default: 5m.
+	CommandTimeout Duration `yaml:"command_timeout"`
+	// DataTimeout bounds each write while streaming message data.
+	// Default: 5m.
+	DataTimeout Duration `yaml:"data_timeout"`
+	// FinalTimeout bounds the wait for the reply to the end of data.
+	// Default: 10m.
+	FinalTimeout Duration `yaml:"final_timeout"`
+}
+
+// StartTLSMode is an SMTP client's STARTTLS policy.
+type StartTLSMode string
+
+// STARTTLS policies.
+const (
+	// StartTLSOff never uses STARTTLS.
+	StartTLSOff StartTLSMode = "off"
+	// StartTLSOpportunistic uses STARTTLS when the server offers it.
+	StartTLSOpportunistic StartTLSMode = "opportunistic"
+	// StartTLSRequired fails delivery when STARTTLS is not available.
+	StartTLSRequired StartTLSMode = "required"
+)
+
+// BareLineEndings is a listener's policy for bare CR or LF in message data.
+type BareLineEndings string
+
+// Bare line ending policies.
+const (
+	// BareLineReject rejects the message.
+	BareLineReject BareLineEndings = "reject"
+	// BareLineNormalize converts bare line endings to CRLF.
+	BareLineNormalize BareLineEndings = "normalize"
+)
+
+// ReturnPolicy is what the return leg does with a message that has no
+// usable origin record.
+type ReturnPolicy string
+
+// Return policies.
+const (
+	// ReturnReject refuses the message with 550 5.7.1.
+	ReturnReject ReturnPolicy = "reject"
+	// ReturnStrip delivers it with every organization header removed, so
+	// that the tenant treats it as external mail.
+	ReturnStrip ReturnPolicy = "strip"
+)
+
+// Default values.
+const (
+	DefaultDataDir         = "./data"
+	DefaultRecordTTL       = 72 * time.Hour
+	DefaultRefHeader       = "X-RecallRelay-Ref"
+	DefaultLoopMarkerName  = "X-RecallRelay-Processed"
+	DefaultLoopMarkerValue = "true"
+	DefaultMaxMessageSize  = 150 * MB
+	DefaultMaxHeaderSize   = 1 * MiB
+	DefaultMaxRecipients   = 1000
+	DefaultMaxLineLength   = 2000
+	DefaultRedisKeyPrefix  = "rr"
+	DefaultRedisTimeout    = 2 * time.Second
+)
+
+// minKeyBytes is the shortest reference key secret; it matches the minimum
+// the headers package's Signer enforces.
+const minKeyBytes = 32
+
+// Default returns a configuration that runs without a file: the embedded
+// store in ./data, the tenant listener on 127.0.0.1:2525 and the return
+// listener on 127.0.0.1:2526, one vendor "vendor" at 127.0.0.1:10025, the
+// tenant target at 127.0.0.1:10026 and a random Ephemeral signing key.
+func Default() *Config {
+	c := base()
+	c.Listeners.Tenant.Listen = "127.0.0.1:2525"
+	c.Listeners.Return.Listen = "127.0.0.1:2526"
+	c.Vendors = []Vendor{{Name: "vendor", Address: "127.0.0.1:10025", Client: defaultClient()}}
+	c.Tenant.Address = "127.0.0.1:10026"
+
+	secret := make([]byte, minKeyBytes)
+	rand.Read(secret) // never fails (crypto/rand documentation)
+	c.Reference.Keys = []Key{{
+		ID:        "ephemeral",
+		Secret:    Secret("base64:" + base64.StdEncoding.EncodeToString(secret)),
+		Ephemeral: true,
+	}}
+	c.derive()
+	return c
+}
+
+// derive fills the defaults that depend on other fields.
+func (c *Config) derive() {
+	for i := range c.Vendors {
+		if c.Vendors[i].HELO == "" {
+			c.Vendors[i].HELO = c.Hostname
+		}
+	}
+	if c.Tenant.HELO == "" {
+		c.Tenant.HELO = c.Hostname
+	}
+	if c.DefaultVendor == "" && len(c.Vendors) > 0 {
+		c.DefaultVendor = c.Vendors[0].Name
+	}
+	if c.Reference.SigningKey == "" && len(c.Reference.Keys) > 0 {
+		c.Reference.SigningKey = c.Reference.Keys[0].ID
+	}
+}
+
+// base returns every default that does not stand in for a required field:
+// what a configuration file is decoded over.
+func base() *Config {
+	return &Config{
+		Hostname: defaultHostname(),
+		Log:      Log{Level: "info", Format: "json"},
+		Store: Store{
+			Redis: Redis{
+				KeyPrefix: DefaultRedisKeyPrefix,
+				Timeout:   Duration(DefaultRedisTimeout),
+			},
+			DataDir:   DefaultDataDir,
+			RecordTTL: Duration(DefaultRecordTTL),
+		},
+		Reference: Reference{Header: DefaultRefHeader},
+		Headers: Headers{
+			Capture:    slices.Clone(headers.DefaultCapture),
+			Restore:    slices.Clone(headers.DefaultRestore),
+			LoopMarker: LoopMarker{Name: DefaultLoopMarkerName, Value: DefaultLoopMarkerValue},
+			Received:   true,
+		},
+		Listeners: Listeners{
+			Tenant: defaultListener(),
+			Return: defaultListener(),
+		},
+		Tenant:              Tenant{Client: defaultClient()},
+		ReturnWithoutRecord: ReturnReject,
+	}
+}
+
+func defaultListener() Listener {
+	return Listener{
+		MaxMessageSize:  DefaultMaxMessageSize,
+		MaxHeaderSize:   DefaultMaxHeaderSize,
+		MaxRecipients:   DefaultMaxRecipients,
+		MaxLineLength:   DefaultMaxLineLength,
+		CommandTimeout:  Duration(5 * time.Minute),
+		DataTimeout:     Duration(5 * time.Minute),
+		BareLineEndings: BareLineReject,
+	}
+}
+
+func defaultClient() Client {
+	return Client{
+		StartTLS:       StartTLSOpportunistic,
+		ConnectTimeout: Duration(30 * time.Second),
+		CommandTimeout: Duration(5 * time.Minute),
+		DataTimeout:    Duration(5 * time.Minute),
+		FinalTimeout:   Duration(10 * time.Minute),
+	}
+}
+
+func defaultHostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}

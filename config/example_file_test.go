@@ -1,0 +1,104 @@
+package config
+
+import (
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const exampleFile = "../deploy/recallrelay.example.yaml"
+
+// exampleEnv supplies the secret the example file takes from the environment.
+var exampleEnv = map[string]string{"RECALLRELAY_REF_SECRET_K1": "base64:" + strings.Repeat("QUFB", 11)}
+
+func TestExampleFileValidates(t *testing.T) {
+	c, err := Load(exampleFile)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	c.ApplyEnv(mapEnv(exampleEnv))
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate:\n%v", err)
+	}
+	if c.Tenant.Address != "contoso-com.mail.protection.outlook.com:25" || c.Tenant.StartTLS != StartTLSRequired ||
+		c.DefaultVendor != "signatures" || c.Reference.SigningKey != "k1" || !c.Store.Embedded() {
+		t.Errorf("example file decoded unexpectedly:\n%s", c.Explain())
+	}
+
+	// Its key secret really comes from the environment.
+	c, _ = Load(exampleFile)
+	c.ApplyEnv(noEnv)
+	assertOnlyError(t, c.Validate(), "reference.keys[0].secret_env", "RECALLRELAY_REF_SECRET_K1 is not set")
+}
+
+// TestExampleFileIsComplete checks that the example shows every field of the
+// schema, so that it stays the reference for administrators.
+func TestExampleFileIsComplete(t *testing.T) {
+	c, err := Load(exampleFile)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	paths := schemaPaths(reflect.TypeOf(Config{}), "")
+	if len(paths) < 60 {
+		t.Fatalf("schema walk found only %d fields: %v", len(paths), paths)
+	}
+	for _, p := range paths {
+		if !c.src.has(p) {
+			t.Errorf("example file lacks %s", p)
+		}
+	}
+}
+
+// schemaPaths lists the path of every leaf field below t, with list elements
+// as [0].
+func schemaPaths(t reflect.Type, prefix string) []string {
+	var out []string
+	for _, f := range yamlFieldsOf(t) {
+		ft := t.Field(f.index).Type
+		if f.inline {
+			out = append(out, schemaPaths(ft, prefix)...)
+			continue
+		}
+		p := f.key
+		if prefix != "" {
+			p = prefix + "." + f.key
+		}
+		switch {
+		case ft.Kind() == reflect.Struct:
+			out = append(out, schemaPaths(ft, p)...)
+		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+			out = append(out, schemaPaths(ft.Elem(), p+"["+strconv.Itoa(0)+"]")...)
+		default:
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func TestExplain(t *testing.T) {
+	c, err := Load(exampleFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Reference.Keys = append(c.Reference.Keys, Key{ID: "k0", Secret: Secret(strings.Repeat("z", 32))})
+	c.Store.Redis.Addrs = []string{"r1:6379", "r2:6379"}
+	got := c.Explain()
+	for _, want := range []string{
+		"configuration: " + exampleFile,
+		"tenant listener: 0.0.0.0:25, no TLS, max message 150MB",
+		"return listener: 0.0.0.0:2526",
+		"store: Redis Cluster r1:6379, r2:6379 (key prefix \"rr\"), records kept 72h",
+		"reference: header X-RecallRelay-Ref, signing key k1, verifying keys k1, k0",
+		"vendor signatures (default): smtp.vendor.example:25, STARTTLS opportunistic",
+		"tenant: contoso-com.mail.protection.outlook.com:25, STARTTLS required",
+		"return without record: reject",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Explain lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, strings.Repeat("z", 32)) {
+		t.Error("Explain shows a key secret")
+	}
+}

@@ -1,0 +1,108 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// Explain returns a short human-readable summary of c, one topic per line:
+// listeners, store, reference keys (by ID only), vendors, tenant target and
+// return policy. It never contains a secret; a Redis URL appears with its
+// password redacted.
+func (c *Config) Explain() string {
+	var b strings.Builder
+	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+
+	if c.src != nil {
+		line("configuration: %s", c.src.name)
+	}
+	line("hostname: %s", c.Hostname)
+	line("log: %s, %s", c.Log.Level, c.Log.Format)
+	line("tenant listener: %s", explainListener(&c.Listeners.Tenant))
+	line("return listener: %s", explainListener(&c.Listeners.Return))
+
+	s := &c.Store
+	if s.Embedded() {
+		line("store: embedded, %s, records kept %s", filepath.Join(s.DataDir, "records.db"), s.RecordTTL)
+	} else {
+		r := &s.Redis
+		where := r.URL.String()
+		if where == "" {
+			kind := "Redis"
+			switch {
+			case r.MasterName != "":
+				kind = "Redis Sentinel (master " + r.MasterName + ")"
+			case len(r.Addrs) > 1:
+				kind = "Redis Cluster"
+			}
+			where = kind + " " + strings.Join(r.Addrs, ", ")
+			if r.DB != 0 {
+				where += fmt.Sprintf(" db %d", r.DB)
+			}
+		}
+		auth := ""
+		if r.Password != "" {
+			auth = ", password set"
+		}
+		tlsOn := ""
+		if r.TLS {
+			tlsOn = ", TLS"
+		}
+		line("store: %s (key prefix %q%s%s), records kept %s", where, r.KeyPrefix, tlsOn, auth, s.RecordTTL)
+	}
+
+	ids := make([]string, len(c.Reference.Keys))
+	ephemeral := ""
+	for i, k := range c.Reference.Keys {
+		ids[i] = k.ID
+		if k.Ephemeral {
+			ephemeral = "; WARNING: ephemeral key, references do not survive a restart"
+		}
+	}
+	line("reference: header %s, signing key %s, verifying keys %s%s",
+		c.Reference.Header, c.Reference.SigningKey, strings.Join(ids, ", "), ephemeral)
+	line("headers: capture %d patterns, restore %d, loop marker %s: %s, Received %s",
+		len(c.Headers.Capture), len(c.Headers.Restore), c.Headers.LoopMarker.Name, c.Headers.LoopMarker.Value, onOff(c.Headers.Received))
+
+	for _, v := range c.Vendors {
+		def := ""
+		if v.Name == c.DefaultVendor {
+			def = " (default)"
+		}
+		line("vendor %s%s: %s, %s", v.Name, def, v.Address, explainClient(&v.Client))
+	}
+	line("tenant: %s, %s", c.Tenant.Address, explainClient(&c.Tenant.Client))
+	line("return without record: %s", c.ReturnWithoutRecord)
+	return b.String()
+}
+
+func explainListener(l *Listener) string {
+	t := "no TLS"
+	switch {
+	case l.TLS.CertFile != "" && l.TLS.Require:
+		t = "STARTTLS required"
+	case l.TLS.CertFile != "":
+		t = "STARTTLS offered"
+	}
+	return fmt.Sprintf("%s, %s, max message %s, max %d recipients, bare line endings: %s",
+		l.Listen, t, l.MaxMessageSize, l.MaxRecipients, l.BareLineEndings)
+}
+
+func explainClient(cl *Client) string {
+	s := "STARTTLS " + string(cl.StartTLS)
+	if cl.InsecureSkipVerify {
+		s += " (certificate not verified)"
+	}
+	if cl.ClientCertFile != "" {
+		s += ", client certificate " + cl.ClientCertFile
+	}
+	return s + ", EHLO " + cl.HELO
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}

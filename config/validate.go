@@ -1,0 +1,501 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/recallrelay/recallrelay/headers"
+)
+
+// FieldError is one problem with one field.
+type FieldError struct {
+	// Path is the field's YAML path: keys joined by ".", list indexes in
+	// brackets, as in "listeners.return.tls.cert_file" or "vendors[1].name".
+	// Empty for a problem with the file as a whole.
+	Path string
+	// Line is the field's line in the parsed file, or the line of its
+	// closest ancestor present there; 0 when unknown (e.g. for a Config that
+	// was not parsed).
+	Line int
+	// Msg explains the problem; it never contains a secret.
+	Msg string
+}
+
+// Error formats e as "path: msg (line N)".
+func (e FieldError) Error() string {
+	s := e.Msg
+	if e.Path != "" {
+		s = e.Path + ": " + s
+	}
+	if e.Line > 0 {
+		s += " (line " + strconv.Itoa(e.Line) + ")"
+	}
+	return s
+}
+
+// ValidationErrors lists every problem found, in the order of the schema.
+type ValidationErrors []FieldError
+
+// Error lists the problems, one per line.
+func (es ValidationErrors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap returns the FieldErrors, for errors.As.
+func (es ValidationErrors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+// Validate checks c and returns a ValidationErrors listing every problem, or
+// nil. It reads the files c names (certificates, keys, secret files) to
+// check that they are usable. Call ApplyEnv first.
+func (c *Config) Validate() error {
+	v := &validator{src: c.src}
+	v.hostname("hostname", c.Hostname)
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "json", "console")
+	v.store(&c.Store)
+	v.reference(&c.Reference)
+	v.headers(&c.Headers, c.Reference.Header)
+	v.listener("listeners.tenant", &c.Listeners.Tenant)
+	v.listener("listeners.return", &c.Listeners.Return)
+	if sameListenAddr(c.Listeners.Tenant.Listen, c.Listeners.Return.Listen) {
+		v.add("listeners.return.listen", "%s overlaps listeners.tenant.listen %s: the two listeners need different addresses",
+			c.Listeners.Return.Listen, c.Listeners.Tenant.Listen)
+	}
+	v.vendors(c)
+	v.hostPort("tenant.address", c.Tenant.Address, false)
+	v.client("tenant", &c.Tenant.Client)
+	v.notOwnListener("tenant.address", c.Tenant.Address, c)
+	v.oneOf("return_without_record", string(c.ReturnWithoutRecord), string(ReturnReject), string(ReturnStrip))
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return v.errs
+}
+
+type validator struct {
+	src  *fileInfo
+	errs ValidationErrors
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	v.errs = append(v.errs, FieldError{Path: path, Line: v.src.lineOf(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) oneOf(path, val string, allowed ...string) {
+	if !slices.Contains(allowed, val) {
+		v.add(path, "%q is not one of %s", val, strings.Join(allowed, ", "))
+	}
+}
+
+func (v *validator) positiveDuration(path string, d Duration) {
+	if d <= 0 {
+		v.add(path, "must be a positive duration, not %s", d)
+	}
+}
+
+func (v *validator) store(s *Store) {
+	if s.RecordTTL < Duration(time.Minute) {
+		v.add("store.record_ttl", "%s is too short: at least 1m (records must outlive the vendor's processing and queueing)", s.RecordTTL)
+	}
+	r := &s.Redis
+	if r.MasterName != "" && len(r.Addrs) == 0 {
+		v.add("store.redis.master_name", "needs store.redis.addrs (the Sentinel addresses)")
+	}
+	if !r.Enabled() {
+		if s.DataDir == "" {
+			v.add("store.data_dir", "required for the embedded store (no store.redis.url or store.redis.addrs is set)")
+		} else if fi, err := os.Stat(s.DataDir); err == nil && !fi.IsDir() {
+			v.add("store.data_dir", "%s is not a directory", s.DataDir)
+		}
+		return
+	}
+	switch {
+	case r.URL != "" && len(r.Addrs) > 0:
+		v.add("store.redis", "url and addrs are exclusive: set one of them")
+	case r.URL != "":
+		if p, err := url.Parse(string(r.URL)); err == nil && misplacedAt(p) {
+			v.add("store.redis.url", "\"@\" outside the user info: percent-encode reserved characters such as / and @ in the password, or set the password apart in store.redis.password")
+		} else if _, err := redis.ParseURL(string(r.URL)); err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				// The parser's message quotes parts of the URL, and a password
+				// containing "/" or "@" is split into them: say nothing of it.
+				v.add("store.redis.url", "not a valid URL (percent-encode reserved characters such as / and @ in the password, or set the password apart in store.redis.password)")
+			} else {
+				v.add("store.redis.url", "invalid Redis URL: %v", err)
+			}
+		}
+		if r.DB != 0 {
+			v.add("store.redis.db", "with url, give the database as the URL path (redis://host:6379/%d)", r.DB)
+		}
+	default:
+		for i, a := range r.Addrs {
+			v.hostPort("store.redis.addrs["+strconv.Itoa(i)+"]", a, false)
+		}
+		if r.DB < 0 {
+			v.add("store.redis.db", "must not be negative")
+		} else if r.DB != 0 && len(r.Addrs) > 1 && r.MasterName == "" {
+			v.add("store.redis.db", "several addrs select Redis Cluster, which has only database 0")
+		}
+	}
+	if r.KeyPrefix == "" || strings.ContainsFunc(r.KeyPrefix, func(c rune) bool { return c <= ' ' || c == 0x7f }) {
+		v.add("store.redis.key_prefix", "must be non-empty, without spaces or control characters")
+	}
+	v.positiveDuration("store.redis.timeout", r.Timeout)
+}
+
+var keyIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+
+func (v *validator) reference(r *Reference) {
+	v.fieldName("reference.header", r.Header)
+	if len(r.Keys) == 0 {
+		v.add("reference.keys", "at least one key is required (e.g. id: k1 with secret_env, and the secret from: echo base64:$(openssl rand -base64 32))")
+		return
+	}
+	ids := map[string]int{}
+	envs := map[string]int{}
+	for i, k := range r.Keys {
+		p := "reference.keys[" + strconv.Itoa(i) + "]"
+		switch {
+		case !keyIDRe.MatchString(k.ID):
+			v.add(p+".id", "%q: use 1 to 32 of A-Z, a-z, 0-9, _ and -", k.ID)
+		case hasKey(ids, k.ID):
+			v.add(p+".id", "duplicate key id %q (also reference.keys[%d])", k.ID, ids[k.ID])
+		case hasKey(envs, KeyEnv(k.ID)):
+			v.add(p+".id", "%q and %q share the environment variable %s", k.ID, r.Keys[envs[KeyEnv(k.ID)]].ID, KeyEnv(k.ID))
+		default:
+			ids[k.ID] = i
+			envs[KeyEnv(k.ID)] = i
+		}
+		if _, field, err := k.material(); err != nil {
+			if field != "" {
+				p += "." + field
+			}
+			v.add(p, "%v", err)
+		}
+	}
+	if r.SigningKey == "" {
+		v.add("reference.signing_key", "required")
+	} else if !slices.ContainsFunc(r.Keys, func(k Key) bool { return k.ID == r.SigningKey }) {
+		have := make([]string, len(r.Keys))
+		for i, k := range r.Keys {
+			have[i] = k.ID
+		}
+		v.add("reference.signing_key", "%q is not among reference.keys (have: %s)", r.SigningKey, strings.Join(have, ", "))
+	}
+}
+
+func hasKey(m map[string]int, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
+// firewall matches the fields the return leg always strips.
+var firewall = headers.MustMatcher(headers.Firewall...)
+
+func (v *validator) fieldName(path, name string) {
+	if err := headers.CheckFieldName(name); err != nil {
+		v.add(path, "invalid header field name %q: %v", name, err)
+		return
+	}
+	if firewall.Match(name) {
+		v.add(path, "%q would be removed by the return leg's header firewall (%s)", name, strings.Join(headers.Firewall, ", "))
+	}
+}
+
+func (v *validator) headers(h *Headers, refHeader string) {
+	if len(h.Capture) == 0 {
+		v.add("headers.capture", "empty: the relay would record nothing to restore")
+	}
+	for i, p := range h.Capture {
+		if _, err := headers.NewMatcher([]string{p}); err != nil {
+			v.add("headers.capture["+strconv.Itoa(i)+"]", "%v", err)
+		}
+	}
+	capture, _ := headers.NewMatcher(validPatterns(h.Capture))
+	for i, p := range h.Restore {
+		path := "headers.restore[" + strconv.Itoa(i) + "]"
+		if _, err := headers.NewMatcher([]string{p}); err != nil {
+			v.add(path, "%v", err)
+			continue
+		}
+		if !covered(p, h.Capture, capture) {
+			v.add(path, "%q is restored but never captured: add it, or a pattern covering it, to headers.capture", p)
+		}
+	}
+	v.fieldName("headers.loop_marker.name", h.LoopMarker.Name)
+	if strings.EqualFold(h.LoopMarker.Name, refHeader) {
+		v.add("headers.loop_marker.name", "%q is also reference.header; use another name", h.LoopMarker.Name)
+	}
+	switch {
+	case strings.ContainsAny(h.LoopMarker.Value, "\r\n"):
+		v.add("headers.loop_marker.value", "must not contain CR or LF")
+	case strings.TrimSpace(h.LoopMarker.Value) == "":
+		v.add("headers.loop_marker.value", "required: the tenant's transport rule matches this value")
+	case strings.ContainsFunc(h.LoopMarker.Value, func(c rune) bool { return c < ' ' && c != '\t' || c == 0x7f }):
+		v.add("headers.loop_marker.value", "must not contain control characters")
+	}
+}
+
+func validPatterns(ps []string) []string {
+	var out []string
+	for _, p := range ps {
+		if _, err := headers.NewMatcher([]string{p}); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// covered reports whether every name matched by pattern p is matched by the
+// capture patterns.
+func covered(p string, capture []string, m headers.Matcher) bool {
+	prefix, isPrefix := strings.CutSuffix(strings.ToLower(p), "*")
+	if !isPrefix {
+		return m.Match(p)
+	}
+	for _, c := range capture {
+		if cp, ok := strings.CutSuffix(strings.ToLower(c), "*"); ok && strings.HasPrefix(prefix, cp) {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) listener(path string, l *Listener) {
+	v.hostPort(path+".listen", l.Listen, true)
+	if l.MaxMessageSize <= 0 {
+		v.add(path+".max_message_size", "must be positive, not %s", l.MaxMessageSize)
+	}
+	if l.MaxHeaderSize <= 0 {
+		v.add(path+".max_header_size", "must be positive, not %s", l.MaxHeaderSize)
+	} else if l.MaxMessageSize > 0 && l.MaxHeaderSize > l.MaxMessageSize {
+		v.add(path+".max_header_size", "%s exceeds max_message_size %s", l.MaxHeaderSize, l.MaxMessageSize)
+	}
+	if l.MaxRecipients <= 0 {
+		v.add(path+".max_recipients", "must be positive, not %d", l.MaxRecipients)
+	}
+	if l.MaxLineLength < 1000 {
+		v.add(path+".max_line_length", "%d is below 1000, the line length RFC 5321 requires servers to accept", l.MaxLineLength)
+	}
+	v.positiveDuration(path+".command_timeout", l.CommandTimeout)
+	v.positiveDuration(path+".data_timeout", l.DataTimeout)
+	v.oneOf(path+".bare_line_endings", string(l.BareLineEndings), string(BareLineReject), string(BareLineNormalize))
+	t := &l.TLS
+	switch {
+	case t.CertFile != "" || t.KeyFile != "":
+		v.keyPair(path+".tls", "cert_file", "key_file", t.CertFile, t.KeyFile)
+	case t.Require:
+		v.add(path+".tls.require", "needs cert_file and key_file")
+	}
+}
+
+// keyPair checks that certFile and keyFile are both set, readable and a
+// matching pair.
+func (v *validator) keyPair(path, certKey, keyKey, certFile, keyFile string) {
+	if certFile == "" {
+		v.add(path+"."+certKey, "required with %s", keyKey)
+		return
+	}
+	if keyFile == "" {
+		v.add(path+"."+keyKey, "required with %s", certKey)
+		return
+	}
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		v.add(path+"."+certKey, "%v", err)
+	}
+	keyPEM, kerr := os.ReadFile(keyFile)
+	if kerr != nil {
+		v.add(path+"."+keyKey, "%v", kerr)
+	}
+	if err != nil || kerr != nil {
+		return
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		v.add(path, "%s %s and %s %s are not a usable pair: %v", certKey, certFile, keyKey, keyFile, err)
+	}
+}
+
+var vendorNameRe = regexp.MustCompile(`^[a-z0-9-]+$`)
+
+func (v *validator) vendors(c *Config) {
+	if len(c.Vendors) == 0 {
+		v.add("vendors", "at least one vendor is required")
+		return
+	}
+	seen := map[string]int{}
+	names := make([]string, 0, len(c.Vendors))
+	for i := range c.Vendors {
+		vd := &c.Vendors[i]
+		p := "vendors[" + strconv.Itoa(i) + "]"
+		switch {
+		case vd.Name == "":
+			v.add(p+".name", "required")
+		case !vendorNameRe.MatchString(vd.Name):
+			v.add(p+".name", "%q: use lower-case letters, digits and -", vd.Name)
+		case hasKey(seen, vd.Name):
+			v.add(p+".name", "duplicate vendor name %q (also vendors[%d])", vd.Name, seen[vd.Name])
+		default:
+			seen[vd.Name] = i
+		}
+		names = append(names, vd.Name)
+		v.hostPort(p+".address", vd.Address, false)
+		v.notOwnListener(p+".address", vd.Address, c)
+		v.client(p, &vd.Client)
+	}
+	if c.DefaultVendor == "" {
+		v.add("default_vendor", "required")
+	} else if !slices.Contains(names, c.DefaultVendor) {
+		v.add("default_vendor", "%q is not a vendor name (have: %s)", c.DefaultVendor, strings.Join(names, ", "))
+	}
+}
+
+func (v *validator) client(path string, cl *Client) {
+	v.hostname(path+".helo", cl.HELO)
+	v.oneOf(path+".starttls", string(cl.StartTLS), string(StartTLSOff), string(StartTLSOpportunistic), string(StartTLSRequired))
+	if cl.TLSServerName != "" {
+		if err := checkDomain(cl.TLSServerName); err != nil && net.ParseIP(cl.TLSServerName) == nil {
+			v.add(path+".tls_server_name", "%q: %v", cl.TLSServerName, err)
+		}
+	}
+	if cl.ClientCertFile != "" || cl.ClientKeyFile != "" {
+		v.keyPair(path, "client_cert_file", "client_key_file", cl.ClientCertFile, cl.ClientKeyFile)
+		if cl.StartTLS == StartTLSOff {
+			v.add(path+".starttls", "off, so client_cert_file is never presented; use required")
+		}
+	}
+	if cl.CAFile != "" {
+		if pem, err := os.ReadFile(cl.CAFile); err != nil {
+			v.add(path+".ca_file", "%v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			v.add(path+".ca_file", "%s holds no PEM certificate", cl.CAFile)
+		}
+	}
+	v.positiveDuration(path+".connect_timeout", cl.ConnectTimeout)
+	v.positiveDuration(path+".command_timeout", cl.CommandTimeout)
+	v.positiveDuration(path+".data_timeout", cl.DataTimeout)
+	v.positiveDuration(path+".final_timeout", cl.FinalTimeout)
+}
+
+// notOwnListener reports an outgoing address that is one of c's listeners.
+func (v *validator) notOwnListener(path, addr string, c *Config) {
+	for _, l := range []struct{ name, addr string }{
+		{"listeners.tenant", c.Listeners.Tenant.Listen},
+		{"listeners.return", c.Listeners.Return.Listen},
+	} {
+		if addr != "" && strings.EqualFold(addr, l.addr) {
+			v.add(path, "%s is this relay's own %s listener: mail would loop", addr, l.name)
+		}
+	}
+}
+
+func (v *validator) hostname(path, name string) {
+	if name == "" {
+		v.add(path, "required")
+		return
+	}
+	if ip, ok := strings.CutPrefix(name, "["); ok && strings.HasSuffix(ip, "]") {
+		ip = strings.TrimPrefix(strings.TrimSuffix(ip, "]"), "IPv6:")
+		if net.ParseIP(ip) == nil {
+			v.add(path, "%q is not an address literal", name)
+		}
+		return
+	}
+	if err := checkDomain(name); err != nil {
+		v.add(path, "%q: %v", name, err)
+	}
+}
+
+// hostPort checks a host:port address. With listen, the host may be empty
+// (every interface).
+func (v *validator) hostPort(path, addr string, listen bool) {
+	if addr == "" {
+		v.add(path, "required (host:port)")
+		return
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			v.add(path, "%q is not host:port: %s", addr, ae.Err)
+		} else {
+			v.add(path, "%q is not host:port", addr)
+		}
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		v.add(path, "%q: port %q is not a number from 1 to 65535", addr, port)
+	}
+	switch {
+	case host == "" && listen:
+	case host == "":
+		v.add(path, "%q: host missing", addr)
+	case net.ParseIP(host) != nil:
+	default:
+		if err := checkDomain(host); err != nil {
+			v.add(path, "%q: host: %v", addr, err)
+		}
+	}
+}
+
+// checkDomain checks the syntax of a host name: dot-separated labels of
+// letters, digits, "-" and "_" (common in internal names), each at most 63
+// bytes, not starting or ending with "-".
+func checkDomain(name string) error {
+	if len(name) > 253 {
+		return errors.New("longer than 253 bytes")
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" {
+			return errors.New("empty label")
+		}
+		if len(label) > 63 {
+			return fmt.Errorf("label %q longer than 63 bytes", label)
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("label %q starts or ends with -", label)
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return fmt.Errorf("byte %q is not allowed in a host name", c)
+			}
+		}
+	}
+	return nil
+}
+
+// sameListenAddr reports whether two listen addresses would collide: same
+// port, and the same host or either a wildcard.
+func sameListenAddr(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return wild(ha) || wild(hb) || strings.EqualFold(ha, hb)
+}

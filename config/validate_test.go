@@ -1,0 +1,353 @@
+package config
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// assertOnlyError checks that err is a ValidationErrors holding exactly one
+// problem, at path, whose message contains msg.
+func assertOnlyError(t *testing.T, err error, path, msg string) {
+	t.Helper()
+	var ve ValidationErrors
+	if !errors.As(err, &ve) {
+		t.Fatalf("Validate() = %v, want a ValidationErrors at %s", err, path)
+	}
+	if len(ve) != 1 {
+		t.Fatalf("got %d errors, want 1 at %s:\n%v", len(ve), path, ve)
+	}
+	if ve[0].Path != path || !strings.Contains(ve[0].Msg, msg) {
+		t.Fatalf("got %q, want path %q with message containing %q", ve[0].Error(), path, msg)
+	}
+}
+
+// tlsFiles writes a self-signed certificate and its key as PEM files and
+// returns their paths, plus the path of a second, unrelated key.
+func tlsFiles(t *testing.T) (cert, key, otherKey string) {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	newKey := func() (*ecdsa.PrivateKey, []byte) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k, der
+	}
+	k, kder := newKey()
+	_, oder := newKey()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "relay.example.com"},
+		DNSNames:     []string{"relay.example.com"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return write("cert.pem", "CERTIFICATE", der), write("key.pem", "PRIVATE KEY", kder), write("other.pem", "PRIVATE KEY", oder)
+}
+
+func TestDefaultValidates(t *testing.T) {
+	c := Default()
+	c.ApplyEnv(noEnv)
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+	k := c.Reference.Keys[0]
+	b, err := k.Bytes()
+	if err != nil || len(b) < 32 || !k.Ephemeral || c.Reference.SigningKey != k.ID {
+		t.Fatalf("default key: %v, %d bytes, ephemeral %v", err, len(b), k.Ephemeral)
+	}
+	if b2, _ := Default().Reference.Keys[0].Bytes(); string(b2) == string(b) {
+		t.Error("two Default() calls share a signing key; it must be random")
+	}
+	checks := []struct{ got, want string }{
+		{c.Listeners.Tenant.Listen, "127.0.0.1:2525"},
+		{c.Listeners.Return.Listen, "127.0.0.1:2526"},
+		{c.Vendors[0].Name, "vendor"},
+		{c.Vendors[0].Address, "127.0.0.1:10025"},
+		{c.DefaultVendor, "vendor"},
+		{c.Tenant.Address, "127.0.0.1:10026"},
+		{c.Store.DataDir, "./data"},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("got %q, want %q", ch.got, ch.want)
+		}
+	}
+	if !c.Store.Embedded() {
+		t.Error("Default store is not embedded")
+	}
+	if !strings.Contains(c.Explain(), "ephemeral key") {
+		t.Errorf("Explain does not warn about the ephemeral key:\n%s", c.Explain())
+	}
+}
+
+func TestValidate(t *testing.T) {
+	cert, key, otherKey := tlsFiles(t)
+	dir := t.TempDir()
+	shortSecret := filepath.Join(dir, "short")
+	goodSecret := filepath.Join(dir, "good")
+	notPEM := filepath.Join(dir, "not.pem")
+	for p, s := range map[string]string{shortSecret: "tooshort\n", goodSecret: "base64:" + strings.Repeat("QUFB", 11) + "\n", notPEM: "hello"} {
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := filepath.Join(dir, "missing.pem")
+	secret32 := Secret(strings.Repeat("s", 32))
+
+	tests := []struct {
+		name   string
+		mutate func(c *Config)
+		path   string // "" means valid
+		msg    string
+	}{
+		// Valid variants.
+		{name: "valid tls listener", mutate: func(c *Config) {
+			c.Listeners.Return.TLS = ListenerTLS{CertFile: cert, KeyFile: key, Require: true}
+		}},
+		{name: "valid client cert and ca", mutate: func(c *Config) {
+			c.Tenant.ClientCertFile, c.Tenant.ClientKeyFile, c.Tenant.CAFile = cert, key, cert
+			c.Tenant.StartTLS = StartTLSRequired
+		}},
+		{name: "valid redis url", mutate: func(c *Config) { c.Store.Redis.URL = "rediss://u:pw@redis.internal:6380/2" }},
+		{name: "valid sentinel", mutate: func(c *Config) {
+			c.Store.Redis.Addrs = []string{"s1:26379", "s2:26379"}
+			c.Store.Redis.MasterName = "mymaster"
+			c.Store.Redis.DB = 3
+		}},
+		{name: "valid secret_file", mutate: func(c *Config) { c.Reference.Keys[0] = Key{ID: "ephemeral", SecretFile: goodSecret} }},
+		{name: "valid rotation", mutate: func(c *Config) {
+			c.Reference.Keys = append(c.Reference.Keys, Key{ID: "k2", Secret: secret32})
+			c.Reference.SigningKey = "k2"
+		}},
+		{name: "restore prefix inside capture prefix", mutate: func(c *Config) {
+			c.Headers.Restore = []string{"x-ms-exchange-crosspremises-auth*", "message-id"}
+		}},
+		{name: "listen on all interfaces, other port", mutate: func(c *Config) { c.Listeners.Tenant.Listen = ":25" }},
+		{name: "ipv6 listen", mutate: func(c *Config) { c.Listeners.Tenant.Listen = "[::1]:2525" }},
+		{name: "address literal hostname", mutate: func(c *Config) { c.Hostname = "[192.0.2.1]"; c.Vendors[0].HELO = "relay_01.lan" }},
+
+		// host:port.
+		{"listen without port", func(c *Config) { c.Listeners.Tenant.Listen = "127.0.0.1" }, "listeners.tenant.listen", "missing port"},
+		{"listen bad port", func(c *Config) { c.Listeners.Return.Listen = "127.0.0.1:smtp" }, "listeners.return.listen", "not a number from 1 to 65535"},
+		{"vendor port out of range", func(c *Config) { c.Vendors[0].Address = "vendor.example:70000" }, "vendors[0].address", "1 to 65535"},
+		{"vendor without host", func(c *Config) { c.Vendors[0].Address = ":25" }, "vendors[0].address", "host missing"},
+		{"tenant bad host", func(c *Config) { c.Tenant.Address = "contoso com:25" }, "tenant.address", "not allowed in a host name"},
+		{"tenant missing", func(c *Config) { c.Tenant.Address = "" }, "tenant.address", "required"},
+		{"redis addr", func(c *Config) { c.Store.Redis.Addrs = []string{"a:6379", "b"} }, "store.redis.addrs[1]", "missing port"},
+
+		// Sizes and timeouts.
+		{"zero message size", func(c *Config) { c.Listeners.Return.MaxMessageSize = 0 }, "listeners.return.max_message_size", "must be positive"},
+		{"negative header size", func(c *Config) { c.Listeners.Tenant.MaxHeaderSize = -1 }, "listeners.tenant.max_header_size", "must be positive"},
+		{"header size above message size", func(c *Config) { c.Listeners.Tenant.MaxHeaderSize = 200 * MB }, "listeners.tenant.max_header_size", "exceeds max_message_size"},
+		{"zero recipients", func(c *Config) { c.Listeners.Tenant.MaxRecipients = 0 }, "listeners.tenant.max_recipients", "must be positive"},
+		{"short lines", func(c *Config) { c.Listeners.Tenant.MaxLineLength = 512 }, "listeners.tenant.max_line_length", "RFC 5321"},
+		{"zero command timeout", func(c *Config) { c.Listeners.Tenant.CommandTimeout = 0 }, "listeners.tenant.command_timeout", "positive duration"},
+		{"negative data timeout", func(c *Config) { c.Listeners.Return.DataTimeout = Duration(-time.Second) }, "listeners.return.data_timeout", "positive duration"},
+		{"vendor final timeout", func(c *Config) { c.Vendors[0].FinalTimeout = 0 }, "vendors[0].final_timeout", "positive duration"},
+		{"tenant connect timeout", func(c *Config) { c.Tenant.ConnectTimeout = -1 }, "tenant.connect_timeout", "positive duration"},
+		{"redis timeout", func(c *Config) { c.Store.Redis.Addrs = []string{"r:6379"}; c.Store.Redis.Timeout = 0 }, "store.redis.timeout", "positive duration"},
+		{"record ttl under a minute", func(c *Config) { c.Store.RecordTTL = Duration(59 * time.Second) }, "store.record_ttl", "at least 1m"},
+
+		// Enumerations.
+		{"log level", func(c *Config) { c.Log.Level = "verbose" }, "log.level", `"verbose" is not one of debug, info, warn, error`},
+		{"log format", func(c *Config) { c.Log.Format = "text" }, "log.format", "json, console"},
+		{"bare line endings", func(c *Config) { c.Listeners.Return.BareLineEndings = "fix" }, "listeners.return.bare_line_endings", "reject, normalize"},
+		{"starttls", func(c *Config) { c.Vendors[0].StartTLS = "yes" }, "vendors[0].starttls", "off, opportunistic, required"},
+		{"return policy", func(c *Config) { c.ReturnWithoutRecord = "drop" }, "return_without_record", "reject, strip"},
+
+		// Header names.
+		{"capture pattern", func(c *Config) { c.Headers.Capture = append(c.Headers.Capture, "X Bad*") }, "headers.capture[12]", "not allowed in a field name"},
+		{"capture star inside", func(c *Config) { c.Headers.Capture = append(c.Headers.Capture, "X-*-Foo") }, "headers.capture[12]", `"X-*-Foo"`},
+		{"capture empty", func(c *Config) { c.Headers.Capture, c.Headers.Restore = nil, nil }, "headers.capture", "record nothing"},
+		{"restore pattern", func(c *Config) { c.Headers.Restore[0] = "Message:ID" }, "headers.restore[0]", "not allowed in a field name"},
+		{"restore not captured", func(c *Config) { c.Headers.Restore = append(c.Headers.Restore, "X-Custom") }, "headers.restore[10]", `"X-Custom" is restored but never captured`},
+		{"restore prefix wider than capture", func(c *Config) { c.Headers.Restore[1] = "X-MS-Exchange-*" }, "headers.restore[1]", "never captured"},
+		{"restore after capture shrinks", func(c *Config) {
+			c.Headers.Capture = slices.DeleteFunc(c.Headers.Capture, func(s string) bool { return s == "Thread-Topic" })
+		}, "headers.restore[6]", `"Thread-Topic" is restored but never captured`},
+		{"reference header", func(c *Config) { c.Reference.Header = "X-Ref:" }, "reference.header", "invalid header field name"},
+		{"reference header in firewall", func(c *Config) { c.Reference.Header = "X-MS-Exchange-Organization-Ref" }, "reference.header", "firewall"},
+		{"loop marker name", func(c *Config) { c.Headers.LoopMarker.Name = "Processed By" }, "headers.loop_marker.name", "invalid header field name"},
+		{"loop marker same as reference", func(c *Config) { c.Headers.LoopMarker.Name = "x-recallrelay-ref" }, "headers.loop_marker.name", "also reference.header"},
+		{"loop marker value CRLF", func(c *Config) { c.Headers.LoopMarker.Value = "true\r\nBcc: x@example.com" }, "headers.loop_marker.value", "CR or LF"},
+		{"loop marker value LF", func(c *Config) { c.Headers.LoopMarker.Value = "true\n" }, "headers.loop_marker.value", "CR or LF"},
+		{"loop marker value empty", func(c *Config) { c.Headers.LoopMarker.Value = " " }, "headers.loop_marker.value", "required"},
+
+		// Vendors.
+		{"no vendors", func(c *Config) { c.Vendors = nil }, "vendors", "at least one"},
+		{"vendor name missing", func(c *Config) {
+			c.Vendors = append(c.Vendors, Vendor{Address: "v2.example:25", Client: c.Vendors[0].Client})
+		}, "vendors[1].name", "required"},
+		{"vendor name upper case", func(c *Config) { c.Vendors[0].Name = "Exclaimer"; c.DefaultVendor = "Exclaimer" }, "vendors[0].name", "lower-case"},
+		{"duplicate vendor", func(c *Config) { c.Vendors = append(c.Vendors, c.Vendors[0]) }, "vendors[1].name", `duplicate vendor name "vendor" (also vendors[0])`},
+		{"default vendor unknown", func(c *Config) { c.DefaultVendor = "codetwo" }, "default_vendor", `"codetwo" is not a vendor name (have: vendor)`},
+		{"vendor is our listener", func(c *Config) { c.Vendors[0].Address = "127.0.0.1:2526" }, "vendors[0].address", "loop"},
+		{"bad helo", func(c *Config) { c.Tenant.HELO = "relay..example" }, "tenant.helo", "empty label"},
+		{"bad hostname", func(c *Config) { c.Hostname = "relay example" }, "hostname", "not allowed"},
+		{"bad tls server name", func(c *Config) { c.Vendors[0].TLSServerName = "-bad-" }, "vendors[0].tls_server_name", "starts or ends with -"},
+
+		// Keys.
+		{"no keys", func(c *Config) { c.Reference.Keys = nil }, "reference.keys", "at least one key"},
+		{"signing key missing", func(c *Config) { c.Reference.SigningKey = "k9" }, "reference.signing_key", `"k9" is not among reference.keys (have: ephemeral)`},
+		{"secret too short", func(c *Config) { c.Reference.Keys[0] = Key{ID: "ephemeral", Secret: "short"} }, "reference.keys[0].secret", "5 bytes after decoding, need at least 32"},
+		{"base64 secret too short", func(c *Config) {
+			c.Reference.Keys[0] = Key{ID: "ephemeral", Secret: "base64:" + Secret(strings.Repeat("A", 40))}
+		}, "reference.keys[0].secret", "30 bytes after decoding"},
+		{"bad base64", func(c *Config) { c.Reference.Keys[0] = Key{ID: "ephemeral", Secret: "base64:!!!!" + secret32} }, "reference.keys[0].secret", "invalid standard base64"},
+		{"several sources", func(c *Config) { c.Reference.Keys[0].SecretFile = goodSecret }, "reference.keys[0]", "secret and secret_file are exclusive"},
+		{"no source", func(c *Config) { c.Reference.Keys[0] = Key{ID: "k-1"}; c.Reference.SigningKey = "k-1" }, "reference.keys[0]", "no secret: set one of secret, secret_file or secret_env, or the environment variable RECALLRELAY_KEY_K_1"},
+		{"secret file unreadable", func(c *Config) { c.Reference.Keys[0] = Key{ID: "ephemeral", SecretFile: missing} }, "reference.keys[0].secret_file", "open " + missing + ": no such file or directory"},
+		{"secret file short", func(c *Config) { c.Reference.Keys[0] = Key{ID: "ephemeral", SecretFile: shortSecret} }, "reference.keys[0].secret_file", "8 bytes after decoding"},
+		{"bad key id", func(c *Config) { c.Reference.Keys[0].ID = "k 1"; c.Reference.SigningKey = "k 1" }, "reference.keys[0].id", "1 to 32 of"},
+		{"duplicate key id", func(c *Config) { c.Reference.Keys = append(c.Reference.Keys, c.Reference.Keys[0]) }, "reference.keys[1].id", `duplicate key id "ephemeral"`},
+		{"key ids share env var", func(c *Config) {
+			c.Reference.Keys = []Key{{ID: "k-1", Secret: secret32}, {ID: "k_1", Secret: secret32}}
+			c.Reference.SigningKey = "k-1"
+		}, "reference.keys[1].id", "share the environment variable RECALLRELAY_KEY_K_1"},
+
+		// TLS.
+		{"cert without key", func(c *Config) { c.Listeners.Return.TLS.CertFile = cert }, "listeners.return.tls.key_file", "required with cert_file"},
+		{"key without cert", func(c *Config) { c.Listeners.Return.TLS.KeyFile = key }, "listeners.return.tls.cert_file", "required with key_file"},
+		{"cert file missing", func(c *Config) { c.Listeners.Return.TLS = ListenerTLS{CertFile: missing, KeyFile: key} }, "listeners.return.tls.cert_file", "open " + missing + ": no such file or directory"},
+		{"cert and key mismatch", func(c *Config) { c.Listeners.Tenant.TLS = ListenerTLS{CertFile: cert, KeyFile: otherKey} }, "listeners.tenant.tls", "not a usable pair"},
+		{"require without files", func(c *Config) { c.Listeners.Tenant.TLS.Require = true }, "listeners.tenant.tls.require", "needs cert_file and key_file"},
+		{"client cert without key", func(c *Config) { c.Tenant.ClientCertFile = cert }, "tenant.client_key_file", "required with client_cert_file"},
+		{"client cert with starttls off", func(c *Config) {
+			c.Tenant.ClientCertFile, c.Tenant.ClientKeyFile, c.Tenant.StartTLS = cert, key, StartTLSOff
+		}, "tenant.starttls", "never presented"},
+		{"ca file missing", func(c *Config) { c.Vendors[0].CAFile = missing }, "vendors[0].ca_file", "no such file"},
+		{"ca file not pem", func(c *Config) { c.Tenant.CAFile = notPEM }, "tenant.ca_file", "no PEM certificate"},
+
+		// Listeners.
+		{"same listen address", func(c *Config) { c.Listeners.Return.Listen = "127.0.0.1:2525" }, "listeners.return.listen", "overlaps listeners.tenant.listen"},
+		{"wildcard overlaps", func(c *Config) { c.Listeners.Tenant.Listen = ":2526" }, "listeners.return.listen", "overlaps"},
+
+		// Store.
+		{"redis url and addrs", func(c *Config) { c.Store.Redis.URL = "redis://r:6379"; c.Store.Redis.Addrs = []string{"r:6379"} }, "store.redis", "exclusive"},
+		{"redis url scheme", func(c *Config) { c.Store.Redis.URL = "http://r:6379" }, "store.redis.url", "invalid URL scheme"},
+		{"redis url with db field", func(c *Config) { c.Store.Redis.URL = "redis://r:6379"; c.Store.Redis.DB = 2 }, "store.redis.db", "URL path"},
+		{"cluster db", func(c *Config) { c.Store.Redis.Addrs = []string{"a:6379", "b:6379"}; c.Store.Redis.DB = 1 }, "store.redis.db", "only database 0"},
+		{"master name without addrs", func(c *Config) { c.Store.Redis.MasterName = "m" }, "store.redis.master_name", "needs store.redis.addrs"},
+		{"key prefix", func(c *Config) { c.Store.Redis.Addrs = []string{"a:6379"}; c.Store.Redis.KeyPrefix = "r r" }, "store.redis.key_prefix", "without spaces"},
+		{"data dir empty", func(c *Config) { c.Store.DataDir = "" }, "store.data_dir", "required"},
+		{"data dir is a file", func(c *Config) { c.Store.DataDir = notPEM }, "store.data_dir", "not a directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.mutate(c)
+			c.ApplyEnv(noEnv)
+			err := c.Validate()
+			if tt.path == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			assertOnlyError(t, err, tt.path, tt.msg)
+		})
+	}
+}
+
+// TestValidateSecretEnv checks secret_env resolution through ApplyEnv.
+func TestValidateSecretEnv(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string // nil: ApplyEnv not called
+		path string
+		msg  string
+	}{
+		{name: "set", env: map[string]string{"RR_TEST_K": "base64:" + strings.Repeat("QUFB", 11)}},
+		{name: "not looked up", env: nil, path: "reference.keys[0].secret_env", msg: "RR_TEST_K was not looked up (ApplyEnv must run before Validate)"},
+		{name: "unset", env: map[string]string{}, path: "reference.keys[0].secret_env", msg: "environment variable RR_TEST_K is not set"},
+		{name: "empty", env: map[string]string{"RR_TEST_K": ""}, path: "reference.keys[0].secret_env", msg: "is not set"},
+		{name: "short", env: map[string]string{"RR_TEST_K": "abc"}, path: "reference.keys[0].secret_env", msg: "3 bytes after decoding"},
+		{name: "override wins", env: map[string]string{"RECALLRELAY_KEY_K1": strings.Repeat("x", 32)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Reference.Keys = []Key{{ID: "k1", SecretEnv: "RR_TEST_K"}}
+			c.Reference.SigningKey = "k1"
+			if tt.env != nil {
+				c.ApplyEnv(mapEnv(tt.env))
+			}
+			err := c.Validate()
+			if tt.path == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v", err)
+				}
+				return
+			}
+			assertOnlyError(t, err, tt.path, tt.msg)
+		})
+	}
+}
+
+// TestValidateLines checks that validation errors of a parsed file carry the
+// line of the field, or of its closest ancestor when it is absent.
+func TestValidateLines(t *testing.T) {
+	data := minimalYAML + `listeners:
+  tenant: {listen: "127.0.0.1:2525"}
+  return:
+    listen: "127.0.0.1:2526"
+    tls:
+      cert_file: /nonexistent/x.pem
+      key_file: /nonexistent/x.key
+`
+	data = strings.Replace(data, "listeners:\n  tenant: {listen: \"127.0.0.1:2525\"}\n  return: {listen: \"127.0.0.1:2526\"}\n", "", 1)
+	data = strings.Replace(data, "address: 127.0.0.1:10026", "address: 127.0.0.1:10026\n  starttls: sometimes", 1)
+	c := mustParse(t, data)
+	c.ApplyEnv(noEnv)
+	var ve ValidationErrors
+	if !errors.As(c.Validate(), &ve) {
+		t.Fatal("Validate accepted missing certificate files")
+	}
+	want := []string{
+		"tenant.starttls: \"sometimes\" is not one of off, opportunistic, required (line 6)",
+		"listeners.return.tls.cert_file: open /nonexistent/x.pem: no such file or directory (line 16)",
+		"listeners.return.tls.key_file: open /nonexistent/x.key: no such file or directory (line 17)",
+	}
+	got := strings.Split(ve.Error(), "\n")
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("got\n%s\nwant (any order)\n%s", ve.Error(), strings.Join(want, "\n"))
+	}
+
+	// An absent field gets the line of its closest present ancestor.
+	c = mustParse(t, strings.Replace(minimalYAML, "  return: {listen: \"127.0.0.1:2526\"}\n", "  return: {max_recipients: 5}\n", 1))
+	c.ApplyEnv(noEnv)
+	var ve2 ValidationErrors
+	if !errors.As(c.Validate(), &ve2) || len(ve2) != 1 || ve2[0].Path != "listeners.return.listen" || ve2[0].Line != 3 {
+		t.Fatalf("got %v, want listeners.return.listen on line 3", ve2)
+	}
+}
