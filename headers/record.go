@@ -27,7 +27,7 @@ type Record struct {
 	Listener   string    `json:"listener"`
 	ClientAddr string    `json:"client_addr"`
 	Helo       string    `json:"helo,omitempty"`
-	TLS        string    `json:"tls,omitempty"` // e.g. "TLS1.3 TLS_AES_128_GCM_SHA256", empty when plaintext
+	TLS        string    `json:"tls,omitempty"` // e.g. "TLS 1.3 TLS_AES_128_GCM_SHA256", empty when plaintext
 
 	// MessageID is the msg-id of the Message-ID field, angle brackets
 	// included, unfolded; empty when the message had none. It is an index.

@@ -1,0 +1,143 @@
+package relay_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recallrelay/recallrelay/relay"
+	"github.com/recallrelay/recallrelay/relaytest"
+)
+
+// testCA issues certificates for loopback servers.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newCA(t *testing.T) *testCA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "recallrelay test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool}
+}
+
+func (ca *testCA) serverTLS(t *testing.T, name string) *tls.Config {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+func startTLSRecorder(t *testing.T, cfg *tls.Config) *relaytest.Tenant {
+	t.Helper()
+	r, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0", TLSConfig: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// STARTTLS to the next hop: used when offered and verified against the
+// configured roots; a certificate that does not verify, or a next hop that
+// does not offer STARTTLS when it is required, is a 4xx, never a fallback to
+// plaintext and never a lost message.
+func TestNextHopTLS(t *testing.T) {
+	ca := newCA(t)
+	other := newCA(t)
+	tests := []struct {
+		name     string
+		server   *tls.Config
+		policy   relay.StartTLS
+		roots    *testCA
+		wantCode int
+		wantText string
+		wantTLS  bool
+	}{
+		{"verified", ca.serverTLS(t, "vendor.test"), relay.TLSRequired, ca, 250, "", true},
+		{"opportunistic uses it", ca.serverTLS(t, "vendor.test"), relay.TLSOpportunistic, ca, 250, "", true},
+		{"opportunistic without offer", nil, relay.TLSOpportunistic, ca, 250, "", false},
+		{"required without offer", nil, relay.TLSRequired, ca, 454, "4.7.10 vendor does not offer STARTTLS", false},
+		{"untrusted certificate", other.serverTLS(t, "vendor.test"), relay.TLSRequired, ca, 454, "4.7.5 vendor: TLS failed", false},
+		{"wrong name", ca.serverTLS(t, "elsewhere.test"), relay.TLSOpportunistic, ca, 454, "4.7.5", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vendor := startTLSRecorder(t, tt.server)
+			h := newHarness(t, func(c *relay.Config) {
+				c.Vendor.Address = vendor.Addr()
+				c.Vendor.StartTLS = tt.policy
+				c.Vendor.TLS = &tls.Config{RootCAs: tt.roots.pool, ServerName: "vendor.test"}
+			})
+			c := dial(t, h.relay.TenantAddr())
+			code, text := c.try("MAIL FROM:<a@contoso.com>")
+			if code != 250 {
+				if code != tt.wantCode || !strings.Contains(text, tt.wantText) {
+					t.Fatalf("MAIL: %d %s; want %d …%s…", code, text, tt.wantCode, tt.wantText)
+				}
+				return
+			}
+			c.cmd(250, "RCPT TO:<b@fabrikam.example>")
+			c.cmd(354, "DATA")
+			c.write(msg + ".\r\n")
+			c.expect(tt.wantCode)
+			d, err := vendor.WaitDeliveries(1, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d[0].TLS != tt.wantTLS {
+				t.Errorf("delivered over TLS = %v, want %v", d[0].TLS, tt.wantTLS)
+			}
+		})
+	}
+}
+
+// The listeners offer STARTTLS, and the Received field records it.
+func TestListenerSTARTTLS(t *testing.T) {
+	ca := newCA(t)
+	h := newHarness(t, func(c *relay.Config) { c.Tenant.TLS = ca.serverTLS(t, "relay.test") })
+	res := (&relaytest.Sender{Addr: h.relay.TenantAddr(), MaxAttempts: 1,
+		TLSConfig: &tls.Config{RootCAs: ca.pool, ServerName: "relay.test"}}).Send(t.Context(),
+		relaytest.Message{From: "a@contoso.com", To: []string{"b@fabrikam.example"}, Data: []byte(msg)})
+	if !res.Accepted {
+		t.Fatalf("%v %q", res.Err, res.Replies)
+	}
+	d, err := h.vendor.WaitDeliveries(1, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(d[0].Data), "with ESMTPS") || !strings.Contains(string(d[0].Data), "(TLS 1.3\r\n TLS_AES") {
+		t.Errorf("Received does not record TLS:\n%s", d[0].Data)
+	}
+}
