@@ -65,12 +65,7 @@ func (s *session) prepareReturn(h *headers.Header, o *outcome) (*prepared, error
 	rec, how, err := s.findRecord(ctx, h)
 	o.matchedBy = how
 	if err != nil {
-		var se *smtp.SMTPError
-		if errors.As(err, &se) {
-			return nil, err
-		}
-		s.log(zerolog.ErrorLevel).Err(err).Msg("store read failed")
-		return nil, errStore
+		return nil, err // a store error becomes 451 4.3.0 in data
 	}
 	if rec == nil {
 		if s.r.cfg.WithoutRecord == RejectUnrecorded {
@@ -81,6 +76,15 @@ func (s *session) prepareReturn(h *headers.Header, o *outcome) (*prepared, error
 	} else {
 		o.ref = rec.Ref
 	}
+	p := &prepared{}
+	if rec != nil && !s.r.cfg.KeepDuplicates {
+		if err := s.claim(ctx, rec, p, o); err != nil {
+			return nil, err
+		}
+		if p.skip {
+			return p, nil
+		}
+	}
 	rep := s.r.restorer.Restore(h, rec) // rec == nil: firewall only
 	o.restored, o.removed = rep.Restored, rep.Removed
 
@@ -88,7 +92,74 @@ func (s *session) prepareReturn(h *headers.Header, o *outcome) (*prepared, error
 	h.Remove(s.r.loopMatch)
 	h.Prepend(*s.r.cfg.LoopMarker)
 	s.addReceived(h, o.ref, s.r.cfg.Now())
-	return &prepared{}, nil
+	return p, nil
+}
+
+// claim takes the delivery of rec to each recipient of this transaction.
+// Recipients the tenant already accepted the message for are suppressed
+// (acknowledged, not delivered again); if another copy is being delivered
+// right now, the vendor is told to try later. Claims are confirmed when the
+// tenant answers 250 and released otherwise, so a failed delivery is never
+// suppressed.
+func (s *session) claim(ctx context.Context, rec *headers.Record, p *prepared, o *outcome) error {
+	st := s.r.cfg.Store
+	var claimed []string
+	release := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.StoreTimeout)
+		defer cancel()
+		for _, rc := range claimed {
+			if err := st.Release(ctx, rec.Ref, rc); err != nil {
+				s.log(zerolog.WarnLevel).Str("ref", rec.Ref).Err(err).Msg("release claim failed; it lapses with its lease")
+			}
+		}
+	}
+	for _, rc := range s.rcpts {
+		res, err := st.Claim(ctx, rec.Ref, rc, s.r.cfg.ClaimLease)
+		if err != nil {
+			release()
+			return fmt.Errorf("claim %s for %s: %w", rec.Ref, rc, err)
+		}
+		switch res {
+		case store.Claimed:
+			claimed = append(claimed, rc)
+		case store.AlreadyDelivered:
+			o.suppressed = append(o.suppressed, rc)
+		default:
+			release()
+			return Reply(451, smtp.EnhancedCode{4, 3, 0}, "Another copy of this message is being delivered to %s right now; try again later", rc)
+		}
+	}
+	if len(claimed) == 0 {
+		p.skip = true
+		return nil
+	}
+	if len(o.suppressed) > 0 {
+		// The tenant transaction names recipients that already have the
+		// message: open it again for the others only.
+		s.hop.reset()
+		err := s.hop.mail(s.from, &s.opts)
+		for i := 0; err == nil && i < len(claimed); i++ {
+			err = s.hop.rcpt(claimed[i])
+		}
+		if err != nil {
+			release()
+			return err
+		}
+	}
+	p.settle = func(delivered bool) {
+		if !delivered {
+			release()
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.StoreTimeout)
+		defer cancel()
+		for _, rc := range claimed {
+			if err := st.Confirm(ctx, rec.Ref, rc); err != nil {
+				s.log(zerolog.WarnLevel).Str("ref", rec.Ref).Str("rcpt", rc).Err(err).Msg("confirm failed: a later duplicate may be delivered")
+			}
+		}
+	}
+	return nil
 }
 
 // addReceived prepends the relay's Received trace field.

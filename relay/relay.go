@@ -24,14 +24,23 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/recallrelay/recallrelay/headers"
+	"github.com/recallrelay/recallrelay/store"
 )
 
-// Store keeps origin records between the two legs.
+// Store keeps origin records between the two legs, and the delivery state
+// that suppresses duplicate returns. store.Redis and store.Bolt implement it.
 type Store interface {
 	Put(ctx context.Context, rec *headers.Record, ttl time.Duration) error
 	Get(ctx context.Context, ref string) (*headers.Record, error)
 	ByMessageID(ctx context.Context, messageID string) ([]*headers.Record, error)
 	ByFingerprint(ctx context.Context, fp string) ([]*headers.Record, error)
+
+	// Claim, Confirm and Release guard delivery of one record to one
+	// recipient; CountReturn counts how often a record's message came back.
+	Claim(ctx context.Context, ref, rcpt string, lease time.Duration) (store.ClaimResult, error)
+	Confirm(ctx context.Context, ref, rcpt string) error
+	Release(ctx context.Context, ref, rcpt string) error
+	CountReturn(ctx context.Context, ref string) (int64, error)
 }
 
 // ListenerConfig configures one leg's SMTP listener.
@@ -117,6 +126,15 @@ type Config struct {
 	StoreTimeout  time.Duration
 	WithoutRecord WithoutRecord
 
+	// KeepDuplicates turns off duplicate suppression: by default, a message
+	// the vendor sends back again for a recipient the tenant already
+	// accepted it for is acknowledged and not delivered a second time.
+	KeepDuplicates bool
+	// ClaimLease is how long a delivery claim holds while the tenant has not
+	// answered; it must outlast Target's timeouts. Default: Target's
+	// ConnectTimeout + CommandTimeout + FinalTimeout + DataTimeout.
+	ClaimLease time.Duration
+
 	Log zerolog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -197,6 +215,10 @@ func New(cfg Config) (*Relay, error) {
 			h.Helo = cfg.Hostname
 		}
 		*h = h.withDefaults()
+	}
+	if cfg.ClaimLease <= 0 {
+		t := cfg.Target
+		cfg.ClaimLease = t.ConnectTimeout + t.CommandTimeout + t.FinalTimeout + t.DataTimeout
 	}
 	r := &Relay{
 		cfg:       cfg,

@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/recallrelay/recallrelay/relay"
+	"github.com/recallrelay/recallrelay/relaytest"
 )
 
 const original = "From: Ann <ann@contoso.com>\r\n" +
@@ -246,5 +247,80 @@ func TestReturnTenantTempfail(t *testing.T) {
 	}
 	if d := h.tenant.Deliveries(); len(d) != 1 {
 		t.Fatalf("tenant recorded %d deliveries, want 1", len(d))
+	}
+}
+
+// A vendor that sends the same message back twice gets 250 both times, and
+// the tenant receives it once per recipient; a return that adds a recipient
+// who has not had it yet delivers to that recipient only.
+func TestReturnSuppressesDuplicates(t *testing.T) {
+	h := newHarness(t, nil)
+	out := h.sendOut("ann@contoso.com", "bob@fabrikam.example", "eve@fabrikam.example")
+	back := vendorise(out, false, false)
+
+	for i := 0; i < 2; i++ {
+		if code, text := h.sendBack(back, "ann@contoso.com", "bob@fabrikam.example"); code != 250 {
+			t.Fatalf("return %d: %d %s", i+1, code, text)
+		}
+	}
+	if code, text := h.sendBack(back, "ann@contoso.com", "bob@fabrikam.example", "eve@fabrikam.example"); code != 250 {
+		t.Fatalf("third return: %d %s", code, text)
+	}
+	d := h.tenant.Deliveries()
+	if len(d) != 2 || strings.Join(d[0].Rcpts, ",") != "bob@fabrikam.example" || strings.Join(d[1].Rcpts, ",") != "eve@fabrikam.example" {
+		for _, x := range d {
+			t.Logf("delivery to %v", x.Rcpts)
+		}
+		t.Fatalf("tenant deliveries: %d, want bob once then eve once", len(d))
+	}
+	if !strings.Contains(h.logs.String(), `"result":"suppressed"`) || !strings.Contains(h.logs.String(), `"suppressed":["bob@fabrikam.example"]`) {
+		t.Errorf("suppression not logged:\n%s", h.logs)
+	}
+}
+
+// Two copies returning at the same moment: exactly one is delivered, the
+// other is told to retry (and is then suppressed).
+func TestReturnConcurrentCopies(t *testing.T) {
+	h := newHarness(t, nil)
+	out := h.sendOut("ann@contoso.com", "bob@fabrikam.example")
+	back := vendorise(out, false, false)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	h.tenant.SetDataHook(func(*relaytest.Delivery) *smtp.SMTPError {
+		close(entered)
+		<-release
+		return nil
+	})
+	first := make(chan int)
+	go func() {
+		code, _ := h.sendBack(back, "ann@contoso.com", "bob@fabrikam.example")
+		first <- code
+	}()
+	<-entered
+	code, text := h.sendBack(back, "ann@contoso.com", "bob@fabrikam.example")
+	if code != 451 || !strings.Contains(text, "being delivered") {
+		t.Errorf("concurrent copy: %d %s, want 451", code, text)
+	}
+	h.tenant.SetDataHook(nil)
+	close(release)
+	if c := <-first; c != 250 {
+		t.Fatalf("first copy: %d", c)
+	}
+	if code, _ := h.sendBack(back, "ann@contoso.com", "bob@fabrikam.example"); code != 250 {
+		t.Errorf("retry of the second copy: %d", code)
+	}
+	if n := len(h.tenant.Deliveries()); n != 1 {
+		t.Fatalf("tenant got %d copies", n)
+	}
+}
+
+// With duplicate suppression off, every return is delivered.
+func TestReturnKeepDuplicates(t *testing.T) {
+	h := newHarness(t, func(c *relay.Config) { c.KeepDuplicates = true })
+	back := vendorise(h.sendOut("ann@contoso.com", "bob@fabrikam.example"), false, false)
+	h.sendBack(back, "ann@contoso.com", "bob@fabrikam.example")
+	h.sendBack(back, "ann@contoso.com", "bob@fabrikam.example")
+	if n := len(h.tenant.Deliveries()); n != 2 {
+		t.Fatalf("tenant got %d copies, want 2", n)
 	}
 }

@@ -117,9 +117,10 @@ type outcome struct {
 	messageID string
 	ref       string
 	size      int64
-	matchedBy string
-	restored  []string
-	removed   []string
+	matchedBy  string
+	restored   []string
+	removed    []string
+	suppressed []string // recipients that already had the message
 }
 
 // Data receives one message, streams it to the next hop and answers only
@@ -142,6 +143,12 @@ type prepared struct {
 	// commit runs after the whole message was streamed to the next hop and
 	// before the next hop is told it is complete.
 	commit func(ctx context.Context) error
+	// settle runs once the outcome is known: delivered is true when the
+	// next hop answered 250.
+	settle func(delivered bool)
+	// skip means there is nothing to deliver (every recipient already has
+	// the message): the relay acknowledges without contacting the next hop.
+	skip bool
 }
 
 func (s *session) data(r io.Reader, o *outcome) error {
@@ -164,7 +171,28 @@ func (s *session) data(r io.Reader, o *outcome) error {
 	}
 	if err != nil {
 		s.hop.reset()
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			s.log(zerolog.ErrorLevel).Err(err).Msg("store failed")
+			return errStore
+		}
 		return err
+	}
+	if p.skip {
+		s.hop.reset()
+		_, err := io.Copy(io.Discard, body)
+		if err != nil {
+			return s.readError(err)
+		}
+		o.size = guard.n
+		if s.conn != nil && s.conn.failed.Load() {
+			return errTruncated
+		}
+		return nil
+	}
+	delivered := false
+	if p.settle != nil {
+		defer func() { p.settle(delivered) }()
 	}
 
 	w, err := s.hop.c.Data()
@@ -207,6 +235,7 @@ func (s *session) data(r io.Reader, o *outcome) error {
 		return hopError(s.leg.hop.Name, "end of data", err)
 	}
 	s.hop.inTx = false
+	delivered = true
 	return nil
 }
 
@@ -266,6 +295,9 @@ func (s *session) log(level zerolog.Level) *zerolog.Event {
 // logMessage writes the one line per message per leg.
 func (s *session) logMessage(o *outcome, start time.Time, err error) {
 	level, result := zerolog.InfoLevel, "delivered"
+	if err == nil && len(o.suppressed) == len(s.rcpts) && len(s.rcpts) > 0 {
+		result = "suppressed"
+	}
 	if err != nil {
 		level, result = zerolog.WarnLevel, "tempfail"
 		if replyCode(err) >= 500 {
@@ -284,6 +316,9 @@ func (s *session) logMessage(o *outcome, start time.Time, err error) {
 		Int("code", replyCode(err))
 	if s.leg == s.r.ret {
 		e = e.Str("matched_by", o.matchedBy).Strs("restored", o.restored).Strs("removed", o.removed)
+		if len(o.suppressed) > 0 {
+			e = e.Strs("suppressed", o.suppressed)
+		}
 	}
 	if err != nil {
 		e = e.Str("error", err.Error())
