@@ -114,9 +114,9 @@ func (s *session) closeHop() {
 
 // outcome is what one message did, for its log line.
 type outcome struct {
-	messageID string
-	ref       string
-	size      int64
+	messageID  string
+	ref        string
+	size       int64
 	matchedBy  string
 	restored   []string
 	removed    []string
