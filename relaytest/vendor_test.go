@@ -1,0 +1,325 @@
+package relaytest
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// roundTrip sends msgs through a vendor with the given behaviours into a
+// tenant and returns both once the vendor is idle.
+func roundTrip(t *testing.T, behaviors string, msgs []Message) (*Vendor, *Tenant) {
+	t.Helper()
+	tn := startTenant(t, TenantConfig{})
+	v := startVendor(t, VendorConfig{Name: "test", ReturnAddr: tn.Addr(), Behaviors: MustParseBehaviors(behaviors)})
+	s := fastSender(v.Addr())
+	for _, m := range msgs {
+		if res := s.Send(testContext(t), m); !res.Accepted {
+			t.Fatalf("send %s to vendor: %+v", m.Name, res)
+		}
+	}
+	if err := v.WaitIdle(waitTimeout); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range v.Returned() {
+		if !r.Result.Accepted {
+			t.Errorf("vendor could not send back: %+v", r.Result)
+		}
+		if len(r.TransformErrors) > 0 {
+			t.Errorf("transform errors: %v", r.TransformErrors)
+		}
+	}
+	return v, tn
+}
+
+// assertExactlyOnce checks that every message arrived at the tenant
+// byte-identical, exactly once, with its envelope.
+func assertExactlyOnce(t *testing.T, msgs []Message, ds []Delivery) {
+	t.Helper()
+	if len(ds) != len(msgs) {
+		t.Errorf("%d deliveries for %d messages", len(ds), len(msgs))
+	}
+	for _, m := range msgs {
+		var found []Delivery
+		for _, d := range ds {
+			if bytes.Equal(d.Data, m.Data) {
+				found = append(found, d)
+			}
+		}
+		if len(found) != 1 {
+			t.Errorf("%s: delivered byte-identical %d times, want 1", m.Name, len(found))
+			continue
+		}
+		d := found[0]
+		if d.MailFrom != m.From || fmt.Sprint(d.Rcpts) != fmt.Sprint(m.To) || d.UTF8 != m.UTF8 {
+			t.Errorf("%s: envelope %q %q utf8=%v, want %q %q utf8=%v", m.Name, d.MailFrom, d.Rcpts, d.UTF8, m.From, m.To, m.UTF8)
+		}
+	}
+}
+
+func TestVendorPassthroughKeepsMailIntact(t *testing.T) {
+	sources := []struct {
+		name string
+		msgs func(t *testing.T) []Message
+	}{
+		{"generated", func(*testing.T) []Message { return Generate(GenerateOptions{Seed: 11, BigAttachmentBytes: 2 << 20}) }},
+		{"corpus", func(t *testing.T) []Message { return loadCorpus(t) }},
+	}
+	for _, src := range sources {
+		t.Run(src.name, func(t *testing.T) {
+			msgs := src.msgs(t)
+			for _, list := range []string{"passthrough", ""} {
+				v, tn := roundTrip(t, list, msgs)
+				assertExactlyOnce(t, msgs, tn.Deliveries())
+				assertExactlyOnce(t, msgs, v.Received())
+				for _, m := range msgs {
+					if r := CompareIdentity(m.Data, m.Data); !r.Intact {
+						t.Errorf("%s: identity of a message with itself: %v", m.Name, r)
+					}
+				}
+			}
+		})
+	}
+}
+
+// byName returns the generated message of a kind.
+func genKind(t *testing.T, kind string) Message {
+	t.Helper()
+	for _, m := range Generate(GenerateOptions{Seed: 5}) {
+		if m.Kind == kind {
+			return m
+		}
+	}
+	t.Fatalf("no generated message of kind %q", kind)
+	return Message{}
+}
+
+func TestVendorBehaviorsOverSMTP(t *testing.T) {
+	tests := []struct {
+		behaviors string
+		kinds     []string
+		check     func(t *testing.T, m Message, ds []Delivery, v *Vendor)
+	}{
+		{"split-recipients", []string{KindMultiRcpt, KindPlain}, func(t *testing.T, m Message, ds []Delivery, _ *Vendor) {
+			var rcpts []string
+			for _, d := range ds {
+				if len(d.Rcpts) != 1 || !bytes.Equal(d.Data, m.Data) || d.MailFrom != m.From {
+					t.Errorf("%s: delivery %q data ok=%v", m.Name, d.Rcpts, bytes.Equal(d.Data, m.Data))
+				}
+				rcpts = append(rcpts, d.Rcpts...)
+			}
+			want := append([]string(nil), m.To...)
+			sort.Strings(rcpts)
+			sort.Strings(want)
+			if len(ds) != len(m.To) || fmt.Sprint(rcpts) != fmt.Sprint(want) {
+				t.Errorf("%s: %d transactions to %v, want one per recipient of %v", m.Name, len(ds), rcpts, want)
+			}
+		}},
+		{"duplicate", []string{KindMultiRcpt}, func(t *testing.T, m Message, ds []Delivery, _ *Vendor) {
+			if len(ds) != 2 {
+				t.Fatalf("%d deliveries, want 2", len(ds))
+			}
+			for _, d := range ds {
+				if !bytes.Equal(d.Data, m.Data) || fmt.Sprint(d.Rcpts) != fmt.Sprint(m.To) {
+					t.Errorf("duplicate differs: %q", d.Rcpts)
+				}
+			}
+		}},
+		{"split-recipients,duplicate", []string{KindMultiRcpt}, func(t *testing.T, m Message, ds []Delivery, _ *Vendor) {
+			if len(ds) != 2*len(m.To) {
+				t.Errorf("%d deliveries, want %d", len(ds), 2*len(m.To))
+			}
+		}},
+		{"drop-mid-data", []string{KindPlain, KindAttachment, KindTNEF}, func(t *testing.T, m Message, ds []Delivery, v *Vendor) {
+			if len(ds) != 1 || !bytes.Equal(ds[0].Data, m.Data) {
+				t.Fatalf("%s: %d deliveries, want the whole message exactly once", m.Name, len(ds))
+			}
+			for _, r := range v.Returned() {
+				if r.Result.Attempts != 2 || !strings.Contains(r.Result.Replies[0], "fault injection") {
+					t.Errorf("%s: send-back %+v, want a cut first attempt and a retry", m.Name, r.Result)
+				}
+			}
+		}},
+		{"stamp-marker", []string{KindPlain}, func(t *testing.T, m Message, ds []Delivery, _ *Vendor) {
+			want := append([]byte(DefaultMarker+"\r\n"), m.Data...)
+			if len(ds) != 1 || !bytes.Equal(ds[0].Data, want) {
+				t.Errorf("stamped message is not marker + original")
+			}
+		}},
+		{"flatten-tnef", []string{KindTNEF, KindTNEFRecall, KindPlain}, func(t *testing.T, m Message, ds []Delivery, _ *Vendor) {
+			if len(ds) != 1 {
+				t.Fatalf("%d deliveries", len(ds))
+			}
+			r := CompareIdentity(m.Data, ds[0].Data)
+			if m.Kind == KindPlain {
+				if !bytes.Equal(ds[0].Data, m.Data) {
+					t.Error("a message without TNEF was changed")
+				}
+				return
+			}
+			if !r.TNEFLost || len(tnefParts(ds[0].Data)) != 0 {
+				t.Errorf("%s: TNEF part not removed: %v", m.Name, r)
+			}
+		}},
+		{"delay=300ms", []string{KindPlain}, func(t *testing.T, m Message, ds []Delivery, v *Vendor) {
+			rcv := v.Received()
+			if len(ds) != 1 || len(rcv) != 1 {
+				t.Fatalf("%d deliveries, %d received", len(ds), len(rcv))
+			}
+			if d := ds[0].At.Sub(rcv[0].At); d < 300*time.Millisecond {
+				t.Errorf("sent back after %v, want at least 300ms", d)
+			}
+		}},
+		{"signature-service", []string{KindPlain, KindHTML, KindTNEF, KindEightBit}, func(t *testing.T, m Message, ds []Delivery, _ *Vendor) {
+			if len(ds) != 1 {
+				t.Fatalf("%d deliveries", len(ds))
+			}
+			out := ds[0].Data
+			assertParses(t, out)
+			if !bytes.HasPrefix(out, []byte(DefaultMarker+"\r\n")) {
+				t.Error("no loop marker")
+			}
+			if m.Kind == KindTNEF {
+				// No HTML part and not a single text part: no footer.
+				if htmlPartsContain(t, out, DefaultFooterHTML) {
+					t.Error("HTML footer in a message without HTML")
+				}
+			} else if !htmlPartsContain(t, out, DefaultFooterHTML) {
+				t.Error("no HTML footer")
+			}
+			for _, f := range exactFields(out) {
+				if !isStandardField(f.Name) && !strings.EqualFold(f.Name, "X-CodeTwoProcessed") {
+					t.Errorf("field %q survived strip-unknown-headers", f.Name)
+				}
+			}
+			if r := CompareIdentity(m.Data, out); r.Intact || len(r.Missing) == 0 {
+				t.Errorf("identity after signature-service: %v", r)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.behaviors, func(t *testing.T) {
+			for _, kind := range tc.kinds {
+				m := genKind(t, kind)
+				v, tn := roundTrip(t, tc.behaviors, []Message{m})
+				tc.check(t, m, tn.Deliveries(), v)
+			}
+		})
+	}
+}
+
+func TestVendorTempfailFirst(t *testing.T) {
+	tn := startTenant(t, TenantConfig{})
+	v := startVendor(t, VendorConfig{ReturnAddr: tn.Addr(), Behaviors: MustParseBehaviors("tempfail-first")})
+	s := fastSender(v.Addr())
+	m1, m2 := genKind(t, KindPlain), genKind(t, KindHTML)
+	for _, m := range []Message{m1, m2} {
+		res := s.Send(testContext(t), m)
+		if !res.Accepted || res.Attempts != 2 || !strings.HasPrefix(res.Replies[0], "451 4.7.1") {
+			t.Errorf("%s: %+v, want a 451 4.7.1 and an accepted retry", m.Name, res)
+		}
+	}
+	// The same message again is known and accepted at once.
+	if res := s.Send(testContext(t), m1); !res.Accepted || res.Attempts != 1 {
+		t.Errorf("resend: %+v", res)
+	}
+	if err := v.WaitIdle(waitTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(v.Received()); n != 3 {
+		t.Errorf("vendor stored %d messages, want 3 (refused attempts are not stored)", n)
+	}
+	ds := tn.Deliveries()
+	if len(ds) != 3 {
+		t.Fatalf("%d deliveries, want 3", len(ds))
+	}
+	for _, d := range ds {
+		if !bytes.Equal(d.Data, m1.Data) && !bytes.Equal(d.Data, m2.Data) {
+			t.Error("a delivery matches no message sent")
+		}
+	}
+}
+
+func TestVendorRetriesTenantFailures(t *testing.T) {
+	tn := startTenant(t, TenantConfig{})
+	tn.RejectNextData(2, smtpErr(451, [3]int{4, 3, 2}, "queue full"))
+	v := startVendor(t, VendorConfig{ReturnAddr: tn.Addr()})
+	m := genKind(t, KindAttachment)
+	if res := fastSender(v.Addr()).Send(testContext(t), m); !res.Accepted {
+		t.Fatal(res.Err)
+	}
+	if err := v.WaitIdle(waitTimeout); err != nil {
+		t.Fatal(err)
+	}
+	rs := v.Returned()
+	if len(rs) != 1 || !rs[0].Result.Accepted || rs[0].Result.Attempts != 3 {
+		t.Fatalf("returned %+v", rs)
+	}
+	if r := rs[0].Delivery; !bytes.Equal(r.Data, m.Data) || r.MailFrom != m.From || r.Size != int64(len(m.Data)) {
+		t.Errorf("outcome does not describe what was sent back")
+	}
+	assertExactlyOnce(t, []Message{m}, tn.Deliveries())
+}
+
+func TestVendorCloseStopsQueue(t *testing.T) {
+	base := runtimeGoroutines()
+	tn, err := NewTenant(TenantConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVendor(VendorConfig{ReturnAddr: tn.Addr(), Behaviors: MustParseBehaviors("delay=1h")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if res := fastSender(v.Addr()).Send(testContext(t), genKind(t, KindPlain)); !res.Accepted {
+		t.Fatal(res.Err)
+	}
+	if err := v.WaitIdle(50 * time.Millisecond); err == nil {
+		t.Error("WaitIdle succeeded with a message delayed by an hour")
+	}
+	done := make(chan error, 1)
+	go func() { done <- v.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("vendor Close hangs")
+	}
+	if err := v.WaitIdle(time.Second); err != nil {
+		t.Errorf("after Close: %v", err)
+	}
+	if err := tn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitGoroutines(t, base)
+	if len(tn.Deliveries()) != 0 {
+		t.Error("a message delayed by an hour was delivered")
+	}
+	if err := v.Start(); err == nil {
+		t.Error("Start after Close succeeded")
+	}
+}
+
+func TestNewVendorValidates(t *testing.T) {
+	if _, err := NewVendor(VendorConfig{}); err == nil {
+		t.Error("missing ReturnAddr accepted")
+	}
+	if _, err := NewVendor(VendorConfig{ReturnAddr: "127.0.0.1:1", Behaviors: []Behavior{nameOnly{}}}); err == nil {
+		t.Error("behaviour without effect accepted")
+	}
+}
+
+type nameOnly struct{}
+
+func (nameOnly) Name() string { return "name-only" }
