@@ -95,7 +95,8 @@ func sameMultiset(a, b [][]byte) bool {
 // carry a valid MAC for the ref they name.
 func FuzzVerifyReference(f *testing.F) {
 	s := signer(f, "k1", k1)
-	good := s.Stamp("aaaaaaaaaaaaaaaaaaaaaaaaaa", time.Unix(1700000000, 0))
+	good := s.Stamp("aaaaaaaaaaaaaaaaaaaaaaaaaa", 0, time.Unix(1700000000, 0))
+	f.Add(s.Stamp("aaaaaaaaaaaaaaaaaaaaaaaaaa", 2, time.Unix(1700000000, 0)))
 	f.Add(good)
 	f.Add(strings.ReplaceAll(good, "; ", ";\r\n "))
 	f.Add("v=1; k=k1; r=; t=; s=")
@@ -106,8 +107,8 @@ func FuzzVerifyReference(f *testing.F) {
 			return
 		}
 		// Re-stamping what verified must reproduce the same MAC.
-		again, err := s.Verify(s.Stamp(got.Ref, got.Issued))
-		if err != nil || again.Ref != got.Ref {
+		again, err := s.Verify(s.Stamp(got.Ref, got.Hop, got.Issued))
+		if err != nil || again.Ref != got.Ref || again.Hop != got.Hop {
 			t.Fatalf("verified %q but re-stamp fails: %v", v, err)
 		}
 		if !strings.Contains(v, got.Ref) {

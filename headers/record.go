@@ -39,6 +39,11 @@ type Record struct {
 	// Fields are the captured header fields, in their original order, each
 	// byte-exact as received (name spelling, folding and trailing CRLF).
 	Fields []Field `json:"fields"`
+
+	// Route is the vendor chain the message was sent along, by vendor name;
+	// the return leg sends it to the next vendor until the last one, and
+	// restores only after that.
+	Route []string `json:"route,omitempty"`
 }
 
 // MailParams are the MAIL FROM parameters the relay preserves on both legs.

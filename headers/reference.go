@@ -49,9 +49,11 @@ type SignerConfig struct {
 //
 // The value format is
 //
-//	v=1; k=<key id>; r=<ref>; t=<unix seconds>; s=<base64url HMAC-SHA256>
+//	v=1; k=<key id>; r=<ref>; h=<hop>; t=<unix seconds>; s=<base64url HMAC-SHA256>
 //
-// with the MAC over "recallrelay-ref/1", key id, ref and time, NUL-separated.
+// with the MAC over "recallrelay-ref/1", key id, ref, hop and time,
+// NUL-separated. The hop is the position in the message's vendor chain that
+// the message was sent to (0 for the first vendor); h is omitted for hop 0.
 type Signer struct {
 	signing Key
 	keys    map[string][]byte
@@ -122,16 +124,25 @@ func ValidRef(ref string) bool {
 	return true
 }
 
-// Stamp returns the header value that references ref, issued at t.
-func (s *Signer) Stamp(ref string, t time.Time) string {
+// MaxHop bounds the hop index, and so the length of a vendor chain.
+const MaxHop = 15
+
+// Stamp returns the header value that references ref at chain position hop
+// (0 ≤ hop ≤ MaxHop), issued at t.
+func (s *Signer) Stamp(ref string, hop int, t time.Time) string {
 	ts := strconv.FormatInt(t.Unix(), 10)
-	mac := s.mac(s.signing.Secret, s.signing.ID, ref, ts)
-	return "v=1; k=" + s.signing.ID + "; r=" + ref + "; t=" + ts + "; s=" + base64.RawURLEncoding.EncodeToString(mac)
+	hs := strconv.Itoa(hop)
+	mac := s.mac(s.signing.Secret, s.signing.ID, ref, hs, ts)
+	v := "v=1; k=" + s.signing.ID + "; r=" + ref + "; "
+	if hop != 0 {
+		v += "h=" + hs + "; "
+	}
+	return v + "t=" + ts + "; s=" + base64.RawURLEncoding.EncodeToString(mac)
 }
 
-func (s *Signer) mac(secret []byte, kid, ref, ts string) []byte {
+func (s *Signer) mac(secret []byte, kid, ref, hop, ts string) []byte {
 	m := hmac.New(sha256.New, secret)
-	m.Write([]byte("recallrelay-ref/1\x00" + kid + "\x00" + ref + "\x00" + ts))
+	m.Write([]byte("recallrelay-ref/1\x00" + kid + "\x00" + ref + "\x00" + hop + "\x00" + ts))
 	return m.Sum(nil)
 }
 
@@ -139,6 +150,7 @@ func (s *Signer) mac(secret []byte, kid, ref, ts string) []byte {
 type Verified struct {
 	Ref    string
 	KeyID  string
+	Hop    int
 	Issued time.Time
 }
 
@@ -168,6 +180,15 @@ func (s *Signer) Verify(value string) (Verified, error) {
 		return Verified{}, fmt.Errorf("%w: version %q", ErrRefMalformed, tags["v"])
 	}
 	kid, ref, ts, sig := tags["k"], tags["r"], tags["t"], tags["s"]
+	hs, hasHop := tags["h"]
+	hop := 0
+	if hasHop {
+		n, err := strconv.Atoi(hs)
+		if err != nil || n < 1 || n > MaxHop || strconv.Itoa(n) != hs {
+			return Verified{}, fmt.Errorf("%w: hop %q", ErrRefMalformed, hs)
+		}
+		hop = n
+	}
 	if !ValidRef(ref) {
 		return Verified{}, fmt.Errorf("%w: ref %q", ErrRefMalformed, ref)
 	}
@@ -183,8 +204,8 @@ func (s *Signer) Verify(value string) (Verified, error) {
 	if !ok {
 		return Verified{}, fmt.Errorf("%w: %q", ErrRefUnknownKey, kid)
 	}
-	if !hmac.Equal(mac, s.mac(secret, kid, ref, ts)) {
+	if !hmac.Equal(mac, s.mac(secret, kid, ref, strconv.Itoa(hop), ts)) {
 		return Verified{}, fmt.Errorf("%w (key %s)", ErrRefBadSignature, kid)
 	}
-	return Verified{Ref: ref, KeyID: kid, Issued: time.Unix(unix, 0)}, nil
+	return Verified{Ref: ref, KeyID: kid, Hop: hop, Issued: time.Unix(unix, 0)}, nil
 }

@@ -29,7 +29,7 @@ func TestReferenceRoundTripAndRotation(t *testing.T) {
 		t.Fatalf("NewRef produced invalid ref %q", ref)
 	}
 	old := signer(t, "k1", k1)
-	v := old.Stamp(ref, at)
+	v := old.Stamp(ref, 0, at)
 
 	// After rotation k2 signs, k1 still verifies.
 	rotated := signer(t, "k2", k1, k2)
@@ -39,6 +39,10 @@ func TestReferenceRoundTripAndRotation(t *testing.T) {
 	}
 	if got.Ref != ref || got.KeyID != "k1" || !got.Issued.Equal(at) {
 		t.Errorf("Verify = %+v", got)
+	}
+	// The hop index is signed and comes back.
+	if got, err := rotated.Verify(rotated.Stamp(ref, 3, at)); err != nil || got.Hop != 3 {
+		t.Errorf("hop 3: %+v, %v", got, err)
 	}
 	// A vendor that re-folds the header does not break the reference.
 	if _, err := rotated.Verify(strings.ReplaceAll(v, "; ", ";\r\n\t")); err != nil {
@@ -53,9 +57,10 @@ func TestReferenceRoundTripAndRotation(t *testing.T) {
 func TestReferenceRejects(t *testing.T) {
 	s := signer(t, "k1", k1, k2)
 	ref := NewRef()
-	good := s.Stamp(ref, time.Unix(1700000000, 0))
+	good := s.Stamp(ref, 0, time.Unix(1700000000, 0))
+	hop1 := s.Stamp(ref, 1, time.Unix(1700000000, 0))
 	other := NewRef()
-	forgedWithOwnKey := signer(t, "k1", Key{ID: "k1", Secret: bytes.Repeat([]byte{9}, 32)}).Stamp(ref, time.Unix(1700000000, 0))
+	forgedWithOwnKey := signer(t, "k1", Key{ID: "k1", Secret: bytes.Repeat([]byte{9}, 32)}).Stamp(ref, 0, time.Unix(1700000000, 0))
 
 	tests := []struct {
 		name  string
@@ -76,6 +81,11 @@ func TestReferenceRejects(t *testing.T) {
 		{"signature truncated", good[:len(good)-4], ErrRefMalformed},
 		{"tag repeated", good + "; r=" + other, ErrRefMalformed},
 		{"too long", good + "; x=" + strings.Repeat("a", 600), ErrRefMalformed},
+		{"hop added", strings.Replace(good, "; t=", "; h=1; t=", 1), ErrRefBadSignature},
+		{"hop changed", strings.Replace(hop1, "h=1", "h=2", 1), ErrRefBadSignature},
+		{"hop removed", strings.Replace(hop1, "h=1; ", "", 1), ErrRefBadSignature},
+		{"hop zero spelled out", strings.Replace(good, "; t=", "; h=0; t=", 1), ErrRefMalformed},
+		{"hop too large", strings.Replace(hop1, "h=1", "h=16", 1), ErrRefMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

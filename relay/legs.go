@@ -43,7 +43,7 @@ func (s *session) prepareTenant(h *headers.Header, o *outcome) (*prepared, error
 	// A reference the tenant's message already carries is stale (a message
 	// that looped) or forged; only the one stamped now counts.
 	h.Remove(s.r.refMatch)
-	ref, err := headers.NewField(s.r.cfg.RefHeader, s.r.cfg.Signer.Stamp(rec.Ref, now))
+	ref, err := headers.NewField(s.r.cfg.RefHeader, s.r.cfg.Signer.Stamp(rec.Ref, 0, now))
 	if err != nil {
 		return nil, fmt.Errorf("stamp %s: %w", rec.Ref, err)
 	}

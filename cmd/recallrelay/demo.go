@@ -48,12 +48,6 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	data, err := os.MkdirTemp("", "recallrelay-demo-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(data)
-
 	tenant, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0"})
 	if err != nil {
 		return err
@@ -62,22 +56,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer tenant.Close()
-	var vendorAddr, tenantLeg, returnLeg string
-	for _, a := range []*string{&vendorAddr, &tenantLeg, &returnLeg} {
-		if *a, err = freeAddr(); err != nil {
-			return err
-		}
-	}
-
-	cfg := config.Default()
-	cfg.Store.DataDir = data
-	cfg.Listeners.Tenant.Listen = tenantLeg
-	cfg.Listeners.Return.Listen = returnLeg
-	cfg.Vendors[0].Address = vendorAddr
-	cfg.Vendors[0].StartTLS = config.StartTLSOff
-	cfg.Tenant.Address = tenant.Addr()
-	cfg.Tenant.StartTLS = config.StartTLSOff
-	if err := cfg.Validate(); err != nil {
+	vendorAddr, err := freeAddr()
+	if err != nil {
 		return err
 	}
 	logs := &lineLog{}
@@ -85,23 +65,11 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if *verbose {
 		logw = io.MultiWriter(logs, stderr)
 	}
-	st, err := openStore(cfg.Store)
+	r, data, stop, err := startLocalRelay(vendorAddr, tenant.Addr(), logw)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	rc, err := relayConfig(cfg, st, zerolog.New(logw))
-	if err != nil {
-		return err
-	}
-	r, err := relay.New(rc)
-	if err != nil {
-		return err
-	}
-	if err := r.Start(); err != nil {
-		return err
-	}
-	defer r.Shutdown(context.Background())
+	defer stop()
 
 	vendor, err := relaytest.NewVendor(relaytest.VendorConfig{
 		Name: "signature-vendor", Listen: vendorAddr, ReturnAddr: r.ReturnAddr(), Behaviors: bs,
@@ -211,6 +179,67 @@ func summarize(names []string) string {
 		out = append([]string{fmt.Sprintf("CrossPremises×%d", cp)}, out...)
 	}
 	return strings.Join(out, ", ")
+}
+
+// startLocalRelay starts a relay on the built-in defaults, as serve would
+// run it, on loopback ports, with its embedded store in a new temporary
+// directory: tenant leg → vendorAddr, return leg → tenantAddr. stop shuts it
+// down and removes the directory.
+func startLocalRelay(vendorAddr, tenantAddr string, logw io.Writer) (r *relay.Relay, dataDir string, stop func(), err error) {
+	data, err := os.MkdirTemp("", "recallrelay-local-")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	var closers []func()
+	stop = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		os.RemoveAll(data)
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	var tenantLeg, returnLeg string
+	for _, a := range []*string{&tenantLeg, &returnLeg} {
+		if *a, err = freeAddr(); err != nil {
+			return nil, "", nil, err
+		}
+	}
+	cfg := config.Default()
+	cfg.Store.DataDir = data
+	cfg.Listeners.Tenant.Listen = tenantLeg
+	cfg.Listeners.Return.Listen = returnLeg
+	cfg.Vendors[0].Address = vendorAddr
+	cfg.Vendors[0].StartTLS = config.StartTLSOff
+	cfg.Tenant.Address = tenantAddr
+	cfg.Tenant.StartTLS = config.StartTLSOff
+	if err = cfg.Validate(); err != nil {
+		return nil, "", nil, err
+	}
+	st, err := openStore(cfg.Store)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	closers = append(closers, func() { st.Close() })
+	rc, err := relayConfig(cfg, st, zerolog.New(logw))
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if r, err = relay.New(rc); err != nil {
+		return nil, "", nil, err
+	}
+	if err = r.Start(); err != nil {
+		return nil, "", nil, err
+	}
+	closers = append(closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r.Shutdown(ctx)
+	})
+	return r, data, stop, nil
 }
 
 // freeAddr returns a loopback address with a port that was free just now.
