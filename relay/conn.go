@@ -1,24 +1,15 @@
 package relay
 
 import (
+	"bytes"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
-
-// guardedListener wraps every accepted connection in a guardedConn.
-type guardedListener struct {
-	net.Listener
-}
-
-func (l guardedListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &guardedConn{Conn: c}, nil
-}
 
 // guardedConn works around two limits of go-smtp's server (v0.25):
 //
@@ -31,22 +22,86 @@ func (l guardedListener) Accept() (net.Conn, error) {
 //     treats the early EOF as success). guardedConn records that the
 //     connection failed, and the session checks it before it lets the next
 //     hop commit the message.
+//
+// It also enforces the limits go-smtp has no hook for: the number of command
+// lines a client may send without starting a mail transaction, and closing
+// the connection right after a final reply (too many errors, shutdown).
 type guardedConn struct {
 	net.Conn
 	dataIdle atomic.Int64 // nanoseconds; 0 leaves deadlines to go-smtp
 	failed   atomic.Bool  // a read returned an error, EOF included
+
+	maxCmds    int          // command lines allowed before the first MAIL; 0: no limit
+	cmds       atomic.Int64 // command lines so far; counting stops at the first MAIL
+	mailSeen   atomic.Bool
+	closeAfter atomic.Bool  // close once the next reply has been written
+	reply      atomic.Pointer[net.Conn]
+
+	closeOnce sync.Once
+	onClose   func()
 }
 
+// errTooManyCommands ends a connection that sends commands without ever
+// starting a transaction.
+var errTooManyCommands = errors.New("too many commands before MAIL")
+
 func (c *guardedConn) Read(p []byte) (int, error) {
-	if d := time.Duration(c.dataIdle.Load()); d > 0 {
+	d := time.Duration(c.dataIdle.Load())
+	if d > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(d))
+	} else if c.maxCmds > 0 && !c.mailSeen.Load() && c.cmds.Load() > int64(c.maxCmds) {
+		c.sendReply(fmt.Sprintf("421 4.7.0 More than %d commands before MAIL; closing", c.maxCmds))
+		c.failed.Store(true)
+		return 0, errTooManyCommands
 	}
 	n, err := c.Conn.Read(p)
 	if err != nil {
 		c.failed.Store(true)
 	}
+	if d == 0 && n > 0 && !c.mailSeen.Load() {
+		c.cmds.Add(int64(bytes.Count(p[:n], []byte{'\n'})))
+	}
 	return n, err
 }
+
+// Write closes the connection after a reply when asked to.
+func (c *guardedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if c.closeAfter.Load() {
+		c.Close()
+	}
+	return n, err
+}
+
+// Close closes once and releases the connection's admission slot.
+func (c *guardedConn) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		err = c.Conn.Close()
+		if c.onClose != nil {
+			c.onClose()
+		}
+	})
+	return err
+}
+
+// sendReply writes a reply line on the connection as the client sees it
+// (through TLS once STARTTLS is done) and closes it. It is only called
+// while go-smtp waits for a command, so it never interleaves with a reply.
+func (c *guardedConn) sendReply(line string) {
+	w := net.Conn(c)
+	if r := c.reply.Load(); r != nil {
+		w = *r
+	}
+	w.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	w.Write([]byte(line + "\r\n"))
+	c.Close()
+}
+
+// mailStarted ends the count of commands before MAIL. (Counting later
+// commands at this level cannot tell them from the rest of a refused
+// message that go-smtp drains after the backend returned.)
+func (c *guardedConn) mailStarted() { c.mailSeen.Store(true) }
 
 // receiving switches idle-timeout mode on (d > 0) or off (d == 0).
 func (c *guardedConn) receiving(d time.Duration) { c.dataIdle.Store(int64(d)) }

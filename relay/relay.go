@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -57,6 +58,22 @@ type ListenerConfig struct {
 	CommandTimeout  time.Duration // idle time waiting for a command; default 5m
 	DataTimeout     time.Duration // idle time between reads of message data; default 5m
 	BareLineEndings BareLineEndings
+
+	// AllowNets are the client networks allowed to connect; empty allows
+	// every address. Others get 554 5.7.1 at connect.
+	AllowNets []netip.Prefix
+	// MaxConns and MaxConnsPerIP bound open connections (421 4.7.0 beyond);
+	// defaults 500 and 50.
+	MaxConns, MaxConnsPerIP int
+	// MaxCommandsWithoutMail bounds the command lines a client may send
+	// before its first MAIL FROM (421 4.7.0, then the connection is
+	// closed); default 100.
+	MaxCommandsWithoutMail int
+	// MaxErrors is how many refused commands a connection may collect
+	// before the relay answers 421 and closes it; default 20.
+	MaxErrors int
+	// RequireTLS refuses MAIL FROM before STARTTLS (530 5.7.0).
+	RequireTLS bool
 }
 
 func (l ListenerConfig) withDefaults() ListenerConfig {
@@ -77,6 +94,18 @@ func (l ListenerConfig) withDefaults() ListenerConfig {
 	}
 	if l.DataTimeout <= 0 {
 		l.DataTimeout = 5 * time.Minute
+	}
+	if l.MaxConns <= 0 {
+		l.MaxConns = 500
+	}
+	if l.MaxConnsPerIP <= 0 {
+		l.MaxConnsPerIP = 50
+	}
+	if l.MaxCommandsWithoutMail <= 0 {
+		l.MaxCommandsWithoutMail = 100
+	}
+	if l.MaxErrors <= 0 {
+		l.MaxErrors = 20
 	}
 	return l
 }
@@ -149,8 +178,9 @@ type Relay struct {
 
 	tenant, ret *leg
 
-	mu      sync.Mutex
-	closing bool
+	mu       sync.Mutex
+	closing  bool
+	sessions map[*session]struct{}
 }
 
 // leg is one listener and the next hop it proxies to.
@@ -223,6 +253,7 @@ func New(cfg Config) (*Relay, error) {
 	r := &Relay{
 		cfg:       cfg,
 		restorer:  headers.NewRestorer(*cfg.Restore),
+		sessions:  map[*session]struct{}{},
 		refMatch:  headers.MustMatcher(cfg.RefHeader),
 		loopMatch: headers.MustMatcher(cfg.LoopMarker.Name),
 	}
@@ -246,7 +277,9 @@ func (r *Relay) Start() error {
 		l.done = make(chan struct{})
 		go func(l *leg) {
 			defer close(l.done)
-			if err := l.srv.Serve(guardedListener{l.ln}); err != nil {
+			gl := &guardedListener{Listener: l.ln, adm: newAdmission(l.lc), leg: l.name, log: r.cfg.Log,
+				maxCmds: l.lc.MaxCommandsWithoutMail, hostname: r.cfg.Hostname}
+			if err := l.srv.Serve(gl); err != nil {
 				r.cfg.Log.Error().Str("leg", l.name).Err(err).Msg("listener stopped")
 			}
 		}(l)
@@ -269,13 +302,16 @@ func (r *Relay) TenantAddr() string { return r.tenant.ln.Addr().String() }
 // ReturnAddr is the return leg's listening address (after Start).
 func (r *Relay) ReturnAddr() string { return r.ret.ln.Addr().String() }
 
-// Shutdown stops accepting connections and waits for open sessions to end
-// until ctx is done; then it closes whatever is left. A transaction cut off
-// that way was never answered 250, so its sender still has the message.
+// Shutdown stops accepting connections, answers 421 to every idle session
+// and lets transactions in progress finish until ctx is done; then it answers
+// 421 to the rest and closes them. A transaction cut off that way was never
+// answered 250, so its sender still has the message.
 func (r *Relay) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
 	r.closing = true
 	r.mu.Unlock()
+	r.closeSessions(false)
+
 	var (
 		errs []error
 		emu  sync.Mutex
@@ -289,6 +325,7 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 		go func(l *leg) {
 			defer wg.Done()
 			if err := l.srv.Shutdown(ctx); err != nil {
+				r.closeSessions(true)
 				l.srv.Close()
 				if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 					emu.Lock()
@@ -301,6 +338,33 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// closeSessions answers 421 and closes idle sessions, or all when force.
+// Busy ones close right after their transaction's final reply.
+func (r *Relay) closeSessions(force bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for s := range r.sessions {
+		if s.conn == nil {
+			continue
+		}
+		if force || !s.busy.Load() {
+			s.conn.sendReply("421 4.3.2 " + r.cfg.Hostname + " shutting down; try again later")
+		} else {
+			s.conn.closeAfter.Store(true)
+		}
+	}
+}
+
+func (r *Relay) track(s *session, on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if on {
+		r.sessions[s] = struct{}{}
+	} else {
+		delete(r.sessions, s)
+	}
 }
 
 func (r *Relay) shuttingDown() bool {

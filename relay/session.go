@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -29,6 +30,9 @@ type session struct {
 	opts  smtp.MailOptions
 	rcpts []string
 	hop   *hopConn
+
+	busy   atomic.Bool // a transaction is open
+	errors int         // refused commands on this connection
 }
 
 func (r *Relay) newSession(l *leg, c *smtp.Conn) *session {
@@ -39,7 +43,28 @@ func (r *Relay) newSession(l *leg, c *smtp.Conn) *session {
 	if st, ok := c.TLSConnectionState(); ok {
 		s.tls = tlsDescription(st)
 	}
+	if s.conn != nil {
+		// Replies the relay writes itself must go through TLS once it is on.
+		cur := c.Conn()
+		s.conn.reply.Store(&cur)
+	}
+	r.track(s, true)
 	return s
+}
+
+// fail counts a refused command; once a connection has collected
+// MaxErrors, the reply becomes 421 and the connection closes after it.
+func (s *session) fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	s.errors++
+	if s.errors >= s.leg.lc.MaxErrors && s.conn != nil {
+		s.conn.closeAfter.Store(true)
+		s.log(zerolog.WarnLevel).Int("errors", s.errors).Msg("too many errors; closing")
+		return Reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many errors on this connection (%d); closing. Last: %s", s.errors, oneLine(err.Error()))
+	}
+	return err
 }
 
 func tlsDescription(st tls.ConnectionState) string {
@@ -50,9 +75,23 @@ func tlsDescription(st tls.ConnectionState) string {
 // the next hop's verdict on the sender and on each recipient reaches the
 // client in the same SMTP command.
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	return s.fail(s.mail(from, opts))
+}
+
+func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if s.r.shuttingDown() {
+		if s.conn != nil {
+			s.conn.closeAfter.Store(true)
+		}
 		return errShuttingDown
 	}
+	if s.leg.lc.RequireTLS && s.tls == "" {
+		return Reply(530, smtp.EnhancedCode{5, 7, 0}, "Must issue a STARTTLS command first")
+	}
+	if s.conn != nil {
+		s.conn.mailStarted()
+	}
+	s.busy.Store(true)
 	s.from, s.rcpts = from, nil
 	s.opts = smtp.MailOptions{}
 	if opts != nil {
@@ -81,6 +120,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 
 // Rcpt forwards the recipient; the next hop's refusal is the client's.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	return s.fail(s.rcpt(to))
+}
+
+func (s *session) rcpt(to string) error {
 	if s.hop == nil || s.hop.broken {
 		return Reply(451, smtp.EnhancedCode{4, 4, 2}, "%s connection lost; start again", s.leg.hop.Name)
 	}
@@ -93,6 +136,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 // Reset ends the transaction here and at the next hop.
 func (s *session) Reset() {
+	s.busy.Store(false)
 	s.from, s.rcpts = "", nil
 	if s.hop != nil {
 		s.hop.reset()
@@ -102,6 +146,7 @@ func (s *session) Reset() {
 // Logout closes the next-hop connection.
 func (s *session) Logout() error {
 	s.closeHop()
+	s.r.track(s, false)
 	return nil
 }
 
@@ -134,7 +179,8 @@ func (s *session) Data(r io.Reader) error {
 	var o outcome
 	err := s.data(r, &o)
 	s.logMessage(&o, start, err)
-	return err
+	s.busy.Store(false)
+	return s.fail(err)
 }
 
 // prepared is a leg's decision about one message once its header block has

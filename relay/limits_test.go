@@ -1,0 +1,214 @@
+package relay_test
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"net/textproto"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/recallrelay/recallrelay/relay"
+)
+
+// greeting connects and returns the first reply.
+func greeting(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	code, text, _ := textproto.NewConn(c).ReadResponse(0)
+	return code, text
+}
+
+// Who may connect: per-listener networks (IPv4 and IPv6), and connection
+// counts per client and in total. Refusals come at connect with a precise
+// reply and a log line.
+func TestAdmission(t *testing.T) {
+	t.Run("allow-list refuses others", func(t *testing.T) {
+		h := newHarness(t, func(c *relay.Config) {
+			c.Tenant.AllowNets = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")}
+		})
+		if code, text := greeting(t, h.relay.TenantAddr()); code != 554 || !strings.Contains(text, "5.7.1 127.0.0.1 is not allowed") {
+			t.Errorf("greeting %d %s", code, text)
+		}
+		if !strings.Contains(h.logs.String(), `"reply":"554 5.7.1 127.0.0.1 is not allowed to use this listener"`) {
+			t.Errorf("refusal not logged:\n%s", h.logs)
+		}
+		// The return leg has its own list (empty: everyone).
+		if code, _ := greeting(t, h.relay.ReturnAddr()); code != 220 {
+			t.Errorf("return leg greeting %d", code)
+		}
+	})
+	t.Run("allow-list admits listed", func(t *testing.T) {
+		h := newHarness(t, func(c *relay.Config) { c.Tenant.AllowNets = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
+		if code, _ := greeting(t, h.relay.TenantAddr()); code != 220 {
+			t.Errorf("greeting %d", code)
+		}
+	})
+	t.Run("IPv6", func(t *testing.T) {
+		if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
+			t.Skip("no IPv6 loopback")
+		} else {
+			ln.Close()
+		}
+		h := newHarness(t, func(c *relay.Config) {
+			c.Tenant.Addr = "[::1]:0"
+			c.Tenant.AllowNets = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+			c.Return.Addr = "[::1]:0"
+			c.Return.AllowNets = []netip.Prefix{netip.MustParsePrefix("::1/128")}
+		})
+		if code, text := greeting(t, h.relay.TenantAddr()); code != 554 || !strings.Contains(text, "::1 is not allowed") {
+			t.Errorf("tenant leg over IPv6: %d %s", code, text)
+		}
+		if code, _ := greeting(t, h.relay.ReturnAddr()); code != 220 {
+			t.Errorf("return leg over IPv6: %d", code)
+		}
+	})
+	t.Run("connections per client", func(t *testing.T) {
+		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxConnsPerIP = 2 })
+		for i := 0; i < 2; i++ {
+			if code, _ := greeting(t, h.relay.TenantAddr()); code != 220 {
+				t.Fatalf("connection %d: %d", i+1, code)
+			}
+		}
+		if code, text := greeting(t, h.relay.TenantAddr()); code != 421 || !strings.Contains(text, "4.7.0 Too many connections from 127.0.0.1") {
+			t.Errorf("third connection: %d %s", code, text)
+		}
+	})
+	t.Run("slots are given back", func(t *testing.T) {
+		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxConns = 1 })
+		c := dial(t, h.relay.TenantAddr())
+		c.cmd(221, "QUIT")
+		c.Close()
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			code, _ := greeting(t, h.relay.TenantAddr())
+			if code == 220 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("slot not released: %d", code)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
+
+// Commands before MAIL, errors per connection, TLS before MAIL: each limit
+// answers precisely and closes where it says so.
+func TestSessionLimits(t *testing.T) {
+	t.Run("commands before MAIL", func(t *testing.T) {
+		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxCommandsWithoutMail = 5 })
+		c := dial(t, h.relay.TenantAddr()) // EHLO is command 1
+		for i := 0; i < 4; i++ {
+			c.cmd(250, "NOOP")
+		}
+		c.PrintfLine("NOOP")
+		c.expect(250) // the sixth line is read, then the limit bites
+		code, text := c.try("NOOP")
+		if code != 421 || !strings.Contains(text, "More than 5 commands before MAIL") {
+			t.Errorf("reply %d %s", code, text)
+		}
+		if _, _, err := c.ReadResponse(0); err == nil {
+			t.Error("connection still open")
+		}
+	})
+	t.Run("commands after MAIL are not limited", func(t *testing.T) {
+		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxCommandsWithoutMail = 5 })
+		c := dial(t, h.relay.TenantAddr())
+		c.cmd(250, "MAIL FROM:<a@contoso.com>")
+		for i := 0; i < 20; i++ {
+			c.cmd(250, "NOOP")
+		}
+	})
+	t.Run("errors", func(t *testing.T) {
+		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxErrors = 3 })
+		h.vendor.RejectRcpt("x@fabrikam.example", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "unknown"})
+		c := dial(t, h.relay.TenantAddr())
+		c.cmd(250, "MAIL FROM:<a@contoso.com>")
+		c.cmd(550, "RCPT TO:<x@fabrikam.example>")
+		c.cmd(550, "RCPT TO:<x@fabrikam.example>")
+		code, text := c.try("RCPT TO:<x@fabrikam.example>")
+		if code != 421 || !strings.Contains(text, "Too many errors on this connection (3)") {
+			t.Errorf("third error: %d %s", code, text)
+		}
+		if _, _, err := c.ReadResponse(0); err == nil {
+			t.Error("connection still open")
+		}
+	})
+	t.Run("TLS required before MAIL", func(t *testing.T) {
+		ca := newCA(t)
+		h := newHarness(t, func(c *relay.Config) { c.Return.TLS = ca.serverTLS(t, "relay.test"); c.Return.RequireTLS = true })
+		c := dial(t, h.relay.ReturnAddr())
+		if text := c.cmd(530, "MAIL FROM:<a@contoso.com>"); !strings.Contains(text, "5.7.0 Must issue a STARTTLS command first") {
+			t.Errorf("reply %q", text)
+		}
+	})
+}
+
+// SIGTERM semantics: idle sessions get 421 at once, a transaction in
+// progress finishes and gets its 250, and no new connection is accepted.
+func TestShutdown(t *testing.T) {
+	h := newHarness(t, nil)
+	idle := dial(t, h.relay.TenantAddr())
+	busy := dial(t, h.relay.TenantAddr())
+	busy.cmd(250, "MAIL FROM:<a@contoso.com>")
+	busy.cmd(250, "RCPT TO:<b@fabrikam.example>")
+	busy.cmd(354, "DATA")
+	busy.write("Subject: in flight\r\n\r\nfirst half\r\n")
+
+	done := make(chan error)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- h.relay.Shutdown(ctx)
+	}()
+	if code, text, _ := idle.ReadResponse(0); code != 421 || !strings.Contains(text, "4.3.2") {
+		t.Errorf("idle session: %d %s", code, text)
+	}
+	busy.write("second half\r\n.\r\n")
+	busy.expect(250)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return after the last transaction")
+	}
+	if d, _ := h.vendor.WaitDeliveries(1, time.Second); len(d) != 1 {
+		t.Errorf("in-flight message delivered %d times", len(d))
+	}
+	if _, err := net.DialTimeout("tcp", h.relay.TenantAddr(), time.Second); err == nil {
+		t.Error("still accepting connections")
+	}
+}
+
+// At the shutdown deadline, a transaction still open is cut off without a
+// 250 and is not committed at the next hop.
+func TestShutdownDeadline(t *testing.T) {
+	h := newHarness(t, nil)
+	busy := dial(t, h.relay.TenantAddr())
+	busy.cmd(250, "MAIL FROM:<a@contoso.com>")
+	busy.cmd(250, "RCPT TO:<b@fabrikam.example>")
+	busy.cmd(354, "DATA")
+	busy.write("Subject: too slow\r\n\r\nstill typing\r\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	h.relay.Shutdown(ctx)
+	code, _, _ := busy.ReadResponse(0)
+	if code == 250 {
+		t.Fatal("cut-off transaction got 250")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(h.vendor.Deliveries()); n != 0 {
+		t.Fatalf("vendor committed %d cut-off messages", n)
+	}
+}
