@@ -34,7 +34,7 @@ type guardedConn struct {
 	maxCmds    int          // command lines allowed before the first MAIL; 0: no limit
 	cmds       atomic.Int64 // command lines so far; counting stops at the first MAIL
 	mailSeen   atomic.Bool
-	closeAfter atomic.Bool  // close once the next reply has been written
+	closeAfter atomic.Bool // close once the next reply has been written
 	reply      atomic.Pointer[net.Conn]
 
 	closeOnce sync.Once
