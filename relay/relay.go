@@ -74,6 +74,16 @@ type ListenerConfig struct {
 	MaxErrors int
 	// RequireTLS refuses MAIL FROM before STARTTLS (530 5.7.0).
 	RequireTLS bool
+	// ClientCertNames, when set, lets a client authenticate with a TLS
+	// client certificate that verifies against TLS.ClientCAs (set
+	// TLS.ClientAuth to tls.VerifyClientCertIfGiven) and whose subject
+	// common name or a DNS name is in the list: the vendors' certificates.
+	ClientCertNames []string
+	// Users, when set, offers SMTP AUTH PLAIN and LOGIN after STARTTLS, for
+	// vendors that cannot do mutual TLS.
+	Users Authenticator
+	// With ClientCertNames or Users set, a client must authenticate one way
+	// or the other before MAIL FROM (530 5.7.0).
 }
 
 func (l ListenerConfig) withDefaults() ListenerConfig {

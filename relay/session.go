@@ -31,8 +31,9 @@ type session struct {
 	rcpts []string
 	hop   *hopConn
 
-	busy   atomic.Bool // a transaction is open
-	errors int         // refused commands on this connection
+	busy     atomic.Bool // a transaction is open
+	errors   int         // refused commands on this connection
+	authName string      // "cert:<name>" or "user:<name>" once authenticated
 }
 
 func (r *Relay) newSession(l *leg, c *smtp.Conn) *session {
@@ -42,6 +43,9 @@ func (r *Relay) newSession(l *leg, c *smtp.Conn) *session {
 	}
 	if st, ok := c.TLSConnectionState(); ok {
 		s.tls = tlsDescription(st)
+		if n := certName(st, l.lc.ClientCertNames); n != "" {
+			s.authName = "cert:" + n
+		}
 	}
 	if s.conn != nil {
 		// Replies the relay writes itself must go through TLS once it is on.
@@ -87,6 +91,10 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	}
 	if s.leg.lc.RequireTLS && s.tls == "" {
 		return Reply(530, smtp.EnhancedCode{5, 7, 0}, "Must issue a STARTTLS command first")
+	}
+	if s.leg.lc.authRequired() && s.authName == "" {
+		s.log(zerolog.WarnLevel).Bool("tls", s.tls != "").Msg("MAIL before authentication refused")
+		return Reply(530, smtp.EnhancedCode{5, 7, 0}, "Authentication required: present an allowed client certificate or use AUTH after STARTTLS")
 	}
 	if s.conn != nil {
 		s.conn.mailStarted()
@@ -335,7 +343,11 @@ func (s *session) readError(err error) error {
 }
 
 func (s *session) log(level zerolog.Level) *zerolog.Event {
-	return s.r.cfg.Log.WithLevel(level).Str("leg", s.leg.name).Str("client", s.remote)
+	e := s.r.cfg.Log.WithLevel(level).Str("leg", s.leg.name).Str("client", s.remote)
+	if s.authName != "" {
+		e = e.Str("auth", s.authName)
+	}
+	return e
 }
 
 // logMessage writes the one line per message per leg.
