@@ -165,6 +165,12 @@ type Config struct {
 	StoreTimeout  time.Duration
 	WithoutRecord WithoutRecord
 
+	// PassUnrecorded lets the tenant leg send a message on to the vendor
+	// when its origin record cannot be written (store down), instead of
+	// answering 451 4.3.0. Such a message has no record when it returns, so
+	// the return leg treats it per WithoutRecord. Off by default.
+	PassUnrecorded bool
+
 	// KeepDuplicates turns off duplicate suppression: by default, a message
 	// the vendor sends back again for a recipient the tenant already
 	// accepted it for is acknowledged and not delivered a second time.

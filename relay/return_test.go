@@ -48,6 +48,10 @@ func (h *harness) sendOut(from string, rcpts ...string) []byte {
 func (h *harness) sendBack(data []byte, from string, rcpts ...string) (int, string) {
 	h.t.Helper()
 	c := dial(h.t, h.relay.ReturnAddr())
+	defer func() {
+		c.try("QUIT")
+		c.Close()
+	}()
 	if code, text := c.try("MAIL FROM:<%s>", from); code != 250 {
 		return code, text
 	}

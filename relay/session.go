@@ -174,6 +174,7 @@ type outcome struct {
 	restored   []string
 	removed    []string
 	suppressed []string // recipients that already had the message
+	unrecorded bool     // sent on although the record could not be written
 }
 
 // Data receives one message, streams it to the next hop and answers only
@@ -277,7 +278,10 @@ func (s *session) data(r io.Reader, o *outcome) error {
 		ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.StoreTimeout)
 		err := p.commit(ctx)
 		cancel()
-		if err != nil {
+		if err != nil && s.leg == s.r.tenant && s.r.cfg.PassUnrecorded {
+			s.log(zerolog.ErrorLevel).Err(err).Str("ref", o.ref).Msg("store write failed; passing the message on unrecorded (pass_unrecorded)")
+			o.unrecorded = true
+		} else if err != nil {
 			s.hop.abort()
 			s.log(zerolog.ErrorLevel).Err(err).Msg("store write failed")
 			return errStore
@@ -377,6 +381,9 @@ func (s *session) logMessage(o *outcome, start time.Time, err error) {
 		if len(o.suppressed) > 0 {
 			e = e.Strs("suppressed", o.suppressed)
 		}
+	}
+	if o.unrecorded {
+		e = e.Bool("unrecorded", true)
 	}
 	if err != nil {
 		e = e.Str("error", err.Error())
