@@ -46,7 +46,13 @@ func hopError(hop, stage string, err error) *smtp.SMTPError {
 		if enh == smtp.EnhancedCodeNotSet || enh == smtp.NoEnhancedCode {
 			enh = smtp.EnhancedCode{se.Code / 100, 0, 0}
 		}
-		return &smtp.SMTPError{Code: se.Code, EnhancedCode: enh,
+		code := se.Code
+		if code == 421 {
+			// The next hop closing its channel is not the relay closing
+			// this one: tell the client to retry, and keep talking.
+			code = 451
+		}
+		return &smtp.SMTPError{Code: code, EnhancedCode: enh,
 			Message: fmt.Sprintf("%s answered %s: %d %s", hop, stage, se.Code, oneLine(se.Message))}
 	}
 	var ne net.Error
