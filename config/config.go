@@ -59,6 +59,11 @@ type Config struct {
 	// Default: ReturnReject.
 	ReturnWithoutRecord ReturnPolicy `yaml:"return_without_record"`
 
+	// Duplicates decides what the return listener does when a vendor sends
+	// a message back again for a recipient the tenant already accepted it
+	// for: suppress (acknowledge, do not deliver again) or deliver.
+	Duplicates DuplicatePolicy `yaml:"duplicates"`
+
 	// src locates fields in the parsed file for error messages; nil for a
 	// Config that was not parsed. A pointer, so that fmt prints an address.
 	src *fileInfo
@@ -84,6 +89,10 @@ type Store struct {
 	// RecordTTL is how long a record is kept waiting for the message to come
 	// back from the vendor. At least one minute. Default: 72h.
 	RecordTTL Duration `yaml:"record_ttl"`
+	// PassUnrecorded lets the tenant listener send mail on to the vendor
+	// while the store is unreachable, instead of answering 451 4.3.0. Such
+	// mail has no record when it comes back (see return_without_record).
+	PassUnrecorded bool `yaml:"pass_unrecorded"`
 }
 
 // Embedded reports whether the embedded store is selected, i.e. no Redis
@@ -217,6 +226,19 @@ type Listener struct {
 	// BareLineEndings is what to do with a CR or LF not part of CRLF in
 	// message data. Default: BareLineReject.
 	BareLineEndings BareLineEndings `yaml:"bare_line_endings"`
+	// AllowNets are the client networks (CIDR or single addresses, IPv4 or
+	// IPv6) allowed to connect; empty allows everyone.
+	AllowNets []string `yaml:"allow_nets"`
+	// MaxConnections bounds open connections in total.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerClient bounds open connections per client address.
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
+	// MaxCommandsBeforeMail bounds the command lines before the first MAIL.
+	MaxCommandsBeforeMail int `yaml:"max_commands_before_mail"`
+	// MaxErrors is how many refused commands close a connection.
+	MaxErrors int `yaml:"max_errors"`
+	// Auth configures SMTP AUTH.
+	Auth ListenerAuth `yaml:"auth"`
 	// TLS offers STARTTLS.
 	TLS ListenerTLS `yaml:"tls"`
 }
@@ -229,7 +251,29 @@ type ListenerTLS struct {
 	KeyFile string `yaml:"key_file"`
 	// Require refuses MAIL before STARTTLS. Needs CertFile and KeyFile.
 	Require bool `yaml:"require"`
+	// ClientCAFile holds the PEM CA certificates client certificates must
+	// chain to. Needs CertFile.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientCertNames are the certificate names (subject CN or DNS name)
+	// that authenticate a client. Needs ClientCAFile.
+	ClientCertNames []string `yaml:"client_cert_names"`
 }
+
+// ListenerAuth configures SMTP AUTH on a listener.
+type ListenerAuth struct {
+	// UsersFile holds "user:bcrypt-hash" lines (htpasswd -nbB). AUTH PLAIN
+	// and LOGIN are offered only after STARTTLS, so it needs tls.cert_file.
+	UsersFile string `yaml:"users_file"`
+}
+
+// DuplicatePolicy is the duplicates setting.
+type DuplicatePolicy string
+
+// Duplicate policies.
+const (
+	DuplicatesSuppress DuplicatePolicy = "suppress"
+	DuplicatesDeliver  DuplicatePolicy = "deliver"
+)
 
 // Vendor is a third-party service the relay hands mail to.
 type Vendor struct {
@@ -404,6 +448,7 @@ func base() *Config {
 		},
 		Tenant:              Tenant{Client: defaultClient()},
 		ReturnWithoutRecord: ReturnReject,
+		Duplicates:          DuplicatesSuppress,
 	}
 }
 
@@ -416,6 +461,11 @@ func defaultListener() Listener {
 		CommandTimeout:  Duration(5 * time.Minute),
 		DataTimeout:     Duration(5 * time.Minute),
 		BareLineEndings: BareLineReject,
+
+		MaxConnections:          500,
+		MaxConnectionsPerClient: 50,
+		MaxCommandsBeforeMail:   100,
+		MaxErrors:               20,
 	}
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"errors"
 	"os"
 	"path/filepath"
@@ -90,6 +91,7 @@ func TestParseMinimalFillsDefaults(t *testing.T) {
 			MaxRecipients: 1000, MaxLineLength: 2000,
 			CommandTimeout: Duration(5 * time.Minute), DataTimeout: Duration(5 * time.Minute),
 			BareLineEndings: BareLineReject,
+			MaxConnections: 500, MaxConnectionsPerClient: 50, MaxCommandsBeforeMail: 100, MaxErrors: 20,
 		}},
 		{"vendors[0]", c.Vendors[0], Vendor{Name: "sig", Address: "127.0.0.1:10025", Client: Client{
 			HELO: host, StartTLS: StartTLSOpportunistic,
@@ -101,9 +103,11 @@ func TestParseMinimalFillsDefaults(t *testing.T) {
 		{"tenant.starttls", c.Tenant.StartTLS, StartTLSOpportunistic},
 		{"tenant.final_timeout", c.Tenant.FinalTimeout, Duration(10 * time.Minute)},
 		{"return_without_record", c.ReturnWithoutRecord, ReturnReject},
+		{"duplicates", c.Duplicates, DuplicatesSuppress},
+		{"store.pass_unrecorded", c.Store.PassUnrecorded, false},
 	}
 	for _, ch := range checks {
-		if ch.got != ch.want {
+		if !reflect.DeepEqual(ch.got, ch.want) {
 			t.Errorf("%s = %#v, want %#v", ch.name, ch.got, ch.want)
 		}
 	}
@@ -162,7 +166,7 @@ func TestParseUnknownKey(t *testing.T) {
 		validHint  string
 	}{
 		{"top level", "hostnme: x\n", "hostnme", 1, "hostname, log, store"},
-		{"nested", "listeners:\n  return:\n    listen: :25\n    tsl: {}\n", "listeners.return.tsl", 4, "bare_line_endings, tls"},
+		{"nested", "listeners:\n  return:\n    listen: :25\n    tsl: {}\n", "listeners.return.tsl", 4, "max_errors, auth, tls"},
 		{"deep", "listeners:\n  tenant:\n    tls:\n      certfile: /x\n", "listeners.tenant.tls.certfile", 4, "cert_file, key_file, require"},
 		{"in list item", "vendors:\n  - name: a\n    adress: h:25\n", "vendors[0].adress", 3, "name, address, helo, starttls"},
 		{"second list item", "vendors:\n  - name: a\n  - name: b\n    starttl: off\n", "vendors[1].starttl", 4, "starttls"},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -88,6 +89,7 @@ func (c *Config) Validate() error {
 	v.client("tenant", &c.Tenant.Client)
 	v.notOwnListener("tenant.address", c.Tenant.Address, c)
 	v.oneOf("return_without_record", string(c.ReturnWithoutRecord), string(ReturnReject), string(ReturnStrip))
+	v.oneOf("duplicates", string(c.Duplicates), string(DuplicatesSuppress), string(DuplicatesDeliver))
 	if len(v.errs) == 0 {
 		return nil
 	}
@@ -303,6 +305,22 @@ func (v *validator) listener(path string, l *Listener) {
 	v.positiveDuration(path+".command_timeout", l.CommandTimeout)
 	v.positiveDuration(path+".data_timeout", l.DataTimeout)
 	v.oneOf(path+".bare_line_endings", string(l.BareLineEndings), string(BareLineReject), string(BareLineNormalize))
+	for i, n := range l.AllowNets {
+		if _, err := ParseNet(n); err != nil {
+			v.add(fmt.Sprintf("%s.allow_nets[%d]", path, i), "%v", err)
+		}
+	}
+	for _, f := range []struct {
+		key string
+		n   int
+	}{
+		{"max_connections", l.MaxConnections}, {"max_connections_per_client", l.MaxConnectionsPerClient},
+		{"max_commands_before_mail", l.MaxCommandsBeforeMail}, {"max_errors", l.MaxErrors},
+	} {
+		if f.n <= 0 {
+			v.add(path+"."+f.key, "must be positive, not %d", f.n)
+		}
+	}
 	t := &l.TLS
 	switch {
 	case t.CertFile != "" || t.KeyFile != "":
@@ -310,6 +328,44 @@ func (v *validator) listener(path string, l *Listener) {
 	case t.Require:
 		v.add(path+".tls.require", "needs cert_file and key_file")
 	}
+	if t.ClientCAFile != "" {
+		if t.CertFile == "" {
+			v.add(path+".tls.client_ca_file", "needs cert_file and key_file")
+		} else if pem, err := os.ReadFile(t.ClientCAFile); err != nil {
+			v.add(path+".tls.client_ca_file", "%v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			v.add(path+".tls.client_ca_file", "%s holds no PEM certificate", t.ClientCAFile)
+		}
+	}
+	if len(t.ClientCertNames) > 0 && t.ClientCAFile == "" {
+		v.add(path+".tls.client_cert_names", "needs client_ca_file to verify the certificates against")
+	}
+	if f := l.Auth.UsersFile; f != "" {
+		if t.CertFile == "" {
+			v.add(path+".auth.users_file", "AUTH is offered only after STARTTLS: set tls.cert_file and tls.key_file")
+		} else if _, err := os.Stat(f); err != nil {
+			v.add(path+".auth.users_file", "%v", err)
+		}
+	}
+}
+
+// ParseNet parses an allow_nets entry: a CIDR prefix or a single address.
+func ParseNet(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if p != p.Masked() {
+			return netip.Prefix{}, fmt.Errorf("%s has host bits set; did you mean %s?", s, p.Masked())
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither an address nor a CIDR prefix", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 // keyPair checks that certFile and keyFile are both set, readable and a

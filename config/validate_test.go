@@ -182,6 +182,16 @@ func TestValidate(t *testing.T) {
 		{"bare line endings", func(c *Config) { c.Listeners.Return.BareLineEndings = "fix" }, "listeners.return.bare_line_endings", "reject, normalize"},
 		{"starttls", func(c *Config) { c.Vendors[0].StartTLS = "yes" }, "vendors[0].starttls", "off, opportunistic, required"},
 		{"return policy", func(c *Config) { c.ReturnWithoutRecord = "drop" }, "return_without_record", "reject, strip"},
+		{"duplicates", func(c *Config) { c.Duplicates = "drop" }, "duplicates", "suppress, deliver"},
+
+		// Access control.
+		{"allow_nets garbage", func(c *Config) { c.Listeners.Tenant.AllowNets = []string{"10.0.0.0/8", "exchange"} }, "listeners.tenant.allow_nets[1]", "neither an address nor a CIDR prefix"},
+		{"allow_nets host bits", func(c *Config) { c.Listeners.Tenant.AllowNets = []string{"10.1.2.3/8"} }, "listeners.tenant.allow_nets[0]", "did you mean 10.0.0.0/8"},
+		{"max connections", func(c *Config) { c.Listeners.Return.MaxConnections = 0 }, "listeners.return.max_connections", "must be positive"},
+		{"max errors", func(c *Config) { c.Listeners.Return.MaxErrors = -1 }, "listeners.return.max_errors", "must be positive"},
+		{"client names without CA", func(c *Config) { c.Listeners.Return.TLS.ClientCertNames = []string{"v.example"} }, "listeners.return.tls.client_cert_names", "needs client_ca_file"},
+		{"client CA without TLS", func(c *Config) { c.Listeners.Return.TLS.ClientCAFile = "/nonexistent/ca.pem" }, "listeners.return.tls.client_ca_file", "needs cert_file"},
+		{"auth without TLS", func(c *Config) { c.Listeners.Return.Auth.UsersFile = "/nonexistent/users" }, "listeners.return.auth.users_file", "only after STARTTLS"},
 
 		// Header names.
 		{"capture pattern", func(c *Config) { c.Headers.Capture = append(c.Headers.Capture, "X Bad*") }, "headers.capture[12]", "not allowed in a field name"},

@@ -224,7 +224,7 @@ func startLocalRelay(vendorAddr, tenantAddr string, logw io.Writer) (r *relay.Re
 		return nil, "", nil, err
 	}
 	closers = append(closers, func() { st.Close() })
-	rc, err := relayConfig(cfg, st, zerolog.New(logw))
+	rc, err := relayConfig(cfg, st, &certSet{}, zerolog.New(logw))
 	if err != nil {
 		return nil, "", nil, err
 	}

@@ -128,7 +128,8 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	defer st.Close()
-	rc, err := relayConfig(cfg, st, log)
+	certs := &certSet{}
+	rc, err := relayConfig(cfg, st, certs, log)
 	if err != nil {
 		return err
 	}
@@ -140,8 +141,19 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return err
 	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	var s os.Signal
+	for s = range sig {
+		if s != syscall.SIGHUP {
+			break
+		}
+		n, err := certs.reload()
+		if err != nil {
+			log.Error().Err(err).Int("reloaded", n).Msg("SIGHUP: some certificates failed to load; they stay as they were")
+		} else {
+			log.Info().Int("reloaded", n).Msg("SIGHUP: certificates reloaded")
+		}
+	}
 	log.Info().Str("signal", s.String()).Dur("grace", *grace).Msg("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), *grace)
 	defer cancel()

@@ -81,16 +81,19 @@ func openStore(c config.Store) (closingStore, error) {
 	return store.NewRedis(rc)
 }
 
-// relayConfig maps a validated configuration onto relay.Config.
-func relayConfig(cfg *config.Config, st relay.Store, log zerolog.Logger) (relay.Config, error) {
+// relayConfig maps a validated configuration onto relay.Config. The
+// certificates it loads are registered in certs for reloading.
+func relayConfig(cfg *config.Config, st relay.Store, certs *certSet, log zerolog.Logger) (relay.Config, error) {
 	rc := relay.Config{
 		Hostname:     cfg.Hostname,
 		Store:        st,
 		RefHeader:    cfg.Reference.Header,
 		NoReceived:   !cfg.Headers.Received,
 		RecordTTL:    time.Duration(cfg.Store.RecordTTL),
-		Log:          log,
-		StoreTimeout: 5 * time.Second,
+		Log:            log,
+		StoreTimeout:   5 * time.Second,
+		PassUnrecorded: cfg.Store.PassUnrecorded,
+		KeepDuplicates: cfg.Duplicates == config.DuplicatesDeliver,
 	}
 	var keys []headers.Key
 	for _, k := range cfg.Reference.Keys {
@@ -124,50 +127,90 @@ func relayConfig(cfg *config.Config, st relay.Store, log zerolog.Logger) (relay.
 		rc.WithoutRecord = relay.StripUnrecorded
 	}
 
-	if rc.Tenant, err = listenerConfig(cfg.Listeners.Tenant); err != nil {
+	if rc.Tenant, err = listenerConfig(cfg.Listeners.Tenant, certs); err != nil {
 		return rc, fmt.Errorf("listeners.tenant: %w", err)
 	}
-	if rc.Return, err = listenerConfig(cfg.Listeners.Return); err != nil {
+	if rc.Return, err = listenerConfig(cfg.Listeners.Return, certs); err != nil {
 		return rc, fmt.Errorf("listeners.return: %w", err)
 	}
 	for i, v := range cfg.Vendors {
 		if v.Name != cfg.DefaultVendor {
 			continue
 		}
-		if rc.Vendor, err = nextHop(v.Name, v.Address, v.Client); err != nil {
+		if rc.Vendor, err = nextHop(v.Name, v.Address, v.Client, certs); err != nil {
 			return rc, fmt.Errorf("vendors[%d]: %w", i, err)
 		}
 	}
-	if rc.Target, err = nextHop("tenant", cfg.Tenant.Address, cfg.Tenant.Client); err != nil {
+	if rc.Target, err = nextHop("tenant", cfg.Tenant.Address, cfg.Tenant.Client, certs); err != nil {
 		return rc, fmt.Errorf("tenant: %w", err)
 	}
 	return rc, nil
 }
 
-func listenerConfig(l config.Listener) (relay.ListenerConfig, error) {
+func listenerConfig(l config.Listener, certs *certSet) (relay.ListenerConfig, error) {
 	lc := relay.ListenerConfig{
-		Addr:            l.Listen,
-		MaxMessageBytes: int64(l.MaxMessageSize),
-		MaxHeaderBytes:  int(l.MaxHeaderSize),
-		MaxRecipients:   l.MaxRecipients,
-		MaxLineLength:   l.MaxLineLength,
-		CommandTimeout:  time.Duration(l.CommandTimeout),
-		DataTimeout:     time.Duration(l.DataTimeout),
+		Addr:                   l.Listen,
+		MaxMessageBytes:        int64(l.MaxMessageSize),
+		MaxHeaderBytes:         int(l.MaxHeaderSize),
+		MaxRecipients:          l.MaxRecipients,
+		MaxLineLength:          l.MaxLineLength,
+		CommandTimeout:         time.Duration(l.CommandTimeout),
+		DataTimeout:            time.Duration(l.DataTimeout),
+		MaxConns:               l.MaxConnections,
+		MaxConnsPerIP:          l.MaxConnectionsPerClient,
+		MaxCommandsWithoutMail: l.MaxCommandsBeforeMail,
+		MaxErrors:              l.MaxErrors,
+		RequireTLS:             l.TLS.Require,
+		ClientCertNames:        l.TLS.ClientCertNames,
 	}
 	if l.BareLineEndings == config.BareLineNormalize {
 		lc.BareLineEndings = relay.NormalizeBare
 	}
+	for _, n := range l.AllowNets {
+		p, err := config.ParseNet(n)
+		if err != nil {
+			return lc, fmt.Errorf("allow_nets: %w", err)
+		}
+		lc.AllowNets = append(lc.AllowNets, p)
+	}
 	if l.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(l.TLS.CertFile, l.TLS.KeyFile)
+		cf, err := certs.open(l.TLS.CertFile, l.TLS.KeyFile)
 		if err != nil {
 			return lc, fmt.Errorf("tls: %w", err)
 		}
-		lc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		lc.TLS = &tls.Config{GetCertificate: cf.server, MinVersion: tls.VersionTLS12}
+		if l.TLS.ClientCAFile != "" {
+			pool, err := loadPool(l.TLS.ClientCAFile)
+			if err != nil {
+				return lc, fmt.Errorf("tls.client_ca_file: %w", err)
+			}
+			lc.TLS.ClientCAs = pool
+			lc.TLS.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+	}
+	if l.Auth.UsersFile != "" {
+		users, err := relay.LoadPasswordFile(l.Auth.UsersFile)
+		if err != nil {
+			return lc, fmt.Errorf("auth: %w", err)
+		}
+		lc.Users = users
 	}
 	return lc, nil
 }
 
-func nextHop(name, addr string, c config.Client) (relay.NextHop, error) {
+func loadPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificates", path)
+	}
+	return pool, nil
+}
+
+func nextHop(name, addr string, c config.Client, certs *certSet) (relay.NextHop, error) {
 	h := relay.NextHop{
 		Name:           name,
 		Address:        addr,
@@ -187,20 +230,16 @@ func nextHop(name, addr string, c config.Client) (relay.NextHop, error) {
 	}
 	tc := &tls.Config{ServerName: c.TLSServerName, InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
 	if c.ClientCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.ClientCertFile, c.ClientKeyFile)
+		cf, err := certs.open(c.ClientCertFile, c.ClientKeyFile)
 		if err != nil {
 			return h, fmt.Errorf("client certificate: %w", err)
 		}
-		tc.Certificates = []tls.Certificate{cert}
+		tc.GetClientCertificate = cf.client
 	}
 	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+		pool, err := loadPool(c.CAFile)
 		if err != nil {
 			return h, fmt.Errorf("ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return h, fmt.Errorf("ca_file %s: no PEM certificates", c.CAFile)
 		}
 		tc.RootCAs = pool
 	}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// certFile is a certificate and key loaded from PEM files, reloadable while
+// TLS configurations that use it are live.
+type certFile struct {
+	certPath, keyPath string
+	cur               atomic.Pointer[tls.Certificate]
+}
+
+func (c *certFile) load() error {
+	cert, err := tls.LoadX509KeyPair(c.certPath, c.keyPath)
+	if err != nil {
+		return fmt.Errorf("certificate %s: %w", c.certPath, err)
+	}
+	c.cur.Store(&cert)
+	return nil
+}
+
+func (c *certFile) server(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.cur.Load(), nil }
+
+func (c *certFile) client(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return c.cur.Load(), nil
+}
+
+// certSet tracks every certificate the process uses, for SIGHUP.
+type certSet struct {
+	mu    sync.Mutex
+	files []*certFile
+}
+
+// open loads a certificate and registers it for reload.
+func (s *certSet) open(certPath, keyPath string) (*certFile, error) {
+	c := &certFile{certPath: certPath, keyPath: keyPath}
+	if err := c.load(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.files = append(s.files, c)
+	s.mu.Unlock()
+	return c, nil
+}
+
+// reload reloads every certificate; one that fails to load keeps its old
+// certificate in force, and the errors are returned together.
+func (s *certSet) reload() (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, c := range s.files {
+		if err := c.load(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return len(s.files) - len(errs), errors.Join(errs...)
+}
