@@ -1,10 +1,10 @@
 package config
 
 import (
-	"reflect"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -91,7 +91,7 @@ func TestParseMinimalFillsDefaults(t *testing.T) {
 			MaxRecipients: 1000, MaxLineLength: 2000,
 			CommandTimeout: Duration(5 * time.Minute), DataTimeout: Duration(5 * time.Minute),
 			BareLineEndings: BareLineReject,
-			MaxConnections: 500, MaxConnectionsPerClient: 50, MaxCommandsBeforeMail: 100, MaxErrors: 20,
+			MaxConnections:  500, MaxConnectionsPerClient: 50, MaxCommandsBeforeMail: 100, MaxErrors: 20,
 		}},
 		{"vendors[0]", c.Vendors[0], Vendor{Name: "sig", Address: "127.0.0.1:10025", Client: Client{
 			HELO: host, StartTLS: StartTLSOpportunistic,

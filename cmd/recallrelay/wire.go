@@ -85,11 +85,11 @@ func openStore(c config.Store) (closingStore, error) {
 // certificates it loads are registered in certs for reloading.
 func relayConfig(cfg *config.Config, st relay.Store, certs *certSet, log zerolog.Logger) (relay.Config, error) {
 	rc := relay.Config{
-		Hostname:     cfg.Hostname,
-		Store:        st,
-		RefHeader:    cfg.Reference.Header,
-		NoReceived:   !cfg.Headers.Received,
-		RecordTTL:    time.Duration(cfg.Store.RecordTTL),
+		Hostname:       cfg.Hostname,
+		Store:          st,
+		RefHeader:      cfg.Reference.Header,
+		NoReceived:     !cfg.Headers.Received,
+		RecordTTL:      time.Duration(cfg.Store.RecordTTL),
 		Log:            log,
 		StoreTimeout:   5 * time.Second,
 		PassUnrecorded: cfg.Store.PassUnrecorded,
