@@ -63,6 +63,9 @@ type Config struct {
 	// a message back again for a recipient the tenant already accepted it
 	// for: suppress (acknowledge, do not deliver again) or deliver.
 	Duplicates DuplicatePolicy `yaml:"duplicates"`
+	// MaxDuplicateReturns bounds the suppressed copies of one message the
+	// return listener acknowledges; further copies get 550 5.7.1.
+	MaxDuplicateReturns int `yaml:"max_duplicate_returns"`
 
 	// src locates fields in the parsed file for error messages; nil for a
 	// Config that was not parsed. A pointer, so that fmt prints an address.
@@ -449,6 +452,7 @@ func base() *Config {
 		Tenant:              Tenant{Client: defaultClient()},
 		ReturnWithoutRecord: ReturnReject,
 		Duplicates:          DuplicatesSuppress,
+		MaxDuplicateReturns: 10,
 	}
 }
 

@@ -104,6 +104,7 @@ func TestParseMinimalFillsDefaults(t *testing.T) {
 		{"tenant.final_timeout", c.Tenant.FinalTimeout, Duration(10 * time.Minute)},
 		{"return_without_record", c.ReturnWithoutRecord, ReturnReject},
 		{"duplicates", c.Duplicates, DuplicatesSuppress},
+		{"max_duplicate_returns", c.MaxDuplicateReturns, 10},
 		{"store.pass_unrecorded", c.Store.PassUnrecorded, false},
 	}
 	for _, ch := range checks {

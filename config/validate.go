@@ -90,6 +90,9 @@ func (c *Config) Validate() error {
 	v.notOwnListener("tenant.address", c.Tenant.Address, c)
 	v.oneOf("return_without_record", string(c.ReturnWithoutRecord), string(ReturnReject), string(ReturnStrip))
 	v.oneOf("duplicates", string(c.Duplicates), string(DuplicatesSuppress), string(DuplicatesDeliver))
+	if c.MaxDuplicateReturns <= 0 {
+		v.add("max_duplicate_returns", "must be positive, not %d", c.MaxDuplicateReturns)
+	}
 	if len(v.errs) == 0 {
 		return nil
 	}

@@ -183,6 +183,7 @@ func TestValidate(t *testing.T) {
 		{"starttls", func(c *Config) { c.Vendors[0].StartTLS = "yes" }, "vendors[0].starttls", "off, opportunistic, required"},
 		{"return policy", func(c *Config) { c.ReturnWithoutRecord = "drop" }, "return_without_record", "reject, strip"},
 		{"duplicates", func(c *Config) { c.Duplicates = "drop" }, "duplicates", "suppress, deliver"},
+		{"duplicate bound", func(c *Config) { c.MaxDuplicateReturns = 0 }, "max_duplicate_returns", "must be positive"},
 
 		// Access control.
 		{"allow_nets garbage", func(c *Config) { c.Listeners.Tenant.AllowNets = []string{"10.0.0.0/8", "exchange"} }, "listeners.tenant.allow_nets[1]", "neither an address nor a CIDR prefix"},

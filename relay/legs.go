@@ -130,6 +130,14 @@ func (s *session) claim(ctx context.Context, rec *headers.Record, p *prepared, o
 		}
 	}
 	if len(claimed) == 0 {
+		n, err := st.CountReturn(ctx, rec.Ref)
+		if err != nil {
+			return fmt.Errorf("count returns of %s: %w", rec.Ref, err)
+		}
+		if n > int64(s.r.cfg.MaxDuplicateReturns) {
+			s.log(zerolog.WarnLevel).Str("ref", rec.Ref).Int64("copies", n).Msg("duplicate returns over the limit; refused")
+			return Reply(550, smtp.EnhancedCode{5, 7, 1}, "This message was already delivered and came back %d times; further copies refused", n)
+		}
 		p.skip = true
 		return nil
 	}

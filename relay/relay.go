@@ -175,6 +175,12 @@ type Config struct {
 	// the vendor sends back again for a recipient the tenant already
 	// accepted it for is acknowledged and not delivered a second time.
 	KeepDuplicates bool
+	// MaxDuplicateReturns bounds how many copies of one record's message
+	// the return leg acknowledges without delivering (every recipient had
+	// it already): a replaying vendor gets 550 5.7.1 beyond it. First
+	// deliveries need no bound: each recipient is delivered at most once.
+	// Default 10.
+	MaxDuplicateReturns int
 	// ClaimLease is how long a delivery claim holds while the tenant has not
 	// answered; it must outlast Target's timeouts. Default: Target's
 	// ConnectTimeout + CommandTimeout + FinalTimeout + DataTimeout.
@@ -261,6 +267,9 @@ func New(cfg Config) (*Relay, error) {
 			h.Helo = cfg.Hostname
 		}
 		*h = h.withDefaults()
+	}
+	if cfg.MaxDuplicateReturns <= 0 {
+		cfg.MaxDuplicateReturns = 10
 	}
 	if cfg.ClaimLease <= 0 {
 		t := cfg.Target

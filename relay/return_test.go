@@ -328,3 +328,24 @@ func TestReturnKeepDuplicates(t *testing.T) {
 		t.Fatalf("tenant got %d copies, want 2", n)
 	}
 }
+
+// A vendor replaying a delivered message gets 250 (suppressed) up to the
+// bound, then 550 5.7.1; the tenant never sees a second copy.
+func TestReturnReplayBound(t *testing.T) {
+	h := newHarness(t, func(c *relay.Config) { c.MaxDuplicateReturns = 3 })
+	back := vendorise(h.sendOut("ann@contoso.com", "bob@fabrikam.example"), false, false)
+	codes := []int{}
+	for i := 0; i < 6; i++ {
+		code, _ := h.sendBack(back, "ann@contoso.com", "bob@fabrikam.example")
+		codes = append(codes, code)
+	}
+	want := []int{250, 250, 250, 250, 550, 550} // delivery, 3 suppressed copies, then refused
+	for i := range want {
+		if codes[i] != want[i] {
+			t.Fatalf("replies %v, want %v", codes, want)
+		}
+	}
+	if n := len(h.tenant.Deliveries()); n != 1 {
+		t.Fatalf("tenant got %d copies", n)
+	}
+}

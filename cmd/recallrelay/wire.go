@@ -94,6 +94,8 @@ func relayConfig(cfg *config.Config, st relay.Store, certs *certSet, log zerolog
 		StoreTimeout:   5 * time.Second,
 		PassUnrecorded: cfg.Store.PassUnrecorded,
 		KeepDuplicates: cfg.Duplicates == config.DuplicatesDeliver,
+
+		MaxDuplicateReturns: cfg.MaxDuplicateReturns,
 	}
 	var keys []headers.Key
 	for _, k := range cfg.Reference.Keys {
