@@ -17,6 +17,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
 	"github.com/recallrelay/recallrelay/relay"
 )
 
@@ -75,6 +78,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 type usageError struct{ error }
 
+// redisLogger adapts zerolog to go-redis's logger interface.
+type redisLogger struct{ l zerolog.Logger }
+
+func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
+	r.l.Warn().Msgf(format, v...)
+}
+
 func newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -123,6 +133,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
+	// go-redis logs connection trouble through a package-level logger; set
+	// once here, the process's entry point, it goes to the same log.
+	redis.SetLogger(redisLogger{log.With().Str("component", "redis").Logger()})
 	st, err := openStore(cfg.Store)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
