@@ -143,6 +143,16 @@ func TestSessionLimits(t *testing.T) {
 			t.Error("connection still open")
 		}
 	})
+	t.Run("recipients per message", func(t *testing.T) {
+		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxRecipients = 2 })
+		c := dial(t, h.relay.TenantAddr())
+		c.cmd(250, "MAIL FROM:<a@contoso.com>")
+		c.cmd(250, "RCPT TO:<b@fabrikam.example>")
+		c.cmd(250, "RCPT TO:<c@fabrikam.example>")
+		if text := c.cmd(452, "RCPT TO:<d@fabrikam.example>"); !strings.Contains(text, "4.5.3") {
+			t.Errorf("reply %q", text)
+		}
+	})
 	t.Run("TLS required before MAIL", func(t *testing.T) {
 		ca := newCA(t)
 		h := newHarness(t, func(c *relay.Config) { c.Return.TLS = ca.serverTLS(t, "relay.test"); c.Return.RequireTLS = true })
