@@ -81,7 +81,7 @@ func startRelay(t *testing.T, st relay.Store, vendorAddr, tenantAddr, returnList
 		Hostname: "relay.e2e.test",
 		Tenant:   relay.ListenerConfig{Addr: "127.0.0.1:0"},
 		Return:   relay.ListenerConfig{Addr: returnListen},
-		Vendor:   relay.NextHop{Name: "vendor", Address: vendorAddr, StartTLS: relay.TLSOff},
+		Vendors:  []relay.NextHop{{Name: "vendor", Address: vendorAddr, StartTLS: relay.TLSOff}},
 		Target:   relay.NextHop{Name: "tenant", Address: tenantAddr, StartTLS: relay.TLSOff},
 		Store:    st,
 		Signer:   newSigner(t),

@@ -1,10 +1,14 @@
 package relay
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -14,11 +18,87 @@ import (
 	"github.com/recallrelay/recallrelay/store"
 )
 
-// prepareTenant records the message's origin and stamps the reference. The
-// record is written only after the whole message has been received and
-// before the vendor is told the message is complete, so the vendor can
-// never send back a message the relay has no record of.
-func (s *session) prepareTenant(h *headers.Header, o *outcome) (*prepared, error) {
+// decideRoute asks the router where the message goes. When the router
+// needs the body (attachments, a winmail.dat's message class), the body is
+// spooled to a temporary file first: bodies are never held in memory. The
+// returned reader replaces body; cleanup removes the spool file.
+func (s *session) decideRoute(h *headers.Header, body io.Reader) (Route, io.Reader, func(), error) {
+	if s.routeFinal {
+		return s.route, body, nil, nil
+	}
+	router := s.r.routerNow()
+	if !router.NeedsBody(h) {
+		return router.Message(s.from, s.rcpts, h, nil), body, nil, nil
+	}
+	spoolErr := func(err error) error {
+		s.log(zerolog.ErrorLevel).Err(err).Msg("cannot spool message body")
+		return Reply(451, smtp.EnhancedCode{4, 3, 1}, "Cannot spool the message for routing; try again later")
+	}
+	f, err := os.CreateTemp(s.r.cfg.SpoolDir, "recallrelay-spool-*")
+	if err != nil {
+		return Route{}, nil, nil, spoolErr(err)
+	}
+	cleanup := func() {
+		f.Close()
+		os.Remove(f.Name())
+	}
+	if err := copyBody(f, body); err != nil {
+		var rerr readErr
+		if errors.As(err, &rerr) {
+			return Route{}, nil, cleanup, s.readError(rerr.error)
+		}
+		return Route{}, nil, cleanup, spoolErr(err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Route{}, nil, cleanup, spoolErr(err)
+	}
+	rt := s.r.routerNow().Message(s.from, s.rcpts, h, bufio.NewReaderSize(f, 32<<10))
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Route{}, nil, cleanup, spoolErr(err)
+	}
+	return rt, f, cleanup, nil
+}
+
+// prepareTenant applies the route. A message for vendors gets its origin
+// recorded and the reference stamped; the record is written only after the
+// whole message has been received and before the vendor is told the
+// message is complete, so the vendor can never send back a message the
+// relay has no record of. A bypassed message goes straight to the tenant,
+// marked so the tenant's transport rule does not send it out again.
+func (s *session) prepareTenant(h *headers.Header, rt Route, o *outcome) (*prepared, error) {
+	o.rules = rt.Matched
+	switch rt.Action {
+	case Refuse:
+		o.route = "refused"
+		if rt.Reply == nil {
+			return nil, Reply(550, smtp.EnhancedCode{5, 7, 1}, "Refused by rule")
+		}
+		return nil, rt.Reply
+	case Bypass:
+		o.route = "bypass"
+		if err := s.switchHop(s.r.cfg.Target); err != nil {
+			return nil, err
+		}
+		applyHeaderActions(h, rt)
+		h.Remove(s.r.refMatch)
+		h.Remove(s.r.loopMatch)
+		h.Prepend(*s.r.cfg.LoopMarker)
+		s.addReceived(h, "", s.r.cfg.Now())
+		return &prepared{}, nil
+	}
+	if len(rt.Vendors) == 0 || len(rt.Vendors) > headers.MaxHop+1 {
+		return nil, Reply(451, smtp.EnhancedCode{4, 3, 5}, "Routing error: a vendor chain of %d vendors", len(rt.Vendors))
+	}
+	first, ok := s.r.vendors[rt.Vendors[0]]
+	if !ok {
+		s.log(zerolog.ErrorLevel).Strs("route", rt.Vendors).Msg("route names an unknown vendor")
+		return nil, Reply(451, smtp.EnhancedCode{4, 3, 5}, "Routing error: unknown vendor %q", rt.Vendors[0])
+	}
+	o.route = strings.Join(rt.Vendors, ">")
+	if err := s.switchHop(first); err != nil {
+		return nil, err
+	}
+
 	now := s.r.cfg.Now()
 	rec := &headers.Record{
 		Ref:      headers.NewRef(),
@@ -37,8 +117,10 @@ func (s *session) prepareTenant(h *headers.Header, o *outcome) (*prepared, error
 		MessageID:   h.MessageID(),
 		Fingerprint: h.Fingerprint(),
 		Fields:      h.Capture(*s.r.cfg.Capture),
+		Route:       append([]string(nil), rt.Vendors...),
 	}
 	o.ref = rec.Ref
+	applyHeaderActions(h, rt)
 
 	// A reference the tenant's message already carries is stale (a message
 	// that looped) or forged; only the one stamped now counts.
@@ -58,11 +140,53 @@ func (s *session) prepareTenant(h *headers.Header, o *outcome) (*prepared, error
 	}}, nil
 }
 
+// applyHeaderActions applies a route's set-header and remove-header actions.
+func applyHeaderActions(h *headers.Header, rt Route) {
+	for _, name := range rt.RemoveHeaders {
+		if m, err := headers.NewMatcher([]string{name}); err == nil {
+			h.Remove(m)
+		}
+	}
+	for i := len(rt.SetHeaders) - 1; i >= 0; i-- {
+		f := rt.SetHeaders[i]
+		m, err := headers.NewMatcher([]string{f.Name})
+		if err != nil || !headers.ValidRawField(f.Raw) {
+			continue
+		}
+		h.Remove(m)
+		h.Prepend(f)
+	}
+}
+
+// forward sends a message that came back from vendor hop-1 of its chain on
+// to vendor hop, with a fresh reference for that hop. Nothing is restored
+// yet: that happens when it returns from the last vendor.
+func (s *session) forward(h *headers.Header, rec *headers.Record, hop int, o *outcome) (*prepared, error) {
+	next, ok := s.r.vendors[rec.Route[hop]]
+	if !ok {
+		s.log(zerolog.ErrorLevel).Str("ref", rec.Ref).Str("vendor", rec.Route[hop]).Msg("chain names a vendor no longer configured")
+		return nil, Reply(451, smtp.EnhancedCode{4, 3, 5}, "Routing error: vendor %q of this message's chain is not configured", rec.Route[hop])
+	}
+	if err := s.switchHop(next); err != nil {
+		return nil, err
+	}
+	o.forwarded = true
+	now := s.r.cfg.Now()
+	h.Remove(s.r.refMatch)
+	ref, err := headers.NewField(s.r.cfg.RefHeader, s.r.cfg.Signer.Stamp(rec.Ref, hop, now))
+	if err != nil {
+		return nil, fmt.Errorf("stamp %s: %w", rec.Ref, err)
+	}
+	h.Prepend(ref)
+	s.addReceived(h, rec.Ref, now)
+	return &prepared{}, nil
+}
+
 // prepareReturn finds the origin record and repairs the header block.
 func (s *session) prepareReturn(h *headers.Header, o *outcome) (*prepared, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.StoreTimeout)
 	defer cancel()
-	rec, how, err := s.findRecord(ctx, h)
+	rec, hop, how, err := s.findRecord(ctx, h)
 	o.matchedBy = how
 	if err != nil {
 		return nil, err // a store error becomes 451 4.3.0 in data
@@ -75,6 +199,10 @@ func (s *session) prepareReturn(h *headers.Header, o *outcome) (*prepared, error
 		o.matchedBy = "none-stripped"
 	} else {
 		o.ref = rec.Ref
+		o.route = strings.Join(rec.Route, ">")
+		if hop+1 < len(rec.Route) {
+			return s.forward(h, rec, hop+1, o)
+		}
 	}
 	p := &prepared{}
 	if rec != nil && !s.r.cfg.KeepDuplicates {
@@ -193,58 +321,70 @@ func (s *session) addReceived(h *headers.Header, id string, now time.Time) {
 // match must agree with the envelope: the same MAIL FROM and recipients that
 // are a subset of the recorded ones. It returns (nil, "none", nil) when no
 // record qualifies, and an *smtp.SMTPError for a reference that must be
-// refused.
-func (s *session) findRecord(ctx context.Context, h *headers.Header) (*headers.Record, string, error) {
+// refused. hop is the chain position the message was sent to.
+func (s *session) findRecord(ctx context.Context, h *headers.Header) (rec *headers.Record, hop int, how string, err error) {
+	rec, hop, how, err = s.lookup(ctx, h)
+	if err == nil && rec != nil && how != "reference" && len(rec.Route) > 1 {
+		// Without the reference, the relay cannot tell which vendor of the
+		// chain this came back from; guessing could skip a scanner or loop.
+		return nil, 0, how, Reply(550, smtp.EnhancedCode{5, 7, 1},
+			"This message went through a chain of vendors and came back without its %s header; cannot tell where it is in the chain", s.r.cfg.RefHeader)
+	}
+	return rec, hop, how, err
+}
+
+func (s *session) lookup(ctx context.Context, h *headers.Header) (*headers.Record, int, string, error) {
 	st := s.r.cfg.Store
 	if values := h.Values(s.r.cfg.RefHeader); len(values) > 0 {
 		var ref string
+		var hop int
 		for _, v := range values {
 			ver, err := s.r.cfg.Signer.Verify(v)
 			if err != nil {
 				s.log(zerolog.WarnLevel).Str("reason", err.Error()).Msg("reference refused")
-				return nil, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: %s", refReason(err))
+				return nil, 0, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: %s", refReason(err))
 			}
 			if ref != "" && ver.Ref != ref {
-				return nil, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: message carries references to different records")
+				return nil, 0, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: message carries references to different records")
 			}
 			if s.r.cfg.Now().Sub(ver.Issued) > s.r.cfg.RecordTTL {
-				return nil, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: expired (issued %s)", ver.Issued.UTC().Format("2006-01-02T15:04:05Z"))
+				return nil, 0, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: expired (issued %s)", ver.Issued.UTC().Format("2006-01-02T15:04:05Z"))
 			}
-			ref = ver.Ref
+			ref, hop = ver.Ref, ver.Hop
 		}
 		rec, err := st.Get(ctx, ref)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, "none", nil
+			return nil, 0, "none", nil
 		}
 		if err != nil {
-			return nil, "reference", fmt.Errorf("get %s: %w", ref, err)
+			return nil, 0, "reference", fmt.Errorf("get %s: %w", ref, err)
 		}
 		if why := s.envelopeMismatch(rec); why != "" {
 			s.log(zerolog.WarnLevel).Str("ref", ref).Str("reason", why).Msg("reference refused")
-			return nil, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: %s", why)
+			return nil, 0, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: %s", why)
 		}
-		return rec, "reference", nil
+		return rec, hop, "reference", nil
 	}
 
 	if mid := h.MessageID(); mid != "" {
 		recs, err := st.ByMessageID(ctx, mid)
 		if err != nil {
-			return nil, "message-id", fmt.Errorf("lookup message-id %s: %w", mid, err)
+			return nil, 0, "message-id", fmt.Errorf("lookup message-id %s: %w", mid, err)
 		}
 		if rec := s.unique(recs); rec != nil {
-			return rec, "message-id", nil
+			return rec, 0, "message-id", nil
 		}
 	}
 	if fp := h.Fingerprint(); fp != "" {
 		recs, err := st.ByFingerprint(ctx, fp)
 		if err != nil {
-			return nil, "fingerprint", fmt.Errorf("lookup fingerprint %s: %w", fp, err)
+			return nil, 0, "fingerprint", fmt.Errorf("lookup fingerprint %s: %w", fp, err)
 		}
 		if rec := s.unique(recs); rec != nil {
-			return rec, "fingerprint", nil
+			return rec, 0, "fingerprint", nil
 		}
 	}
-	return nil, "none", nil
+	return nil, 0, "none", nil
 }
 
 // unique returns the one candidate consistent with the envelope. Records

@@ -106,9 +106,9 @@ func TestNextHopFaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := faultyHop(t, tt.script)
 			h := newHarness(t, func(c *relay.Config) {
-				c.Vendor.Address = addr
-				c.Vendor.CommandTimeout = time.Second
-				c.Vendor.FinalTimeout = time.Second
+				c.Vendors[0].Address = addr
+				c.Vendors[0].CommandTimeout = time.Second
+				c.Vendors[0].FinalTimeout = time.Second
 			})
 			c := dial(t, h.relay.TenantAddr())
 			if tt.stage == "MAIL" {

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -140,8 +141,13 @@ type Config struct {
 	Tenant ListenerConfig // tenant → relay
 	Return ListenerConfig // vendor → relay
 
-	// Vendor is where the tenant leg sends mail.
-	Vendor NextHop
+	// Vendors are the services the tenant leg sends mail to, by name.
+	Vendors []NextHop
+	// Router routes each message; nil sends everything to Vendors[0].
+	Router Router
+	// SpoolDir holds message bodies the router must read before it
+	// decides (attachments, winmail.dat); default os.TempDir().
+	SpoolDir string
 	// Target is the tenant: where the return leg reinjects mail.
 	Target NextHop
 
@@ -199,6 +205,8 @@ type Relay struct {
 	loopMatch headers.Matcher
 
 	tenant, ret *leg
+	vendors     map[string]NextHop
+	router      atomic.Pointer[routerBox]
 
 	mu       sync.Mutex
 	closing  bool
@@ -223,8 +231,26 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.Signer == nil {
 		return nil, errors.New("relay: no reference signer")
 	}
-	if err := cfg.Vendor.validate(); err != nil {
-		return nil, fmt.Errorf("relay: vendor: %w", err)
+	if len(cfg.Vendors) == 0 {
+		return nil, errors.New("relay: no vendor")
+	}
+	vendors := map[string]NextHop{}
+	for i := range cfg.Vendors {
+		h := &cfg.Vendors[i]
+		if err := h.validate(); err != nil {
+			return nil, fmt.Errorf("relay: vendor: %w", err)
+		}
+		if _, dup := vendors[h.Name]; dup {
+			return nil, fmt.Errorf("relay: vendor %s listed twice", h.Name)
+		}
+		if h.Helo == "" {
+			h.Helo = cfg.Hostname
+			if h.Helo == "" {
+				h.Helo = "localhost"
+			}
+		}
+		*h = h.withDefaults()
+		vendors[h.Name] = *h
 	}
 	if err := cfg.Target.validate(); err != nil {
 		return nil, fmt.Errorf("relay: tenant target: %w", err)
@@ -262,12 +288,10 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	for _, h := range []*NextHop{&cfg.Vendor, &cfg.Target} {
-		if h.Helo == "" {
-			h.Helo = cfg.Hostname
-		}
-		*h = h.withDefaults()
+	if cfg.Target.Helo == "" {
+		cfg.Target.Helo = cfg.Hostname
 	}
+	cfg.Target = cfg.Target.withDefaults()
 	if cfg.MaxDuplicateReturns <= 0 {
 		cfg.MaxDuplicateReturns = 10
 	}
@@ -279,13 +303,27 @@ func New(cfg Config) (*Relay, error) {
 		cfg:       cfg,
 		restorer:  headers.NewRestorer(*cfg.Restore),
 		sessions:  map[*session]struct{}{},
+		vendors:   vendors,
 		refMatch:  headers.MustMatcher(cfg.RefHeader),
 		loopMatch: headers.MustMatcher(cfg.LoopMarker.Name),
 	}
-	r.tenant = &leg{name: "tenant", lc: cfg.Tenant.withDefaults(), hop: cfg.Vendor}
+	if cfg.Router == nil {
+		cfg.Router = defaultRouter{vendor: cfg.Vendors[0].Name}
+	}
+	r.cfg.Router = nil // the live router is r.router
+	r.router.Store(&routerBox{cfg.Router})
+	r.tenant = &leg{name: "tenant", lc: cfg.Tenant.withDefaults(), hop: cfg.Vendors[0]}
 	r.ret = &leg{name: "return", lc: cfg.Return.withDefaults(), hop: cfg.Target}
 	return r, nil
 }
+
+type routerBox struct{ Router }
+
+// SetRouter replaces the router; sessions pick it up with their next
+// message. This is how rules reload (SIGHUP) without dropping sessions.
+func (r *Relay) SetRouter(rt Router) { r.router.Store(&routerBox{rt}) }
+
+func (r *Relay) routerNow() Router { return r.router.Load().Router }
 
 // Start binds both listeners and serves them in the background.
 func (r *Relay) Start() error {

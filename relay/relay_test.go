@@ -49,7 +49,7 @@ func newHarness(t *testing.T, mod func(*relay.Config)) *harness {
 		Hostname: "relay.test",
 		Tenant:   relay.ListenerConfig{Addr: "127.0.0.1:0"},
 		Return:   relay.ListenerConfig{Addr: "127.0.0.1:0"},
-		Vendor:   relay.NextHop{Name: "vendor", Address: h.vendor.Addr(), StartTLS: relay.TLSOff, CommandTimeout: 5 * time.Second},
+		Vendors:  []relay.NextHop{{Name: "vendor", Address: h.vendor.Addr(), StartTLS: relay.TLSOff, CommandTimeout: 5 * time.Second}},
 		Target:   relay.NextHop{Name: "tenant", Address: h.tenant.Addr(), StartTLS: relay.TLSOff, CommandTimeout: 5 * time.Second},
 		Store:    h.store,
 		Signer:   h.signer,
@@ -179,7 +179,7 @@ func TestVendorDown(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := ln.Addr().String()
 	ln.Close()
-	h := newHarness(t, func(c *relay.Config) { c.Vendor.Address = dead; c.Vendor.ConnectTimeout = time.Second })
+	h := newHarness(t, func(c *relay.Config) { c.Vendors[0].Address = dead; c.Vendors[0].ConnectTimeout = time.Second })
 	c := dial(t, h.relay.TenantAddr())
 	text := c.cmd(451, "MAIL FROM:<a@contoso.com>")
 	if !strings.Contains(text, "4.4.1") || !strings.Contains(text, "vendor unreachable") {
@@ -204,8 +204,8 @@ func TestVendorSilent(t *testing.T) {
 		}
 	}()
 	h := newHarness(t, func(c *relay.Config) {
-		c.Vendor.Address = ln.Addr().String()
-		c.Vendor.CommandTimeout = 300 * time.Millisecond
+		c.Vendors[0].Address = ln.Addr().String()
+		c.Vendors[0].CommandTimeout = 300 * time.Millisecond
 	})
 	c := dial(t, h.relay.TenantAddr())
 	text := c.cmd(451, "MAIL FROM:<a@contoso.com>")

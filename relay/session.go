@@ -34,6 +34,9 @@ type session struct {
 	busy     atomic.Bool // a transaction is open
 	errors   int         // refused commands on this connection
 	authName string      // "cert:<name>" or "user:<name>" once authenticated
+
+	route      Route // tenant leg: the route decided (or guessed) at MAIL
+	routeFinal bool
 }
 
 func (r *Relay) newSession(l *leg, c *smtp.Conn) *session {
@@ -105,13 +108,27 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil {
 		s.opts = *opts
 	}
+	target := s.leg.hop
+	if s.leg == s.r.tenant {
+		// Open the hop the message most likely goes to, so the client
+		// hears that hop's verdict on each recipient; the route may change
+		// once the header block is known (switchHop).
+		s.route, s.routeFinal = s.r.routerNow().Envelope(from, nil)
+		if s.routeFinal && s.route.Action == Refuse {
+			return s.route.Reply
+		}
+		target = s.r.hopFor(s.route)
+	}
+	if s.hop != nil && (s.hop.hop.Name != target.Name || s.hop.hop.Address != target.Address) {
+		s.closeHop()
+	}
 	// A reused connection may have been closed by the next hop while idle:
 	// retry once on a fresh one.
 	for attempt := 0; ; attempt++ {
 		reused := s.hop != nil && !s.hop.broken
 		if !reused {
 			s.closeHop()
-			hc, err := dialHop(s.leg.hop)
+			hc, err := dialHop(target)
 			if err != nil {
 				s.log(zerolog.WarnLevel).Str("stage", "connect").Err(err).Int("code", replyCode(err)).Msg("next hop unavailable")
 				return err
@@ -171,6 +188,9 @@ type outcome struct {
 	ref        string
 	size       int64
 	matchedBy  string
+	route      string   // "vendor-a", "vendor-a>vendor-b", "bypass", "refused"
+	rules      []string // rules that decided the route
+	forwarded  bool     // return leg: sent on to the next vendor of a chain
 	restored   []string
 	removed    []string
 	suppressed []string // recipients that already had the message
@@ -220,7 +240,15 @@ func (s *session) data(r io.Reader, o *outcome) error {
 
 	var p *prepared
 	if s.leg == s.r.tenant {
-		p, err = s.prepareTenant(h, o)
+		var rt Route
+		var cleanup func()
+		rt, body, cleanup, err = s.decideRoute(h, body)
+		if cleanup != nil {
+			defer cleanup()
+		}
+		if err == nil {
+			p, err = s.prepareTenant(h, rt, o)
+		}
 	} else {
 		p, err = s.prepareReturn(h, o)
 	}
@@ -357,8 +385,13 @@ func (s *session) log(level zerolog.Level) *zerolog.Event {
 // logMessage writes the one line per message per leg.
 func (s *session) logMessage(o *outcome, start time.Time, err error) {
 	level, result := zerolog.InfoLevel, "delivered"
-	if err == nil && len(o.suppressed) == len(s.rcpts) && len(s.rcpts) > 0 {
+	switch {
+	case err == nil && len(o.suppressed) == len(s.rcpts) && len(s.rcpts) > 0:
 		result = "suppressed"
+	case err == nil && o.route == "bypass":
+		result = "bypassed"
+	case err == nil && o.forwarded:
+		result = "forwarded"
 	}
 	if err != nil {
 		level, result = zerolog.WarnLevel, "tempfail"
@@ -372,10 +405,13 @@ func (s *session) logMessage(o *outcome, start time.Time, err error) {
 		Str("from", s.from).
 		Int("rcpt_count", len(s.rcpts)).
 		Int64("size", o.size).
-		Str("vendor", s.r.cfg.Vendor.Name).
+		Str("vendor", o.route).
 		Int64("duration_ms", time.Since(start).Milliseconds()).
 		Str("result", result).
 		Int("code", replyCode(err))
+	if len(o.rules) > 0 {
+		e = e.Strs("rules", o.rules)
+	}
 	if s.leg == s.r.ret {
 		e = e.Str("matched_by", o.matchedBy).Strs("restored", o.restored).Strs("removed", o.removed)
 		if len(o.suppressed) > 0 {

@@ -96,9 +96,9 @@ func TestNextHopTLS(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			vendor := startTLSRecorder(t, tt.server)
 			h := newHarness(t, func(c *relay.Config) {
-				c.Vendor.Address = vendor.Addr()
-				c.Vendor.StartTLS = tt.policy
-				c.Vendor.TLS = &tls.Config{RootCAs: tt.roots.pool, ServerName: "vendor.test"}
+				c.Vendors[0].Address = vendor.Addr()
+				c.Vendors[0].StartTLS = tt.policy
+				c.Vendors[0].TLS = &tls.Config{RootCAs: tt.roots.pool, ServerName: "vendor.test"}
 			})
 			c := dial(t, h.relay.TenantAddr())
 			code, text := c.try("MAIL FROM:<a@contoso.com>")

@@ -136,11 +136,14 @@ func relayConfig(cfg *config.Config, st relay.Store, certs *certSet, log zerolog
 		return rc, fmt.Errorf("listeners.return: %w", err)
 	}
 	for i, v := range cfg.Vendors {
-		if v.Name != cfg.DefaultVendor {
-			continue
-		}
-		if rc.Vendor, err = nextHop(v.Name, v.Address, v.Client, certs); err != nil {
+		h, err := nextHop(v.Name, v.Address, v.Client, certs)
+		if err != nil {
 			return rc, fmt.Errorf("vendors[%d]: %w", i, err)
+		}
+		if v.Name == cfg.DefaultVendor { // the default vendor first
+			rc.Vendors = append([]relay.NextHop{h}, rc.Vendors...)
+		} else {
+			rc.Vendors = append(rc.Vendors, h)
 		}
 	}
 	if rc.Target, err = nextHop("tenant", cfg.Tenant.Address, cfg.Tenant.Client, certs); err != nil {

@@ -1,0 +1,98 @@
+package relay
+
+import (
+	"io"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/recallrelay/recallrelay/headers"
+)
+
+// RouteAction is what the tenant leg does with a message.
+type RouteAction int
+
+const (
+	// ToVendors sends the message along Route.Vendors, restoring it only
+	// when it comes back from the last one.
+	ToVendors RouteAction = iota
+	// Bypass reinjects the message into the tenant without any vendor.
+	Bypass
+	// Refuse answers Route.Reply (a 4xx or 5xx).
+	Refuse
+)
+
+// Route is a routing decision for one message on the tenant leg.
+type Route struct {
+	Action  RouteAction
+	Vendors []string        // ToVendors: the chain, by vendor name
+	Reply   *smtp.SMTPError // Refuse
+	// SetHeaders are added (replacing fields of the same name) and
+	// RemoveHeaders removed before the message leaves the tenant leg.
+	SetHeaders    []headers.Field
+	RemoveHeaders []string
+	// Matched names the rules that decided, for the log line.
+	Matched []string
+}
+
+// Router decides where messages from the tenant go. It must be safe for
+// concurrent use; the relay's router can be replaced while it runs
+// (SetRouter).
+type Router interface {
+	// Envelope decides from the envelope alone. final is false when the
+	// decision may change once the header block is known; the route is
+	// then the best guess, used to open the next hop early.
+	Envelope(from string, rcpts []string) (r Route, final bool)
+	// NeedsBody reports whether Message needs the body of a message with
+	// this header block; the relay then spools the body to disk first.
+	NeedsBody(h *headers.Header) bool
+	// Message decides once the header block (and, when NeedsBody said so,
+	// the body) is known. body is nil when NeedsBody was false.
+	Message(from string, rcpts []string, h *headers.Header, body io.Reader) Route
+}
+
+// defaultRouter sends everything to the first vendor: a relay without rules.
+type defaultRouter struct{ vendor string }
+
+func (d defaultRouter) Envelope(string, []string) (Route, bool) {
+	return Route{Action: ToVendors, Vendors: []string{d.vendor}}, true
+}
+func (d defaultRouter) NeedsBody(*headers.Header) bool { return false }
+func (d defaultRouter) Message(string, []string, *headers.Header, io.Reader) Route {
+	return Route{Action: ToVendors, Vendors: []string{d.vendor}}
+}
+
+// hopFor returns the next hop a route starts at.
+func (r *Relay) hopFor(rt Route) NextHop {
+	if rt.Action == ToVendors && len(rt.Vendors) > 0 {
+		if h, ok := r.vendors[rt.Vendors[0]]; ok {
+			return h
+		}
+	}
+	return r.cfg.Target
+}
+
+// switchHop moves the open transaction to another next hop: the relay
+// decided the route only once the header block arrived. The new hop gets
+// the same MAIL FROM and every recipient the client has been told is
+// accepted; if it refuses any of them, the message fails with that reply,
+// since the client can no longer be told per recipient.
+func (s *session) switchHop(h NextHop) error {
+	if s.hop != nil && !s.hop.broken && s.hop.hop.Name == h.Name && s.hop.hop.Address == h.Address {
+		return nil
+	}
+	s.closeHop()
+	hc, err := dialHop(h)
+	if err != nil {
+		return err
+	}
+	s.hop = hc
+	if err := hc.mail(s.from, &s.opts); err != nil {
+		return err
+	}
+	for _, rc := range s.rcpts {
+		if err := hc.rcpt(rc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
