@@ -89,22 +89,6 @@ func (m Matcher) Empty() bool { return len(m.exact) == 0 && len(m.prefixes) == 0
 
 // Default header name sets. Facts behind them: ../shared/docs/exchange-round-trip.md.
 var (
-	// DefaultCapture is what the tenant leg records of every message.
-	DefaultCapture = []string{
-		"Message-ID",
-		"X-MS-Exchange-CrossPremises-*",
-		"X-OrganizationHeadersPreserved",
-		"X-MS-TNEF-Correlator",
-		"X-MS-Has-Attach",
-		"Thread-Index",
-		"Thread-Topic",
-		"X-MS-Exchange-RecallReportGenerated",
-		"X-MS-Exchange-RecallReportCfmGenerated",
-		"X-MS-Exchange-Generated-Message-Source",
-		// For tracing only: Exchange strips and re-stamps these on re-entry.
-		"X-MS-Exchange-CrossTenant-*",
-		"X-OriginatorOrg",
-	}
 	// DefaultRestore is what the return leg puts back exactly as recorded
 	// (removing what the vendor added, re-adding what it dropped or changed).
 	// It must be a subset of the captured names.
@@ -120,6 +104,13 @@ var (
 		"X-MS-Exchange-RecallReportCfmGenerated",
 		"X-MS-Exchange-Generated-Message-Source",
 	}
+	// DefaultCapture is what the tenant leg records of every message: what
+	// it restores, plus, for tracing only, fields Exchange strips and
+	// re-stamps on re-entry.
+	DefaultCapture = append(append([]string(nil), DefaultRestore...),
+		"X-MS-Exchange-CrossTenant-*",
+		"X-OriginatorOrg",
+	)
 	// Firewall is what the return leg always removes from what the vendor
 	// presents: the fields that would make Exchange treat mail as internal.
 	// It is not configurable.

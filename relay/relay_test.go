@@ -3,6 +3,7 @@ package relay_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/textproto"
@@ -37,8 +38,8 @@ var testKey = headers.Key{ID: "t1", Secret: bytes.Repeat([]byte("k"), 32)}
 func newHarness(t *testing.T, mod func(*relay.Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, logs: &syncWriter{buf: &bytes.Buffer{}}}
-	h.vendor = startRecorder(t)
-	h.tenant = startRecorder(t)
+	h.vendor = startRecorder(t, nil)
+	h.tenant = startRecorder(t, nil)
 	h.store = storetest.Bolt(t)
 	var err error
 	h.signer, err = headers.NewSigner(headers.SignerConfig{SigningKey: "t1", Keys: []headers.Key{testKey}})
@@ -73,9 +74,11 @@ func newHarness(t *testing.T, mod func(*relay.Config)) *harness {
 	return h
 }
 
-func startRecorder(t *testing.T) *relaytest.Tenant {
+// startRecorder starts a recording SMTP server, offering STARTTLS when
+// tlsConfig is set.
+func startRecorder(t *testing.T, tlsConfig *tls.Config) *relaytest.Tenant {
 	t.Helper()
-	r, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0"})
+	r, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0", TLSConfig: tlsConfig})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ func (tr *testRouter) Message(_ string, _ []string, h *headers.Header, body io.R
 }
 
 func routedHarness(t *testing.T, tr *testRouter) (*harness, *relaytest.Tenant) {
-	second := startRecorder(t)
+	second := startRecorder(t, nil)
 	h := newHarness(t, func(c *relay.Config) {
 		c.Vendors = append(c.Vendors, relay.NextHop{Name: "second", Address: second.Addr(), StartTLS: relay.TLSOff})
 		c.Router = tr

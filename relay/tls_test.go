@@ -41,32 +41,28 @@ func newCA(t *testing.T) *testCA {
 	return &testCA{cert: cert, key: key, pool: pool}
 }
 
-func (ca *testCA) serverTLS(t *testing.T, name string) *tls.Config {
+// issue signs a certificate for name with the given use.
+func (ca *testCA) issue(t *testing.T, name string, use x509.ExtKeyUsage) tls.Certificate {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{use}, KeyUsage: x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-func startTLSRecorder(t *testing.T, cfg *tls.Config) *relaytest.Tenant {
-	t.Helper()
-	r, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0", TLSConfig: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
+func (ca *testCA) serverTLS(t *testing.T, name string) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{ca.issue(t, name, x509.ExtKeyUsageServerAuth)}}
+}
+
+func (ca *testCA) clientCert(t *testing.T, name string) tls.Certificate {
+	return ca.issue(t, name, x509.ExtKeyUsageClientAuth)
 }
 
 // STARTTLS to the next hop: used when offered and verified against the
@@ -94,7 +90,7 @@ func TestNextHopTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			vendor := startTLSRecorder(t, tt.server)
+			vendor := startRecorder(t, tt.server)
 			h := newHarness(t, func(c *relay.Config) {
 				c.Vendors[0].Address = vendor.Addr()
 				c.Vendors[0].StartTLS = tt.policy
