@@ -111,6 +111,19 @@ func NewRef() string {
 	return strings.ToLower(refEncoding.EncodeToString(b[:]))
 }
 
+// DeriveRef returns the reference for a message identified by material:
+// the same material gives the same reference, so a message the tenant sends
+// again (a retry after a lost reply, or after a vendor's temporary failure)
+// maps to the same origin record and goes out byte-identical. The value is
+// a keyed hash: nobody without the signing key can compute or guess it.
+// It has the shape NewRef produces.
+func (s *Signer) DeriveRef(material []byte) string {
+	m := hmac.New(sha256.New, s.signing.Secret)
+	m.Write([]byte("recallrelay-ref-derive/1\x00"))
+	m.Write(material)
+	return strings.ToLower(refEncoding.EncodeToString(m.Sum(nil)[:16]))
+}
+
 // ValidRef reports whether ref has the shape NewRef produces.
 func ValidRef(ref string) bool {
 	if len(ref) != 26 {

@@ -115,3 +115,20 @@ func TestNewSignerChecksKeys(t *testing.T) {
 		t.Errorf("Key.String leaks the secret: %q", s)
 	}
 }
+
+func TestDeriveRef(t *testing.T) {
+	s := signer(t, "k1", k1)
+	a := s.DeriveRef([]byte("message one"))
+	if !ValidRef(a) {
+		t.Fatalf("derived ref %q has the wrong shape", a)
+	}
+	if a != s.DeriveRef([]byte("message one")) {
+		t.Error("same material, different refs")
+	}
+	if a == s.DeriveRef([]byte("message two")) {
+		t.Error("different material, same ref")
+	}
+	if a == signer(t, "k2", k2).DeriveRef([]byte("message one")) {
+		t.Error("the ref does not depend on the key")
+	}
+}

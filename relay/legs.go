@@ -99,9 +99,23 @@ func (s *session) prepareTenant(h *headers.Header, rt Route, o *outcome) (*prepa
 		return nil, err
 	}
 
+	// The same message sent again (Exchange retrying after a 4xx or a lost
+	// reply) gets the same reference and, from its record, the same time
+	// stamps: it reaches the vendor byte-identical, and both copies map to
+	// one record, so duplicate suppression works across the retry.
+	ref := s.r.cfg.Signer.DeriveRef(messageMaterial(s.from, s.rcpts, h))
 	now := s.r.cfg.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.StoreTimeout)
+	prev, err := s.r.cfg.Store.Get(ctx, ref)
+	cancel()
+	switch {
+	case err == nil && prev.MailFrom == s.from:
+		now = prev.ReceivedAt
+	case err != nil && !errors.Is(err, store.ErrNotFound) && !s.r.cfg.PassUnrecorded:
+		return nil, fmt.Errorf("get %s: %w", ref, err)
+	}
 	rec := &headers.Record{
-		Ref:      headers.NewRef(),
+		Ref:      ref,
 		MailFrom: s.from,
 		Params: headers.MailParams{
 			Size:     s.opts.Size,
@@ -125,11 +139,11 @@ func (s *session) prepareTenant(h *headers.Header, rt Route, o *outcome) (*prepa
 	// A reference the tenant's message already carries is stale (a message
 	// that looped) or forged; only the one stamped now counts.
 	h.Remove(s.r.refMatch)
-	ref, err := headers.NewField(s.r.cfg.RefHeader, s.r.cfg.Signer.Stamp(rec.Ref, 0, now))
+	refField, err := headers.NewField(s.r.cfg.RefHeader, s.r.cfg.Signer.Stamp(rec.Ref, 0, now))
 	if err != nil {
 		return nil, fmt.Errorf("stamp %s: %w", rec.Ref, err)
 	}
-	h.Prepend(ref)
+	h.Prepend(refField)
 	s.addReceived(h, rec.Ref, now)
 
 	return &prepared{commit: func(ctx context.Context) error {
@@ -138,6 +152,20 @@ func (s *session) prepareTenant(h *headers.Header, rt Route, o *outcome) (*prepa
 		}
 		return nil
 	}}, nil
+}
+
+// messageMaterial identifies a message for DeriveRef: its envelope and its
+// header block exactly as the tenant sent it.
+func messageMaterial(from string, rcpts []string, h *headers.Header) []byte {
+	var b bytes.Buffer
+	b.WriteString(from + "\x00")
+	for _, r := range rcpts {
+		b.WriteString(r + "\x00")
+	}
+	for _, f := range h.Fields() {
+		b.Write(f.Raw)
+	}
+	return b.Bytes()
 }
 
 // applyHeaderActions applies a route's set-header and remove-header actions.

@@ -349,3 +349,41 @@ func TestReturnReplayBound(t *testing.T) {
 		t.Fatalf("tenant got %d copies", n)
 	}
 }
+
+// Exchange retries a message when it did not get 250 (a 4xx, or a reply
+// lost with the connection). The retry reaches the vendor byte-identical —
+// same reference, same time stamps — so a vendor that recognises retries
+// can, and when both copies come back, the tenant gets the message once.
+func TestRetrySameReference(t *testing.T) {
+	h := newHarness(t, nil)
+	h.vendor.RejectNextData(1, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "greylisted"})
+	c := dial(t, h.relay.TenantAddr())
+	c.cmd(250, "MAIL FROM:<ann@contoso.com>")
+	c.cmd(250, "RCPT TO:<bob@fabrikam.example>")
+	c.cmd(354, "DATA")
+	c.write(original + ".\r\n")
+	c.expect(451)
+	time.Sleep(1100 * time.Millisecond) // the clock moves on between attempts
+	first := h.sendOut("ann@contoso.com", "bob@fabrikam.example")
+	second := h.sendOut("ann@contoso.com", "bob@fabrikam.example")
+	if !bytes.Equal(first, second) {
+		t.Fatalf("retries differ:\n%s\n---\n%s", first, second)
+	}
+	for _, out := range [][]byte{first, second} {
+		if code, text := h.sendBack(vendorise(out, false, false), "ann@contoso.com", "bob@fabrikam.example"); code != 250 {
+			t.Fatalf("return: %d %s", code, text)
+		}
+	}
+	if n := len(h.tenant.Deliveries()); n != 1 {
+		t.Fatalf("tenant got %d copies", n)
+	}
+	// A different message (another recipient set) gets another reference.
+	other := h.sendOut("ann@contoso.com", "bob@fabrikam.example", "eve@fabrikam.example")
+	if bytes.Equal(refOf(other), refOf(first)) {
+		t.Error("different envelopes share a reference")
+	}
+}
+
+func refOf(data []byte) []byte {
+	return regexp.MustCompile(`r=[a-z2-7]{26}`).Find(data)
+}

@@ -65,7 +65,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if *verbose {
 		logw = io.MultiWriter(logs, stderr)
 	}
-	r, data, stop, err := startLocalRelay(vendorAddr, tenant.Addr(), logw)
+	r, data, stop, err := startLocalRelay(vendorAddr, tenant.Addr(), "", logw)
 	if err != nil {
 		return err
 	}
@@ -183,9 +183,10 @@ func summarize(names []string) string {
 
 // startLocalRelay starts a relay on the built-in defaults, as serve would
 // run it, on loopback ports, with its embedded store in a new temporary
-// directory: tenant leg → vendorAddr, return leg → tenantAddr. stop shuts it
-// down and removes the directory.
-func startLocalRelay(vendorAddr, tenantAddr string, logw io.Writer) (r *relay.Relay, dataDir string, stop func(), err error) {
+// directory: tenant leg → vendorAddr, return leg → tenantAddr. The return
+// leg listens on returnListen, or on a free loopback port when it is "".
+// stop shuts the relay down and removes the directory.
+func startLocalRelay(vendorAddr, tenantAddr, returnListen string, logw io.Writer) (r *relay.Relay, dataDir string, stop func(), err error) {
 	data, err := os.MkdirTemp("", "recallrelay-local-")
 	if err != nil {
 		return nil, "", nil, err
@@ -202,9 +203,13 @@ func startLocalRelay(vendorAddr, tenantAddr string, logw io.Writer) (r *relay.Re
 			stop()
 		}
 	}()
-	var tenantLeg, returnLeg string
-	for _, a := range []*string{&tenantLeg, &returnLeg} {
-		if *a, err = freeAddr(); err != nil {
+	tenantLeg, err := freeAddr()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	returnLeg := returnListen
+	if returnLeg == "" {
+		if returnLeg, err = freeAddr(); err != nil {
 			return nil, "", nil, err
 		}
 	}

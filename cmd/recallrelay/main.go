@@ -4,6 +4,7 @@
 //	recallrelay serve --config FILE    run the relay
 //	recallrelay check --config FILE    validate a configuration and explain it
 //	recallrelay demo                   run a complete round trip in-process
+//	recallrelay conformance            the recall-survival report
 package main
 
 import (
@@ -29,7 +30,9 @@ round trip through a signature or scanning service.
 Usage:
   recallrelay serve --config FILE [--grace 30s]
   recallrelay check --config FILE
-  recallrelay demo [--messages DIR] [--verbose]
+  recallrelay demo [--messages DIR] [--behaviors LIST] [--verbose]
+  recallrelay conformance [--messages DIR] [--json FILE] [--html FILE]
+                          [--vendor HOST:PORT --return-listen ADDR --path direct|relay]
 
 Commands:
   serve   run the tenant and return listeners
@@ -37,6 +40,9 @@ Commands:
   demo    start the relay, a fake tenant and a fake vendor in this process,
           send realistic Exchange messages round the loop and show what the
           vendor broke and what the relay restored (no Redis, no config)
+  conformance
+          the recall-survival report: every vendor behaviour, directly and
+          through the relay, over the same messages (see --help)
 `
 
 func main() {
@@ -56,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCheck(args[1:], stdout)
 	case "demo":
 		err = cmdDemo(args[1:], stdout, stderr)
+	case "conformance":
+		err = cmdConformance(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
