@@ -28,7 +28,7 @@ func (s *session) decideRoute(h *headers.Header, body io.Reader) (Route, io.Read
 	}
 	router := s.r.routerNow()
 	if !router.NeedsBody(h) {
-		return router.Message(s.from, s.rcpts, h, nil), body, nil, nil
+		return router.Message(s.from, s.rcpts, s.opts.Size, h, nil), body, nil, nil
 	}
 	spoolErr := func(err error) error {
 		s.log(zerolog.ErrorLevel).Err(err).Msg("cannot spool message body")
@@ -42,7 +42,8 @@ func (s *session) decideRoute(h *headers.Header, body io.Reader) (Route, io.Read
 		f.Close()
 		os.Remove(f.Name())
 	}
-	if err := copyBody(f, body); err != nil {
+	cw := &countWriter{w: f}
+	if err := copyBody(cw, body); err != nil {
 		var rerr readErr
 		if errors.As(err, &rerr) {
 			return Route{}, nil, cleanup, s.readError(rerr.error)
@@ -52,7 +53,8 @@ func (s *session) decideRoute(h *headers.Header, body io.Reader) (Route, io.Read
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Route{}, nil, cleanup, spoolErr(err)
 	}
-	rt := s.r.routerNow().Message(s.from, s.rcpts, h, bufio.NewReaderSize(f, 32<<10))
+	size := int64(h.Size()) + cw.n
+	rt := s.r.routerNow().Message(s.from, s.rcpts, size, h, bufio.NewReaderSize(f, 32<<10))
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Route{}, nil, cleanup, spoolErr(err)
 	}
@@ -152,6 +154,18 @@ func (s *session) prepareTenant(h *headers.Header, rt Route, o *outcome) (*prepa
 		}
 		return nil
 	}}, nil
+}
+
+// countWriter counts what passes through it.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // messageMaterial identifies a message for DeriveRef: its envelope and its

@@ -46,8 +46,10 @@ type Router interface {
 	// this header block; the relay then spools the body to disk first.
 	NeedsBody(h *headers.Header) bool
 	// Message decides once the header block (and, when NeedsBody said so,
-	// the body) is known. body is nil when NeedsBody was false.
-	Message(from string, rcpts []string, h *headers.Header, body io.Reader) Route
+	// the body) is known. body is nil when NeedsBody was false. size is the
+	// message's exact size when the body was read, else the size the client
+	// declared (SIZE), 0 when unknown.
+	Message(from string, rcpts []string, size int64, h *headers.Header, body io.Reader) Route
 }
 
 // defaultRouter sends everything to the first vendor: a relay without rules.
@@ -57,7 +59,7 @@ func (d defaultRouter) Envelope(string, []string) (Route, bool) {
 	return Route{Action: ToVendors, Vendors: []string{d.vendor}}, true
 }
 func (d defaultRouter) NeedsBody(*headers.Header) bool { return false }
-func (d defaultRouter) Message(string, []string, *headers.Header, io.Reader) Route {
+func (d defaultRouter) Message(string, []string, int64, *headers.Header, io.Reader) Route {
 	return Route{Action: ToVendors, Vendors: []string{d.vendor}}
 }
 

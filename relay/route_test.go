@@ -22,6 +22,7 @@ type testRouter struct {
 	needBody bool
 	mu       sync.Mutex
 	bodies   []string
+	sizes    []int64
 }
 
 func (tr *testRouter) Envelope(string, []string) (relay.Route, bool) {
@@ -30,7 +31,10 @@ func (tr *testRouter) Envelope(string, []string) (relay.Route, bool) {
 
 func (tr *testRouter) NeedsBody(*headers.Header) bool { return tr.needBody }
 
-func (tr *testRouter) Message(_ string, _ []string, h *headers.Header, body io.Reader) relay.Route {
+func (tr *testRouter) Message(_ string, _ []string, size int64, h *headers.Header, body io.Reader) relay.Route {
+	tr.mu.Lock()
+	tr.sizes = append(tr.sizes, size)
+	tr.mu.Unlock()
 	if body != nil {
 		b, _ := io.ReadAll(body)
 		tr.mu.Lock()
@@ -141,6 +145,10 @@ func TestRoutingSpoolsBody(t *testing.T) {
 	if len(tr.bodies) != 1 || tr.bodies[0] != "body of plain\r\n" {
 		t.Errorf("router read %q", tr.bodies)
 	}
+	const whole = "From: ann@contoso.com\r\nSubject: plain\r\nMessage-ID: <plain@contoso.com>\r\nX-MS-Exchange-CrossPremises-AuthAs: Internal\r\n\r\nbody of plain\r\n"
+	if len(tr.sizes) != 1 || tr.sizes[0] != int64(len(whole)) {
+		t.Errorf("router was told size %v, want %d", tr.sizes, len(whole))
+	}
 	d := h.vendor.Deliveries()
 	if len(d) != 1 || !bytes.HasSuffix(d[0].Data, []byte("\r\n\r\nbody of plain\r\n")) {
 		t.Fatalf("vendor got %d messages: %v", len(d), d)
@@ -211,6 +219,6 @@ type fixedRouter struct{ r relay.Route }
 
 func (f *fixedRouter) Envelope(string, []string) (relay.Route, bool) { return f.r, true }
 func (f *fixedRouter) NeedsBody(*headers.Header) bool                { return false }
-func (f *fixedRouter) Message(string, []string, *headers.Header, io.Reader) relay.Route {
+func (f *fixedRouter) Message(string, []string, int64, *headers.Header, io.Reader) relay.Route {
 	return f.r
 }
