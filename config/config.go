@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/recallrelay/recallrelay/headers"
+	"github.com/recallrelay/recallrelay/rules"
 )
 
 // Config is the whole configuration file. The YAML key of each field is in
@@ -51,6 +52,12 @@ type Config struct {
 	// DefaultVendor is the name of the vendor that gets mail no rule sends
 	// elsewhere. Default: the first vendor.
 	DefaultVendor string `yaml:"default_vendor"`
+	// RulesFile names the mail-flow rules file (see package rules): which
+	// vendor chain each message goes through, what bypasses them, what is
+	// refused. A relative path is taken from the working directory, like
+	// the other file paths. Default: no file, which means the recall-safe
+	// defaults and every other message to DefaultVendor.
+	RulesFile string `yaml:"rules_file"`
 	// Tenant is where mail returning from a vendor is delivered: the Microsoft
 	// 365 tenant's MX endpoint.
 	Tenant Tenant `yaml:"tenant"`
@@ -70,7 +77,14 @@ type Config struct {
 	// src locates fields in the parsed file for error messages; nil for a
 	// Config that was not parsed. A pointer, so that fmt prints an address.
 	src *fileInfo
+	// rules is the rule engine Validate compiled from RulesFile (or the
+	// defaults) against Vendors and the loop marker.
+	rules *rules.Engine
 }
+
+// Rules returns the rule engine compiled by a successful Validate, nil
+// before it.
+func (c *Config) Rules() *rules.Engine { return c.rules }
 
 // Log configures logging.
 type Log struct {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -101,4 +102,50 @@ func TestExplain(t *testing.T) {
 	if strings.Contains(got, strings.Repeat("z", 32)) {
 		t.Error("Explain shows a key secret")
 	}
+}
+
+// TestRulesFile checks that rules_file is loaded and compiled against the
+// configuration's vendors, and that its problems name the file, the rule,
+// the field and the line.
+func TestRulesFile(t *testing.T) {
+	load := func(rulesFile string) (*Config, error) {
+		c, err := Load(exampleFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ApplyEnv(mapEnv(exampleEnv))
+		c.RulesFile = rulesFile
+		return c, c.Validate()
+	}
+
+	c, err := load("../deploy/rules.example.yaml")
+	if err != nil {
+		t.Fatalf("example rules do not validate with the example configuration:\n%v", err)
+	}
+	if s := c.Rules().Summary(); !strings.Contains(s, "4 rules (internal-only, keep-crypto-intact, legal-sign-and-scan, no-executables)") ||
+		!strings.Contains(s, "otherwise route signatures") {
+		t.Errorf("Summary = %q", s)
+	}
+	if !strings.Contains(c.Explain(), "rules: ../deploy/rules.example.yaml: built-in defaults null-sender-bypass, loop-protection, recall-bypass, calendar-bypass") {
+		t.Errorf("Explain lacks the rules:\n%s", c.Explain())
+	}
+
+	// Without a file: the recall-safe defaults and the default vendor.
+	c, err = load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Rules().Summary(); s != "default rules: built-in defaults null-sender-bypass, loop-protection, recall-bypass, calendar-bypass; no rules; otherwise route signatures" {
+		t.Errorf("default Summary = %q", s)
+	}
+
+	bad := t.TempDir() + "/rules.yaml"
+	if err := os.WriteFile(bad, []byte("default_route: [signatures]\nrules:\n  - name: sign\n    actions:\n      route: [nosuch]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = load(bad)
+	assertOnlyError(t, err, "rules_file", bad+`: rule "sign": actions.route[0]: unknown vendor "nosuch" (vendors: signatures, scanner) (line 5)`)
+
+	_, err = load(t.TempDir() + "/missing.yaml")
+	assertOnlyError(t, err, "rules_file", "no such file or directory")
 }

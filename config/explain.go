@@ -73,6 +73,9 @@ func (c *Config) Explain() string {
 		line("vendor %s%s: %s, %s", v.Name, def, v.Address, explainClient(&v.Client))
 	}
 	line("tenant: %s, %s", c.Tenant.Address, explainClient(&c.Tenant.Client))
+	if c.rules != nil {
+		line("rules: %s", c.rules.Summary())
+	}
 	line("return without record: %s", c.ReturnWithoutRecord)
 	return b.String()
 }

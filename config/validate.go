@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/recallrelay/recallrelay/headers"
+	"github.com/recallrelay/recallrelay/rules"
 )
 
 // FieldError is one problem with one field.
@@ -94,9 +95,49 @@ func (c *Config) Validate() error {
 		v.add("max_duplicate_returns", "must be positive, not %d", c.MaxDuplicateReturns)
 	}
 	if len(v.errs) == 0 {
+		// Rules are checked against a configuration that is otherwise
+		// sound: their route targets must be its vendors.
+		c.rules = v.rules(c)
+	}
+	if len(v.errs) == 0 {
 		return nil
 	}
 	return v.errs
+}
+
+// rules loads and compiles the rules file, or the default rules without
+// one. Each problem of the file becomes an error of rules_file that names
+// the file, the rule, the field and its line.
+func (v *validator) rules(c *Config) *rules.Engine {
+	set := rules.Default(c.DefaultVendor)
+	if c.RulesFile != "" {
+		var err error
+		if set, err = rules.Load(c.RulesFile); err != nil {
+			v.rulesError(err)
+			return nil
+		}
+	}
+	names := make([]string, len(c.Vendors))
+	for i, vd := range c.Vendors {
+		names[i] = vd.Name
+	}
+	e, err := set.Compile(rules.CompileOptions{Vendors: names, LoopMarker: c.Headers.LoopMarker.Name})
+	if err != nil {
+		v.rulesError(err)
+		return nil
+	}
+	return e
+}
+
+func (v *validator) rulesError(err error) {
+	var re *rules.Error
+	if !errors.As(err, &re) {
+		v.add("rules_file", "%v", err)
+		return
+	}
+	for _, p := range re.Problems {
+		v.add("rules_file", "%s: %s", re.Source, p.Error())
+	}
 }
 
 type validator struct {

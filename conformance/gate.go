@@ -18,6 +18,11 @@ type Gate struct {
 	// case listed here that survives completely means the damage went
 	// undetected (or the list is stale), and fails the gate too.
 	ExpectDamage []string
+	// NoRecallToVendor fails every relay-path cell in which recall
+	// requests or reports reached the vendor: the relay's recall-safe
+	// rules must keep them off it. Cells where the vendor cannot be
+	// observed (an external vendor) are not checked.
+	NoRecallToVendor bool
 }
 
 // Check returns one line per violation of g in r, none when r passes.
@@ -28,6 +33,9 @@ func (g Gate) Check(r *Report) []string {
 		cell := c.Relay
 		if cell == nil {
 			continue
+		}
+		if rc := cell.RecallToVendor; g.NoRecallToVendor && rc != nil && rc.Requests+rc.Reports > 0 {
+			out = append(out, fmt.Sprintf("%s: recall traffic reached the vendor through the relay: %d requests, %d reports", c.Name, rc.Requests, rc.Reports))
 		}
 		if slices.Contains(g.ExpectDamage, c.Name) {
 			seen[c.Name] = true

@@ -68,3 +68,25 @@ func TestGate(t *testing.T) {
 		})
 	}
 }
+
+// TestGateRecallToVendor: through the relay, recall traffic must never reach
+// the vendor; a cell where it cannot be observed is not held to it.
+func TestGateRecallToVendor(t *testing.T) {
+	r := synthetic(map[string]int{"passthrough": 10, "flatten-tnef": 10})
+	r.Cases[0].Relay.RecallToVendor = &RecallCount{Requests: 2, Reports: 1}
+	r.Cases[1].Relay.RecallToVendor = &RecallCount{}
+	r.Cases[0].Direct.RecallToVendor = &RecallCount{Requests: 5} // direct cells never gate
+
+	if got := (Gate{MinRelaySurvival: -1}).Check(r); len(got) != 0 {
+		t.Errorf("without NoRecallToVendor: %q", got)
+	}
+	got := Gate{MinRelaySurvival: -1, NoRecallToVendor: true}.Check(r)
+	want := "passthrough: recall traffic reached the vendor through the relay: 2 requests, 1 reports"
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("violations %q, want [%q]", got, want)
+	}
+	r.Cases[0].Relay.RecallToVendor = nil // an external vendor
+	if got := (Gate{MinRelaySurvival: -1, NoRecallToVendor: true}).Check(r); len(got) != 0 {
+		t.Errorf("unobservable vendor: %q", got)
+	}
+}

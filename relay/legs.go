@@ -68,7 +68,7 @@ func (s *session) decideRoute(h *headers.Header, body io.Reader) (Route, io.Read
 // relay has no record of. A bypassed message goes straight to the tenant,
 // marked so the tenant's transport rule does not send it out again.
 func (s *session) prepareTenant(h *headers.Header, rt Route, o *outcome) (*prepared, error) {
-	o.rules = rt.Matched
+	o.rules, o.decision, o.notes = rt.Matched, rt.Decision, rt.Notes
 	switch rt.Action {
 	case Refuse:
 		o.route = "refused"

@@ -32,6 +32,13 @@ type Route struct {
 	RemoveHeaders []string
 	// Matched names the rules that decided, for the log line.
 	Matched []string
+	// Decision describes the decision for the log line ("route
+	// signature → scanner; matched sign-external"), "" when the router
+	// says nothing more than Action.
+	Decision string
+	// Notes are problems the router met while deciding (a body it could
+	// not scan completely), for the log line.
+	Notes []string
 }
 
 // Router decides where messages from the tenant go. It must be safe for

@@ -190,6 +190,8 @@ type outcome struct {
 	matchedBy  string
 	route      string   // "vendor-a", "vendor-a>vendor-b", "bypass", "refused"
 	rules      []string // rules that decided the route
+	decision   string   // the router's account of its decision
+	notes      []string // problems the router met
 	forwarded  bool     // return leg: sent on to the next vendor of a chain
 	restored   []string
 	removed    []string
@@ -411,6 +413,12 @@ func (s *session) logMessage(o *outcome, start time.Time, err error) {
 		Int("code", replyCode(err))
 	if len(o.rules) > 0 {
 		e = e.Strs("rules", o.rules)
+	}
+	if o.decision != "" {
+		e = e.Str("decision", o.decision)
+	}
+	if len(o.notes) > 0 {
+		e = e.Strs("route_notes", o.notes)
 	}
 	if s.leg == s.r.ret {
 		e = e.Str("matched_by", o.matchedBy).Strs("restored", o.restored).Strs("removed", o.removed)

@@ -488,3 +488,34 @@ func (e *Engine) run(c *evalCtx, trace bool) (d Decision, determined bool, trace
 	}
 	return d, determined, traces
 }
+
+// Source names the rules file the engine was compiled from ("default
+// rules" without one).
+func (e *Engine) Source() string { return e.source }
+
+// Summary describes the engine in one line for `recallrelay check` and the
+// reload log: its source, the built-in defaults that are on, the user rules
+// in evaluation order and the default route.
+func (e *Engine) Summary() string {
+	var builtins, user []string
+	for _, r := range e.rules {
+		if r.builtin {
+			builtins = append(builtins, strings.TrimPrefix(r.name, "builtin:"))
+		} else {
+			user = append(user, r.name)
+		}
+	}
+	def := "bypass"
+	if len(e.defaultRoute) > 0 {
+		def = "route " + strings.Join(e.defaultRoute, " → ")
+	}
+	ruleList := "no rules"
+	if len(user) > 0 {
+		ruleList = fmt.Sprintf("%d rules (%s)", len(user), strings.Join(user, ", "))
+	}
+	on := "none"
+	if len(builtins) > 0 {
+		on = strings.Join(builtins, ", ")
+	}
+	return fmt.Sprintf("%s: built-in defaults %s; %s; otherwise %s", e.source, on, ruleList, def)
+}

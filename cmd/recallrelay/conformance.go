@@ -34,6 +34,7 @@ func cmdConformance(args []string, stdout, stderr io.Writer) error {
 	cases := fs.String("cases", "", "run only these comma-separated `CASES` of the matrix")
 	minSurvival := fs.Float64("require-relay-survival", -1, "exit 1 if a relay-path cell not in --expect-damage survives below `N` percent")
 	expect := fs.String("expect-damage", "", "comma-separated `CASES` whose relay-path cell must be below 100%")
+	noRecall := fs.Bool("require-no-recall-to-vendor", false, "exit 1 if recall requests or reports reach a fake vendor through the relay")
 	senders := fs.Int("senders", conformance.DefaultSenders, "messages sent at once per cell")
 	settle := fs.Duration("settle", conformance.DefaultSettle, "quiet time after the vendor is idle before a cell is evaluated")
 	cellTimeout := fs.Duration("cell-timeout", conformance.DefaultCellTimeout, "time limit per cell")
@@ -89,13 +90,13 @@ func cmdConformance(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	gate := conformance.Gate{MinRelaySurvival: *minSurvival, ExpectDamage: splitList(*expect)}
+	gate := conformance.Gate{MinRelaySurvival: *minSurvival, ExpectDamage: splitList(*expect), NoRecallToVendor: *noRecall}
 	for _, name := range gate.ExpectDamage {
 		if !slices.ContainsFunc(cfg.Cases, func(c conformance.Case) bool { return c.Name == name }) {
 			return usageError{fmt.Errorf("--expect-damage: %q is not a case of this run", name)}
 		}
 	}
-	gated := *minSurvival >= 0 || len(gate.ExpectDamage) > 0
+	gated := *minSurvival >= 0 || len(gate.ExpectDamage) > 0 || *noRecall
 	if *dir != "" {
 		msgs, err := relaytest.LoadDir(*dir)
 		if err != nil {

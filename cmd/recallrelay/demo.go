@@ -90,8 +90,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	sender := relaytest.Sender{Addr: r.TenantAddr(), Backoff: 100 * time.Millisecond}
 	var failed, restoredFields int
 	var total time.Duration
+	var bypassed int
 	for i, m := range msgs {
 		start := time.Now()
+		mark, returnedBefore := logs.len(), len(vendor.Returned())
 		res := sender.Send(context.Background(), m)
 		if !res.Accepted {
 			fmt.Fprintf(tw, "%s\t-\t-\tNOT ACCEPTED: %v\t-\n", m.Name, res.Err)
@@ -108,24 +110,32 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		total += elapsed
 		vendor.WaitIdle(5 * time.Second)
 		returned := vendor.Returned()
-		broke := "-"
-		if len(returned) > 0 {
+		lines := logs.since(mark)
+		broke, repaired := "-", "-"
+		switch tl := lines.leg("tenant"); {
+		case tl.Result == "bypassed":
+			// A recall request or report, looped or calendar mail: the
+			// rules kept it off the vendor, so there was nothing to break.
+			broke = "never sent to the vendor (" + strings.Join(tl.Rules, ", ") + ")"
+			bypassed++
+		case len(returned) > returnedBefore:
 			broke = damage(relaytest.CompareIdentity(m.Data, returned[len(returned)-1].Delivery.Data))
+			restored := lines.leg("return").Restored
+			restoredFields += len(restored)
+			repaired = summarize(restored)
 		}
 		at := relaytest.CompareIdentity(m.Data, delivered[len(delivered)-1].Data)
-		restored := logs.lastRestored()
-		restoredFields += len(restored)
 		verdict := "intact"
 		if !at.Intact {
 			verdict = "DAMAGED: " + at.String()
 			failed++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", m.Name, broke, summarize(restored), verdict, elapsed.Milliseconds())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", m.Name, broke, repaired, verdict, elapsed.Milliseconds())
 	}
 	tw.Flush()
 	n := len(msgs)
-	fmt.Fprintf(stdout, "\n%d messages, %d delivered intact, %d fields restored, %.1f ms per message round trip\n",
-		n, n-failed, restoredFields, float64(total.Microseconds())/1000/float64(max(n-failed, 1)))
+	fmt.Fprintf(stdout, "\n%d messages, %d delivered intact, %d kept off the vendor by the recall-safe rules, %d fields restored, %.1f ms per message round trip\n",
+		n, n-failed, bypassed, restoredFields, float64(total.Microseconds())/1000/float64(max(n-failed, 1)))
 	if failed > 0 {
 		return fmt.Errorf("%d of %d messages did not survive the round trip", failed, n)
 	}
@@ -271,20 +281,45 @@ func (l *lineLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// lastRestored returns the restored field names of the newest return-leg
-// message line.
-func (l *lineLog) lastRestored() []string {
+// len returns the number of lines logged so far.
+func (l *lineLog) len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for i := len(l.lines) - 1; i >= 0; i-- {
-		var e struct {
-			Leg      string   `json:"leg"`
-			Message  string   `json:"message"`
-			Restored []string `json:"restored"`
-		}
-		if json.Unmarshal(l.lines[i], &e) == nil && e.Leg == "return" && e.Message == "message" {
-			return e.Restored
+	return len(l.lines)
+}
+
+// messageLine is the part of the relay's per-message log line the demo
+// reports.
+type messageLine struct {
+	Leg      string   `json:"leg"`
+	Message  string   `json:"message"`
+	Result   string   `json:"result"`
+	Rules    []string `json:"rules"`
+	Restored []string `json:"restored"`
+}
+
+type messageLines []messageLine
+
+// since returns the per-message lines logged after the first n lines.
+func (l *lineLog) since(n int) messageLines {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out messageLines
+	for _, b := range l.lines[n:] {
+		var e messageLine
+		if json.Unmarshal(b, &e) == nil && e.Message == "message" {
+			out = append(out, e)
 		}
 	}
-	return nil
+	return out
+}
+
+// leg returns the newest line of leg, zero when there is none.
+func (ls messageLines) leg(leg string) messageLine {
+	for i := len(ls) - 1; i >= 0; i-- {
+		if ls[i].Leg == leg {
+			return ls[i]
+		}
+	}
+	return messageLine{}
 }

@@ -5,6 +5,7 @@
 //	recallrelay check --config FILE    validate a configuration and explain it
 //	recallrelay demo                   run a complete round trip in-process
 //	recallrelay conformance            the recall-survival report
+//	recallrelay rules check|explain    validate rules, explain a decision
 package main
 
 import (
@@ -33,6 +34,9 @@ Usage:
   recallrelay demo [--messages DIR] [--behaviors LIST] [--verbose]
   recallrelay conformance [--messages DIR] [--json FILE] [--html FILE]
                           [--vendor HOST:PORT --return-listen ADDR --path direct|relay]
+  recallrelay rules check (--config FILE | --vendors LIST) [--rules FILE]
+  recallrelay rules explain (--config FILE | --vendors LIST) [--rules FILE]
+                          [--from ADDR] [--to LIST] MESSAGE.eml
 
 Commands:
   serve   run the tenant and return listeners
@@ -43,6 +47,8 @@ Commands:
   conformance
           the recall-survival report: every vendor behaviour, directly and
           through the relay, over the same messages (see --help)
+  rules   check a mail-flow rules file; explain which rules match a message
+          and where it would go (rules help)
 `
 
 func main() {
@@ -64,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(args[1:], stdout, stderr)
 	case "conformance":
 		err = cmdConformance(args[1:], stdout, stderr)
+	case "rules":
+		err = cmdRules(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

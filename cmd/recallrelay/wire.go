@@ -97,6 +97,9 @@ func relayConfig(cfg *config.Config, st relay.Store, certs *certSet, log zerolog
 
 		MaxDuplicateReturns: cfg.MaxDuplicateReturns,
 	}
+	if e := cfg.Rules(); e != nil {
+		rc.Router = relay.NewRulesRouter(e)
+	}
 	var keys []headers.Key
 	for _, k := range cfg.Reference.Keys {
 		b, err := k.Bytes()
