@@ -23,6 +23,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"os"
+	"reflect"
 	"slices"
 	"time"
 
@@ -80,6 +81,28 @@ type Config struct {
 	// rules is the rule engine Validate compiled from RulesFile (or the
 	// defaults) against Vendors and the loop marker.
 	rules *rules.Engine
+}
+
+// RestartOnly lists the sections that differ between c and next and that
+// a running relay cannot change (its listeners, its store, its name and its
+// log): a reload keeps them as they are until the next restart.
+func (c *Config) RestartOnly(next *Config) []string {
+	var out []string
+	for _, s := range []struct {
+		name      string
+		cur, next any
+	}{
+		{"hostname", c.Hostname, next.Hostname},
+		{"log", c.Log, next.Log},
+		{"store", c.Store, next.Store},
+		{"listeners.tenant", c.Listeners.Tenant, next.Listeners.Tenant},
+		{"listeners.return", c.Listeners.Return, next.Listeners.Return},
+	} {
+		if !reflect.DeepEqual(s.cur, s.next) {
+			out = append(out, s.name)
+		}
+	}
+	return out
 }
 
 // Rules returns the rule engine compiled by a successful Validate, nil

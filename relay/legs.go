@@ -34,7 +34,7 @@ func (s *session) decideRoute(h *headers.Header, body io.Reader) (Route, io.Read
 		s.log(zerolog.ErrorLevel).Err(err).Msg("cannot spool message body")
 		return Reply(451, smtp.EnhancedCode{4, 3, 1}, "Cannot spool the message for routing; try again later")
 	}
-	f, err := os.CreateTemp(s.r.cfg.SpoolDir, "recallrelay-spool-*")
+	f, err := os.CreateTemp(s.st.cfg.SpoolDir, "recallrelay-spool-*")
 	if err != nil {
 		return Route{}, nil, nil, spoolErr(err)
 	}
@@ -78,20 +78,20 @@ func (s *session) prepareTenant(h *headers.Header, rt Route, o *outcome) (*prepa
 		return nil, rt.Reply
 	case Bypass:
 		o.route = "bypass"
-		if err := s.switchHop(s.r.cfg.Target); err != nil {
+		if err := s.switchHop(s.st.cfg.Target); err != nil {
 			return nil, err
 		}
 		applyHeaderActions(h, rt)
-		h.Remove(s.r.refMatch)
-		h.Remove(s.r.loopMatch)
-		h.Prepend(*s.r.cfg.LoopMarker)
-		s.addReceived(h, "", s.r.cfg.Now())
+		h.Remove(s.st.refMatch)
+		h.Remove(s.st.loopMatch)
+		h.Prepend(*s.st.cfg.LoopMarker)
+		s.addReceived(h, "", s.st.cfg.Now())
 		return &prepared{}, nil
 	}
 	if len(rt.Vendors) == 0 || len(rt.Vendors) > headers.MaxHop+1 {
 		return nil, Reply(451, smtp.EnhancedCode{4, 3, 5}, "Routing error: a vendor chain of %d vendors", len(rt.Vendors))
 	}
-	first, ok := s.r.vendors[rt.Vendors[0]]
+	first, ok := s.st.vendors[rt.Vendors[0]]
 	if !ok {
 		s.log(zerolog.ErrorLevel).Strs("route", rt.Vendors).Msg("route names an unknown vendor")
 		return nil, Reply(451, smtp.EnhancedCode{4, 3, 5}, "Routing error: unknown vendor %q", rt.Vendors[0])
@@ -105,15 +105,15 @@ func (s *session) prepareTenant(h *headers.Header, rt Route, o *outcome) (*prepa
 	// reply) gets the same reference and, from its record, the same time
 	// stamps: it reaches the vendor byte-identical, and both copies map to
 	// one record, so duplicate suppression works across the retry.
-	ref := s.r.cfg.Signer.DeriveRef(messageMaterial(s.from, s.rcpts, h))
-	now := s.r.cfg.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.StoreTimeout)
-	prev, err := s.r.cfg.Store.Get(ctx, ref)
+	ref := s.st.cfg.Signer.DeriveRef(messageMaterial(s.from, s.rcpts, h))
+	now := s.st.cfg.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), s.st.cfg.StoreTimeout)
+	prev, err := s.st.cfg.Store.Get(ctx, ref)
 	cancel()
 	switch {
 	case err == nil && prev.MailFrom == s.from:
 		now = prev.ReceivedAt
-	case err != nil && !errors.Is(err, store.ErrNotFound) && !s.r.cfg.PassUnrecorded:
+	case err != nil && !errors.Is(err, store.ErrNotFound) && !s.st.cfg.PassUnrecorded:
 		return nil, fmt.Errorf("get %s: %w", ref, err)
 	}
 	rec := &headers.Record{
@@ -132,7 +132,7 @@ func (s *session) prepareTenant(h *headers.Header, rt Route, o *outcome) (*prepa
 		TLS:         s.tls,
 		MessageID:   h.MessageID(),
 		Fingerprint: h.Fingerprint(),
-		Fields:      h.Capture(*s.r.cfg.Capture),
+		Fields:      h.Capture(*s.st.cfg.Capture),
 		Route:       append([]string(nil), rt.Vendors...),
 	}
 	o.ref = rec.Ref
@@ -140,8 +140,8 @@ func (s *session) prepareTenant(h *headers.Header, rt Route, o *outcome) (*prepa
 
 	// A reference the tenant's message already carries is stale (a message
 	// that looped) or forged; only the one stamped now counts.
-	h.Remove(s.r.refMatch)
-	refField, err := headers.NewField(s.r.cfg.RefHeader, s.r.cfg.Signer.Stamp(rec.Ref, 0, now))
+	h.Remove(s.st.refMatch)
+	refField, err := headers.NewField(s.st.cfg.RefHeader, s.st.cfg.Signer.Stamp(rec.Ref, 0, now))
 	if err != nil {
 		return nil, fmt.Errorf("stamp %s: %w", rec.Ref, err)
 	}
@@ -149,7 +149,7 @@ func (s *session) prepareTenant(h *headers.Header, rt Route, o *outcome) (*prepa
 	s.addReceived(h, rec.Ref, now)
 
 	return &prepared{commit: func(ctx context.Context) error {
-		if err := s.r.cfg.Store.Put(ctx, rec, s.r.cfg.RecordTTL); err != nil {
+		if err := s.st.cfg.Store.Put(ctx, rec, s.st.cfg.RecordTTL); err != nil {
 			return fmt.Errorf("record %s: %w", rec.Ref, err)
 		}
 		return nil
@@ -204,7 +204,7 @@ func applyHeaderActions(h *headers.Header, rt Route) {
 // to vendor hop, with a fresh reference for that hop. Nothing is restored
 // yet: that happens when it returns from the last vendor.
 func (s *session) forward(h *headers.Header, rec *headers.Record, hop int, o *outcome) (*prepared, error) {
-	next, ok := s.r.vendors[rec.Route[hop]]
+	next, ok := s.st.vendors[rec.Route[hop]]
 	if !ok {
 		s.log(zerolog.ErrorLevel).Str("ref", rec.Ref).Str("vendor", rec.Route[hop]).Msg("chain names a vendor no longer configured")
 		return nil, Reply(451, smtp.EnhancedCode{4, 3, 5}, "Routing error: vendor %q of this message's chain is not configured", rec.Route[hop])
@@ -213,9 +213,9 @@ func (s *session) forward(h *headers.Header, rec *headers.Record, hop int, o *ou
 		return nil, err
 	}
 	o.forwarded = true
-	now := s.r.cfg.Now()
-	h.Remove(s.r.refMatch)
-	ref, err := headers.NewField(s.r.cfg.RefHeader, s.r.cfg.Signer.Stamp(rec.Ref, hop, now))
+	now := s.st.cfg.Now()
+	h.Remove(s.st.refMatch)
+	ref, err := headers.NewField(s.st.cfg.RefHeader, s.st.cfg.Signer.Stamp(rec.Ref, hop, now))
 	if err != nil {
 		return nil, fmt.Errorf("stamp %s: %w", rec.Ref, err)
 	}
@@ -226,7 +226,7 @@ func (s *session) forward(h *headers.Header, rec *headers.Record, hop int, o *ou
 
 // prepareReturn finds the origin record and repairs the header block.
 func (s *session) prepareReturn(h *headers.Header, o *outcome) (*prepared, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.StoreTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.st.cfg.StoreTimeout)
 	defer cancel()
 	rec, hop, how, err := s.findRecord(ctx, h)
 	o.matchedBy = how
@@ -234,7 +234,7 @@ func (s *session) prepareReturn(h *headers.Header, o *outcome) (*prepared, error
 		return nil, err // a store error becomes 451 4.3.0 in data
 	}
 	if rec == nil {
-		if s.r.cfg.WithoutRecord == RejectUnrecorded {
+		if s.st.cfg.WithoutRecord == RejectUnrecorded {
 			return nil, Reply(550, smtp.EnhancedCode{5, 7, 1},
 				"No origin record for this message: it did not leave through this relay (or its record expired)")
 		}
@@ -247,7 +247,7 @@ func (s *session) prepareReturn(h *headers.Header, o *outcome) (*prepared, error
 		}
 	}
 	p := &prepared{}
-	if rec != nil && !s.r.cfg.KeepDuplicates {
+	if rec != nil && !s.st.cfg.KeepDuplicates {
 		if err := s.claim(ctx, rec, p, o); err != nil {
 			return nil, err
 		}
@@ -255,13 +255,13 @@ func (s *session) prepareReturn(h *headers.Header, o *outcome) (*prepared, error
 			return p, nil
 		}
 	}
-	rep := s.r.restorer.Restore(h, rec) // rec == nil: firewall only
+	rep := s.st.restorer.Restore(h, rec) // rec == nil: firewall only
 	o.restored, o.removed = rep.Restored, rep.Removed
 
-	h.Remove(s.r.refMatch)
-	h.Remove(s.r.loopMatch)
-	h.Prepend(*s.r.cfg.LoopMarker)
-	s.addReceived(h, o.ref, s.r.cfg.Now())
+	h.Remove(s.st.refMatch)
+	h.Remove(s.st.loopMatch)
+	h.Prepend(*s.st.cfg.LoopMarker)
+	s.addReceived(h, o.ref, s.st.cfg.Now())
 	return p, nil
 }
 
@@ -272,10 +272,10 @@ func (s *session) prepareReturn(h *headers.Header, o *outcome) (*prepared, error
 // tenant answers 250 and released otherwise, so a failed delivery is never
 // suppressed.
 func (s *session) claim(ctx context.Context, rec *headers.Record, p *prepared, o *outcome) error {
-	st := s.r.cfg.Store
+	st := s.st.cfg.Store
 	var claimed []string
 	release := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.StoreTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), s.st.cfg.StoreTimeout)
 		defer cancel()
 		for _, rc := range claimed {
 			if err := st.Release(ctx, rec.Ref, rc); err != nil {
@@ -284,7 +284,7 @@ func (s *session) claim(ctx context.Context, rec *headers.Record, p *prepared, o
 		}
 	}
 	for _, rc := range s.rcpts {
-		res, err := st.Claim(ctx, rec.Ref, rc, s.r.cfg.ClaimLease)
+		res, err := st.Claim(ctx, rec.Ref, rc, s.st.cfg.ClaimLease)
 		if err != nil {
 			release()
 			return fmt.Errorf("claim %s for %s: %w", rec.Ref, rc, err)
@@ -304,7 +304,7 @@ func (s *session) claim(ctx context.Context, rec *headers.Record, p *prepared, o
 		if err != nil {
 			return fmt.Errorf("count returns of %s: %w", rec.Ref, err)
 		}
-		if n > int64(s.r.cfg.MaxDuplicateReturns) {
+		if n > int64(s.st.cfg.MaxDuplicateReturns) {
 			s.log(zerolog.WarnLevel).Str("ref", rec.Ref).Int64("copies", n).Msg("duplicate returns over the limit; refused")
 			return Reply(550, smtp.EnhancedCode{5, 7, 1}, "This message was already delivered and came back %d times; further copies refused", n)
 		}
@@ -329,7 +329,7 @@ func (s *session) claim(ctx context.Context, rec *headers.Record, p *prepared, o
 			release()
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.StoreTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), s.st.cfg.StoreTimeout)
 		defer cancel()
 		for _, rc := range claimed {
 			if err := st.Confirm(ctx, rec.Ref, rc); err != nil {
@@ -342,7 +342,7 @@ func (s *session) claim(ctx context.Context, rec *headers.Record, p *prepared, o
 
 // addReceived prepends the relay's Received trace field.
 func (s *session) addReceived(h *headers.Header, id string, now time.Time) {
-	if s.r.cfg.NoReceived {
+	if s.st.cfg.NoReceived {
 		return
 	}
 	with := "ESMTP"
@@ -353,7 +353,7 @@ func (s *session) addReceived(h *headers.Header, id string, now time.Time) {
 	if len(s.rcpts) == 1 {
 		rcpt = s.rcpts[0]
 	}
-	h.Prepend(headers.Trace{Helo: s.helo, ClientIP: s.remote, By: s.r.cfg.Hostname, With: with,
+	h.Prepend(headers.Trace{Helo: s.helo, ClientIP: s.remote, By: s.st.cfg.Hostname, With: with,
 		TLS: s.tls, ID: id, For: rcpt, At: now}.Field())
 }
 
@@ -370,18 +370,18 @@ func (s *session) findRecord(ctx context.Context, h *headers.Header) (rec *heade
 		// Without the reference, the relay cannot tell which vendor of the
 		// chain this came back from; guessing could skip a scanner or loop.
 		return nil, 0, how, Reply(550, smtp.EnhancedCode{5, 7, 1},
-			"This message went through a chain of vendors and came back without its %s header; cannot tell where it is in the chain", s.r.cfg.RefHeader)
+			"This message went through a chain of vendors and came back without its %s header; cannot tell where it is in the chain", s.st.cfg.RefHeader)
 	}
 	return rec, hop, how, err
 }
 
 func (s *session) lookup(ctx context.Context, h *headers.Header) (*headers.Record, int, string, error) {
-	st := s.r.cfg.Store
-	if values := h.Values(s.r.cfg.RefHeader); len(values) > 0 {
+	st := s.st.cfg.Store
+	if values := h.Values(s.st.cfg.RefHeader); len(values) > 0 {
 		var ref string
 		var hop int
 		for _, v := range values {
-			ver, err := s.r.cfg.Signer.Verify(v)
+			ver, err := s.st.cfg.Signer.Verify(v)
 			if err != nil {
 				s.log(zerolog.WarnLevel).Str("reason", err.Error()).Msg("reference refused")
 				return nil, 0, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: %s", refReason(err))
@@ -389,7 +389,7 @@ func (s *session) lookup(ctx context.Context, h *headers.Header) (*headers.Recor
 			if ref != "" && ver.Ref != ref {
 				return nil, 0, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: message carries references to different records")
 			}
-			if s.r.cfg.Now().Sub(ver.Issued) > s.r.cfg.RecordTTL {
+			if s.st.cfg.Now().Sub(ver.Issued) > s.st.cfg.RecordTTL {
 				return nil, 0, "reference", Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: expired (issued %s)", ver.Issued.UTC().Format("2006-01-02T15:04:05Z"))
 			}
 			ref, hop = ver.Ref, ver.Hop

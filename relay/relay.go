@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -199,25 +200,45 @@ type Config struct {
 
 // Relay is a running pair of legs.
 type Relay struct {
-	cfg       Config
-	restorer  *headers.Restorer
-	refMatch  headers.Matcher
-	loopMatch headers.Matcher
+	// cfg is the configuration the relay started with. Its listener
+	// settings, Hostname and Log hold for the relay's life; everything else
+	// is read from live, which Reload replaces.
+	cfg    Config
+	live   atomic.Pointer[state]
+	router atomic.Pointer[routerBox]
 
 	tenant, ret *leg
-	vendors     map[string]NextHop
-	router      atomic.Pointer[routerBox]
 
 	mu       sync.Mutex
 	closing  bool
 	sessions map[*session]struct{}
 }
 
-// leg is one listener and the next hop it proxies to.
+// state is the part of the configuration that Reload can replace while
+// the relay runs. A transaction reads one state from MAIL FROM to its end,
+// so a reload never mixes two configurations in one message.
+type state struct {
+	cfg       Config
+	restorer  *headers.Restorer
+	refMatch  headers.Matcher
+	loopMatch headers.Matcher
+	vendors   map[string]NextHop
+}
+
+// hopFor returns the next hop a route starts at.
+func (st *state) hopFor(rt Route) NextHop {
+	if rt.Action == ToVendors && len(rt.Vendors) > 0 {
+		if h, ok := st.vendors[rt.Vendors[0]]; ok {
+			return h
+		}
+	}
+	return st.cfg.Target
+}
+
+// leg is one listener.
 type leg struct {
 	name string // "tenant" or "return"
 	lc   ListenerConfig
-	hop  NextHop
 	srv  *smtp.Server
 	ln   net.Listener
 	done chan struct{}
@@ -225,6 +246,45 @@ type leg struct {
 
 // New checks cfg and returns a Relay that is not yet listening.
 func New(cfg Config) (*Relay, error) {
+	st, err := newState(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r := &Relay{cfg: st.cfg, sessions: map[*session]struct{}{}}
+	r.live.Store(st)
+	r.router.Store(&routerBox{routerOf(cfg)})
+	r.tenant = &leg{name: "tenant", lc: cfg.Tenant.withDefaults()}
+	r.ret = &leg{name: "return", lc: cfg.Return.withDefaults()}
+	return r, nil
+}
+
+// Reload replaces the configuration of a running relay: vendors, the
+// tenant target, the router, the reference keys, the header selections and
+// the policies. Sessions keep their connections; each transaction started
+// after Reload returns uses the new configuration, and those in progress
+// finish on the old one. cfg is checked as New checks it; an invalid cfg
+// changes nothing. The listener settings (Tenant, Return), Hostname and Log
+// are those the relay started with: changing them needs a restart.
+func (r *Relay) Reload(cfg Config) error {
+	st, err := newState(cfg)
+	if err != nil {
+		return err
+	}
+	r.live.Store(st)
+	r.router.Store(&routerBox{routerOf(cfg)})
+	return nil
+}
+
+// routerOf is cfg's router, by default everything to the first vendor.
+func routerOf(cfg Config) Router {
+	if cfg.Router != nil {
+		return cfg.Router
+	}
+	return defaultRouter{vendor: cfg.Vendors[0].Name}
+}
+
+// newState checks cfg and fills in its defaults.
+func newState(cfg Config) (*state, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("relay: no store")
 	}
@@ -234,6 +294,7 @@ func New(cfg Config) (*Relay, error) {
 	if len(cfg.Vendors) == 0 {
 		return nil, errors.New("relay: no vendor")
 	}
+	cfg.Vendors = slices.Clone(cfg.Vendors)
 	vendors := map[string]NextHop{}
 	for i := range cfg.Vendors {
 		h := &cfg.Vendors[i]
@@ -299,22 +360,14 @@ func New(cfg Config) (*Relay, error) {
 		t := cfg.Target
 		cfg.ClaimLease = t.ConnectTimeout + t.CommandTimeout + t.FinalTimeout + t.DataTimeout
 	}
-	r := &Relay{
+	cfg.Router = nil // the live router is Relay.router
+	return &state{
 		cfg:       cfg,
 		restorer:  headers.NewRestorer(*cfg.Restore),
-		sessions:  map[*session]struct{}{},
 		vendors:   vendors,
 		refMatch:  headers.MustMatcher(cfg.RefHeader),
 		loopMatch: headers.MustMatcher(cfg.LoopMarker.Name),
-	}
-	if cfg.Router == nil {
-		cfg.Router = defaultRouter{vendor: cfg.Vendors[0].Name}
-	}
-	r.cfg.Router = nil // the live router is r.router
-	r.router.Store(&routerBox{cfg.Router})
-	r.tenant = &leg{name: "tenant", lc: cfg.Tenant.withDefaults(), hop: cfg.Vendors[0]}
-	r.ret = &leg{name: "return", lc: cfg.Return.withDefaults(), hop: cfg.Target}
-	return r, nil
+	}, nil
 }
 
 type routerBox struct{ Router }
@@ -346,7 +399,11 @@ func (r *Relay) Start() error {
 				r.cfg.Log.Error().Str("leg", l.name).Err(err).Msg("listener stopped")
 			}
 		}(l)
-		r.cfg.Log.Info().Str("leg", l.name).Str("listen", l.ln.Addr().String()).Str("next_hop", l.hop.Address).Msg("listening")
+		next := r.live.Load().cfg.Target.Address
+		if l == r.tenant {
+			next = r.live.Load().cfg.Vendors[0].Address
+		}
+		r.cfg.Log.Info().Str("leg", l.name).Str("listen", l.ln.Addr().String()).Str("next_hop", next).Msg("listening")
 	}
 	return nil
 }

@@ -70,16 +70,6 @@ func (d defaultRouter) Message(string, []string, int64, *headers.Header, io.Read
 	return Route{Action: ToVendors, Vendors: []string{d.vendor}}
 }
 
-// hopFor returns the next hop a route starts at.
-func (r *Relay) hopFor(rt Route) NextHop {
-	if rt.Action == ToVendors && len(rt.Vendors) > 0 {
-		if h, ok := r.vendors[rt.Vendors[0]]; ok {
-			return h
-		}
-	}
-	return r.cfg.Target
-}
-
 // switchHop moves the open transaction to another next hop: the relay
 // decided the route only once the header block arrived. The new hop gets
 // the same MAIL FROM and every recipient the client has been told is

@@ -37,6 +37,9 @@ type session struct {
 
 	route      Route // tenant leg: the route decided (or guessed) at MAIL
 	routeFinal bool
+	// st is the configuration of the transaction in progress, read at
+	// MAIL FROM (Reload replaces the relay's between transactions).
+	st *state
 }
 
 func (r *Relay) newSession(l *leg, c *smtp.Conn) *session {
@@ -103,12 +106,13 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		s.conn.mailStarted()
 	}
 	s.busy.Store(true)
+	s.st = s.r.live.Load()
 	s.from, s.rcpts = from, nil
 	s.opts = smtp.MailOptions{}
 	if opts != nil {
 		s.opts = *opts
 	}
-	target := s.leg.hop
+	target := s.st.cfg.Target
 	if s.leg == s.r.tenant {
 		// Open the hop the message most likely goes to, so the client
 		// hears that hop's verdict on each recipient; the route may change
@@ -117,7 +121,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		if s.routeFinal && s.route.Action == Refuse {
 			return s.route.Reply
 		}
-		target = s.r.hopFor(s.route)
+		target = s.st.hopFor(s.route)
 	}
 	if s.hop != nil && (s.hop.hop.Name != target.Name || s.hop.hop.Address != target.Address) {
 		s.closeHop()
@@ -150,7 +154,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 func (s *session) rcpt(to string) error {
 	if s.hop == nil || s.hop.broken {
-		return Reply(451, smtp.EnhancedCode{4, 4, 2}, "%s connection lost; start again", s.leg.hop.Name)
+		return Reply(451, smtp.EnhancedCode{4, 4, 2}, "%s connection lost; start again", s.hopName())
 	}
 	if err := s.hop.rcpt(to); err != nil {
 		return err
@@ -173,6 +177,18 @@ func (s *session) Logout() error {
 	s.closeHop()
 	s.r.track(s, false)
 	return nil
+}
+
+// hopName names the next hop in replies: the one connected, else the
+// kind of hop the leg proxies to.
+func (s *session) hopName() string {
+	switch {
+	case s.hop != nil:
+		return s.hop.hop.Name
+	case s.leg == s.r.tenant:
+		return "vendor"
+	}
+	return "tenant"
 }
 
 func (s *session) closeHop() {
@@ -230,7 +246,7 @@ type prepared struct {
 
 func (s *session) data(r io.Reader, o *outcome) error {
 	if s.hop == nil || s.hop.broken {
-		return Reply(451, smtp.EnhancedCode{4, 4, 2}, "%s connection lost; start again", s.leg.hop.Name)
+		return Reply(451, smtp.EnhancedCode{4, 4, 2}, "%s connection lost; start again", s.hopName())
 	}
 	guard := newLineGuard(r, s.leg.lc.BareLineEndings)
 	h, body, err := headers.ReadHeader(guard, s.leg.lc.MaxHeaderBytes)
@@ -283,11 +299,11 @@ func (s *session) data(r io.Reader, o *outcome) error {
 	w, err := s.hop.c.Data()
 	if err != nil {
 		s.hop.noteErr(err)
-		return hopError(s.leg.hop.Name, "DATA", err)
+		return hopError(s.hopName(), "DATA", err)
 	}
 	if _, err := h.WriteTo(w); err != nil {
 		s.hop.abort()
-		return hopError(s.leg.hop.Name, "message transfer", err)
+		return hopError(s.hopName(), "message transfer", err)
 	}
 	if err := copyBody(w, body); err != nil {
 		s.hop.abort()
@@ -295,7 +311,7 @@ func (s *session) data(r io.Reader, o *outcome) error {
 		if errors.As(err, &rerr) {
 			return s.readError(rerr.error)
 		}
-		return hopError(s.leg.hop.Name, "message transfer", err)
+		return hopError(s.hopName(), "message transfer", err)
 	}
 	o.size = guard.n
 	// go-smtp hands a BDAT chunk cut short by a closed connection to us as a
@@ -305,10 +321,10 @@ func (s *session) data(r io.Reader, o *outcome) error {
 		return errTruncated
 	}
 	if p.commit != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.StoreTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), s.st.cfg.StoreTimeout)
 		err := p.commit(ctx)
 		cancel()
-		if err != nil && s.leg == s.r.tenant && s.r.cfg.PassUnrecorded {
+		if err != nil && s.leg == s.r.tenant && s.st.cfg.PassUnrecorded {
 			s.log(zerolog.ErrorLevel).Err(err).Str("ref", o.ref).Msg("store write failed; passing the message on unrecorded (pass_unrecorded)")
 			o.unrecorded = true
 		} else if err != nil {
@@ -320,7 +336,7 @@ func (s *session) data(r io.Reader, o *outcome) error {
 	if _, err := w.CloseWithResponse(); err != nil {
 		s.hop.noteErr(err)
 		s.hop.inTx = false
-		return hopError(s.leg.hop.Name, "end of data", err)
+		return hopError(s.hopName(), "end of data", err)
 	}
 	s.hop.inTx = false
 	delivered = true

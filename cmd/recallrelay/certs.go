@@ -36,15 +36,23 @@ type certSet struct {
 	files []*certFile
 }
 
-// open loads a certificate and registers it for reload.
+// open loads a certificate and registers it for reload. A pair opened
+// before is loaded again and shared, so a configuration reloaded on SIGHUP
+// reuses the certificates the running one has (a failed load leaves the
+// certificate in force as it was).
 func (s *certSet) open(certPath, keyPath string) (*certFile, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.files {
+		if c.certPath == certPath && c.keyPath == keyPath {
+			return c, c.load()
+		}
+	}
 	c := &certFile{certPath: certPath, keyPath: keyPath}
 	if err := c.load(); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
 	s.files = append(s.files, c)
-	s.mu.Unlock()
 	return c, nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/recallrelay/recallrelay/config"
 	"github.com/recallrelay/recallrelay/relay"
 )
 
@@ -169,6 +170,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err := r.Start(); err != nil {
 		return err
 	}
+	log.Info().Str("config", *path).Str("rules", cfg.Rules().Summary()).Msg("serving")
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	var s os.Signal
@@ -176,15 +178,44 @@ func cmdServe(args []string, stderr io.Writer) error {
 		if s != syscall.SIGHUP {
 			break
 		}
-		n, err := certs.reload()
-		if err != nil {
-			log.Error().Err(err).Int("reloaded", n).Msg("SIGHUP: some certificates failed to load; they stay as they were")
+		if next, err := reloadConfig(*path, cfg, r, st, certs, log); err != nil {
+			log.Error().Err(err).Str("config", *path).Msg("SIGHUP: new configuration refused; the one in force stays")
 		} else {
-			log.Info().Int("reloaded", n).Msg("SIGHUP: certificates reloaded")
+			cfg = next
 		}
 	}
 	log.Info().Str("signal", s.String()).Dur("grace", *grace).Msg("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), *grace)
 	defer cancel()
 	return r.Shutdown(ctx)
+}
+
+// reloadConfig reads the configuration file again on SIGHUP and, when it is
+// valid, puts it in force without dropping a session: certificates are
+// reloaded, and vendors, the tenant target, rules, reference keys, header
+// selections and policies apply from each session's next transaction. The
+// sections only a restart can change (hostname, log, store, listeners) are
+// kept as they are and named in a warning. An invalid file changes nothing:
+// the error says why.
+func reloadConfig(path string, cur *config.Config, r *relay.Relay, st relay.Store, certs *certSet, log zerolog.Logger) (*config.Config, error) {
+	next, err := loadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := relayConfig(next, st, certs, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Reload(rc); err != nil {
+		return nil, err
+	}
+	n, err := certs.reload()
+	if err != nil {
+		log.Error().Err(err).Int("reloaded", n).Msg("SIGHUP: some certificates failed to load; they stay as they were")
+	}
+	if changed := cur.RestartOnly(next); len(changed) > 0 {
+		log.Warn().Strs("sections", changed).Msg("SIGHUP: these sections changed and take effect only after a restart")
+	}
+	log.Info().Int("certificates", n).Str("rules", next.Rules().Summary()).Msg("SIGHUP: configuration reloaded")
+	return next, nil
 }
