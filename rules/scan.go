@@ -80,8 +80,9 @@ type BodyInfo struct {
 	// first, in body order: lower-cased, without parameters, with
 	// duplicates. Parts of an attached message/rfc822 are not entered.
 	ContentTypes []string
-	// TNEFClass is the message class found in the first application/ms-tnef
-	// entity: its PidTagMessageClass property when present, else its
+	// TNEFClass is the message class found in the first TNEF entity
+	// (application/ms-tnef, application/vnd.ms-tnef, or a part named
+	// winmail.dat): its PidTagMessageClass property when present, else its
 	// attMessageClass attribute (which holds legacy names such as
 	// "IPM.Microsoft Mail.Note" for IPM.Note). "" when there is no TNEF
 	// entity or it could not be read.
@@ -104,7 +105,7 @@ type BodyInfo struct {
 // header block and must use CRLF line endings.
 //
 // The walk streams through go-message's multipart reader: no part is held in
-// memory, part bodies are skipped except for the first application/ms-tnef
+// memory, part bodies are skipped except for the first TNEF (winmail.dat)
 // part, whose decoded content is scanned by tnef.Scan. Nesting, the number
 // of parts and the size of every part's header block are bounded by lim.
 // The parts of an attached message (message/rfc822) are not entered.
@@ -172,7 +173,7 @@ func (s *bodyScanner) entity(h message.Header, body io.Reader, depth int, defTyp
 	ent := describe(h, defType)
 	s.info.add(ent)
 	if !strings.HasPrefix(ent.mediaType, "multipart/") {
-		if ent.mediaType == "application/ms-tnef" && !s.tnefDone {
+		if ent.isTNEF() && !s.tnefDone {
 			s.tnefDone = true
 			s.scanTNEF(h, body, where)
 		}
@@ -238,6 +239,17 @@ type entityInfo struct {
 	params     map[string]string
 	attachment bool
 	filename   string
+}
+
+// isTNEF reports whether the entity is a winmail.dat: a TNEF media type,
+// or that file name on another type (some clients and gateways label it
+// application/octet-stream).
+func (ent entityInfo) isTNEF() bool {
+	switch ent.mediaType {
+	case "application/ms-tnef", "application/vnd.ms-tnef":
+		return true
+	}
+	return strings.EqualFold(ent.filename, "winmail.dat")
 }
 
 // describe parses the Content-Type and Content-Disposition of an entity.
@@ -309,8 +321,8 @@ func headerBodyInfo(h *headers.Header) *BodyInfo {
 // message with header block h than its header block tells: whether it is
 // multipart or TNEF.
 func scannable(h *headers.Header) bool {
-	mt := describe(topHeader(h), "text/plain").mediaType
-	return strings.HasPrefix(mt, "multipart/") || mt == "application/ms-tnef"
+	ent := describe(topHeader(h), "text/plain")
+	return strings.HasPrefix(ent.mediaType, "multipart/") || ent.isTNEF()
 }
 
 // decodeWords decodes RFC 2047 encoded words, as Outlook writes them into

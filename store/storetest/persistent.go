@@ -94,31 +94,9 @@ func (s *PersistentRedisServer) Start() error {
 	if s.cmd != nil {
 		return errors.New("redis-server already running")
 	}
-	out := &lockedBuffer{}
-	cmd := exec.Command(s.bin,
-		"--port", strconv.Itoa(s.port),
-		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "yes",
-		"--appendfsync", "always",
-		"--dir", s.dir,
-		"--daemonize", "no",
-		"--loglevel", "warning",
-	)
-	cmd.Stdout = out
-	cmd.Stderr = out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	if err := waitReady(s.Addr(), done); err != nil {
-		_ = cmd.Process.Kill()
-		<-done
-		return fmt.Errorf("redis-server on %s: %w; output:\n%s", s.Addr(), err, out.String())
+	cmd, done, out, err := launchRedis(s.bin, s.port, s.dir, "--appendonly", "yes", "--appendfsync", "always")
+	if err != nil {
+		return err
 	}
 	s.cmd, s.done, s.out = cmd, done, out
 	return nil

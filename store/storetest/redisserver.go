@@ -108,33 +108,38 @@ func (s *RedisServer) start() error {
 	if s.cmd != nil {
 		return errors.New("redis-server already running")
 	}
-	log := &lockedBuffer{}
-	cmd := exec.Command(s.bin,
-		"--port", strconv.Itoa(s.port),
-		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "no",
-		"--dir", s.dir,
-		"--daemonize", "no",
-		"--loglevel", "warning",
-	)
-	cmd.Stdout = log
-	cmd.Stderr = log
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
+	cmd, done, _, err := launchRedis(s.bin, s.port, s.dir, "--appendonly", "no")
+	if err != nil {
+		return err
 	}
-	done := make(chan struct{})
+	s.cmd, s.done = cmd, done
+	return nil
+}
+
+// launchRedis runs redis-server on 127.0.0.1:port with its files in dir,
+// no snapshots and the extra arguments, and waits until it answers PING.
+// done is closed when the process has exited; out collects what it prints.
+func launchRedis(bin string, port int, dir string, extra ...string) (cmd *exec.Cmd, done chan struct{}, out *lockedBuffer, err error) {
+	out = &lockedBuffer{}
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
+		"--dir", dir, "--daemonize", "no", "--loglevel", "warning"}, extra...)
+	cmd = exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, fmt.Errorf("start redis-server: %w", err)
+	}
+	done = make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
 		close(done)
 	}()
-	if err := waitReady(s.Addr(), done); err != nil {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if err := waitReady(addr, done); err != nil {
 		_ = cmd.Process.Kill()
 		<-done
-		return fmt.Errorf("redis-server on %s: %w; output:\n%s", s.Addr(), err, log.String())
+		return nil, nil, nil, fmt.Errorf("redis-server on %s: %w; output:\n%s", addr, err, out.String())
 	}
-	s.cmd, s.done = cmd, done
-	return nil
+	return cmd, done, out, nil
 }
 
 // waitReady waits until the server at addr answers PING, the process exits
