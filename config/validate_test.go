@@ -195,11 +195,11 @@ func TestValidate(t *testing.T) {
 		{"auth without TLS", func(c *Config) { c.Listeners.Return.Auth.UsersFile = "/nonexistent/users" }, "listeners.return.auth.users_file", "only after STARTTLS"},
 
 		// Header names.
-		{"capture pattern", func(c *Config) { c.Headers.Capture = append(c.Headers.Capture, "X Bad*") }, "headers.capture[12]", "not allowed in a field name"},
-		{"capture star inside", func(c *Config) { c.Headers.Capture = append(c.Headers.Capture, "X-*-Foo") }, "headers.capture[12]", `"X-*-Foo"`},
+		{"capture pattern", func(c *Config) { c.Headers.Capture = append(c.Headers.Capture, "X Bad*") }, "headers.capture[13]", "not allowed in a field name"},
+		{"capture star inside", func(c *Config) { c.Headers.Capture = append(c.Headers.Capture, "X-*-Foo") }, "headers.capture[13]", `"X-*-Foo"`},
 		{"capture empty", func(c *Config) { c.Headers.Capture, c.Headers.Restore = nil, nil }, "headers.capture", "record nothing"},
 		{"restore pattern", func(c *Config) { c.Headers.Restore[0] = "Message:ID" }, "headers.restore[0]", "not allowed in a field name"},
-		{"restore not captured", func(c *Config) { c.Headers.Restore = append(c.Headers.Restore, "X-Custom") }, "headers.restore[10]", `"X-Custom" is restored but never captured`},
+		{"restore not captured", func(c *Config) { c.Headers.Restore = append(c.Headers.Restore, "X-Custom") }, "headers.restore[11]", `"X-Custom" is restored but never captured`},
 		{"restore prefix wider than capture", func(c *Config) { c.Headers.Restore[1] = "X-MS-Exchange-*" }, "headers.restore[1]", "never captured"},
 		{"restore after capture shrinks", func(c *Config) {
 			c.Headers.Capture = slices.DeleteFunc(c.Headers.Capture, func(s string) bool { return s == "Thread-Topic" })

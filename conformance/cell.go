@@ -29,6 +29,8 @@ type messageSet struct {
 	byFP   map[string]int // fingerprint → index
 	rcpts  [][]string     // per message, lower-case recipients without duplicates
 	recall []RecallKind   // per message
+	// dkim signed the messages as the tenant; nil leaves DKIM unchecked.
+	dkim *dkimKey
 }
 
 // newMessageSet indexes msgs by header fingerprint and fails when two share
@@ -310,6 +312,7 @@ func evaluate(set *messageSet, results []relaytest.Result, deliveries []relaytes
 		count   map[string]int
 		id      identity
 		matched int
+		dkimBad bool // some delivery's tenant signature did not verify
 	}
 	accs := make([]acc, len(set.msgs))
 	for i := range accs {
@@ -339,6 +342,9 @@ func evaluate(set *messageSet, results []relaytest.Result, deliveries []relaytes
 			continue
 		}
 		a.id.add(relaytest.CompareIdentity(set.msgs[i].Data, d.Data))
+		if set.dkim != nil && !set.dkim.verifies(d.Data) {
+			a.dkimBad = true
+		}
 	}
 
 	dmg := newDamageCounter()
@@ -387,6 +393,10 @@ func evaluate(set *messageSet, results []relaytest.Result, deliveries []relaytes
 		}
 		if mr.IdentityIntact {
 			res.IdentityIntact++
+		}
+		mr.DKIMIntact = delivered && set.dkim != nil && !a.dkimBad
+		if mr.DKIMIntact {
+			res.DKIMIntact++
 		}
 		mr.Survived = once && mr.IdentityIntact
 		if mr.Survived {

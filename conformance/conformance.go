@@ -230,10 +230,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	set, err := newMessageSet(cfg.Messages)
+	key, err := newDKIMKey()
 	if err != nil {
 		return nil, err
 	}
+	signed, err := key.signAll(cfg.Messages)
+	if err != nil {
+		return nil, err
+	}
+	set, err := newMessageSet(signed)
+	if err != nil {
+		return nil, err
+	}
+	set.dkim = key
 	vendor := "fake"
 	if cfg.VendorAddr != "" {
 		vendor = cfg.VendorAddr

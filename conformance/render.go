@@ -55,7 +55,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 	head := []string{"BEHAVIOUR"}
 	for _, p := range paths {
-		head = append(head, strings.ToUpper(string(p)), "ONCE/LOST/DUP", "IDENTITY", "RECALL→VENDOR")
+		head = append(head, strings.ToUpper(string(p)), "ONCE/LOST/DUP", "IDENTITY", "DKIM", "RECALL→VENDOR")
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	for _, c := range r.Cases {
@@ -63,11 +63,12 @@ func (r *Report) WriteText(w io.Writer) error {
 		for _, p := range paths {
 			cell := c.Cell(p)
 			if cell == nil {
-				row = append(row, "-", "-", "-", "-")
+				row = append(row, "-", "-", "-", "-", "-")
 				continue
 			}
 			row = append(row, cell.survivalText(), cell.onceText(),
-				fmt.Sprintf("%d/%d", cell.IdentityIntact, cell.Sent), cell.RecallToVendor.text())
+				fmt.Sprintf("%d/%d", cell.IdentityIntact, cell.Sent), fmt.Sprintf("%d/%d", cell.DKIMIntact, cell.Sent),
+				cell.RecallToVendor.text())
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
@@ -87,7 +88,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(bw, "\nONCE/LOST/DUP counts recipients; IDENTITY counts messages with Message-ID, CrossPremises,\n"+
-		"TNEF and recall fields intact; RECALL→VENDOR counts recall requests/reports the vendor received.\n")
+		"TNEF and recall fields intact; DKIM counts messages whose tenant DKIM signature still verifies\n"+
+		"(not part of survival); RECALL→VENDOR counts recall requests/reports the vendor received.\n")
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("conformance: write table: %w", err)
 	}
@@ -299,9 +301,9 @@ X-MS-Has-Attach, recall markers, winmail.dat) arrived byte-identical.</p>
 
 <h2>Matrix</h2>
 <table>
-<tr><th rowspan="2">Behaviour</th><th rowspan="2">Vendor does</th>{{range .Paths}}<th colspan="4">{{.}}</th>{{end}}</tr>
-<tr>{{range .Paths}}<th>survival</th><th>once / lost / dup</th><th>identity intact</th><th>recall → vendor</th>{{end}}</tr>
-{{range $c := .R.Cases}}<tr><td>{{$c.Name}}</td><td><code>{{$c.Behaviors}}</code></td>{{range $p := $.Paths}}{{with cell $c $p}}<td class="num {{if .Complete}}ok{{else}}bad{{end}}">{{pct .}}</td><td class="num">{{once .}}</td><td class="num">{{.IdentityIntact}}/{{.Sent}}</td><td class="num">{{recall .RecallToVendor}}</td>{{else}}<td colspan="4">not run</td>{{end}}{{end}}</tr>
+<tr><th rowspan="2">Behaviour</th><th rowspan="2">Vendor does</th>{{range .Paths}}<th colspan="5">{{.}}</th>{{end}}</tr>
+<tr>{{range .Paths}}<th>survival</th><th>once / lost / dup</th><th>identity intact</th><th>DKIM intact</th><th>recall → vendor</th>{{end}}</tr>
+{{range $c := .R.Cases}}<tr><td>{{$c.Name}}</td><td><code>{{$c.Behaviors}}</code></td>{{range $p := $.Paths}}{{with cell $c $p}}<td class="num {{if .Complete}}ok{{else}}bad{{end}}">{{pct .}}</td><td class="num">{{once .}}</td><td class="num">{{.IdentityIntact}}/{{.Sent}}</td><td class="num">{{.DKIMIntact}}/{{.Sent}}</td><td class="num">{{recall .RecallToVendor}}</td>{{else}}<td colspan="5">not run</td>{{end}}{{end}}</tr>
 {{end}}</table>
 <p class="muted">Once / lost / dup count recipients (message × recipient); identity intact counts messages;
 recall → vendor counts the recall requests and reports the vendor received (n/a: not observable).

@@ -83,6 +83,12 @@ type CellResult struct {
 	// 100 × Survived / Sent.
 	Survived        int     `json:"survived"`
 	SurvivalPercent float64 `json:"survival_percent"`
+	// DKIMIntact counts the messages delivered at least once whose every
+	// delivery still carries a valid DKIM signature of the tenant (the
+	// report signs each message before sending it, over the fields
+	// Exchange Online signs). It is not part of survival: what a vendor
+	// does to the body, the relay does not undo.
+	DKIMIntact int `json:"dkim_intact"`
 	// RecallToVendor counts the recall traffic the vendor received; nil
 	// when it cannot be observed (an external vendor behind the relay).
 	RecallToVendor *RecallCount `json:"recall_to_vendor"`
@@ -144,6 +150,9 @@ type MessageResult struct {
 	// Survived: identity intact and delivered exactly once to every
 	// recipient.
 	Survived bool `json:"survived"`
+	// DKIMIntact: delivered, and every delivery's tenant DKIM signature
+	// verifies.
+	DKIMIntact bool `json:"dkim_intact"`
 }
 
 // RecipientResult is the number of deliveries to one recipient.

@@ -103,6 +103,10 @@ var (
 		"X-MS-Exchange-RecallReportGenerated",
 		"X-MS-Exchange-RecallReportCfmGenerated",
 		"X-MS-Exchange-Generated-Message-Source",
+		// Exchange Online's DKIM signature covers it (h= of every Exchange
+		// signature in the corpus): a vendor that drops it breaks the
+		// tenant's DKIM even when it leaves the body alone.
+		"X-MS-Exchange-SenderADCheck",
 	}
 	// DefaultCapture is what the tenant leg records of every message: what
 	// it restores, plus, for tracing only, fields Exchange strips and

@@ -77,6 +77,23 @@ func TestCmdConformanceMatrix(t *testing.T) {
 			t.Errorf("%s relay: recall to vendor %+v, want none", name, rc)
 		}
 	}
+	// The tenant's DKIM signature: a vendor that drops X-MS-* fields drops
+	// the signed X-MS-Exchange-SenderADCheck, which the relay puts back;
+	// a vendor that removes a winmail.dat changes the body, which the
+	// relay cannot undo.
+	for _, tt := range []struct {
+		name string
+		p    conformance.Path
+		want int
+	}{
+		{"passthrough", conformance.PathDirect, 12}, {"passthrough", conformance.PathRelay, 12},
+		{"strip-ms-headers", conformance.PathDirect, 0}, {"strip-ms-headers", conformance.PathRelay, 12},
+		{"flatten-tnef", conformance.PathRelay, 11},
+	} {
+		if got := cell(t, rep, tt.name, tt.p).DKIMIntact; got != tt.want {
+			t.Errorf("%s %s: DKIM intact for %d messages, want %d", tt.name, tt.p, got, tt.want)
+		}
+	}
 	if c := cell(t, rep, "flatten-tnef", conformance.PathRelay); c.Complete() || c.Damage.TNEFLost == 0 {
 		t.Errorf("flatten-tnef relay: %+v", c.Damage)
 	}
