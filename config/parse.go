@@ -1,17 +1,13 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/recallrelay/recallrelay/config/yamlpos"
 )
 
 // Load reads the configuration file at path and parses it with Parse.
@@ -37,41 +33,18 @@ func Parse(data []byte, source string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", source, errs)
 	}
 
-	// First pass: the node tree, for positions and syntax errors.
-	var root yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
-		return fail(ValidationErrors{syntaxError(err)})
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		line := 0
-		if err == nil {
-			line = extra.Line
-		}
-		return fail(ValidationErrors{{Line: line, Msg: "more than one YAML document; a configuration file holds exactly one"}})
-	}
-	src := &fileInfo{name: source, lines: make(map[string]int), active: make(map[*yaml.Node]bool)}
-	src.walk(&root, "")
-	if src.overflow {
-		return fail(ValidationErrors{{Msg: fmt.Sprintf("more than %d fields after expanding aliases", maxLocated)}})
-	}
-
-	// Second pass: strict decoding into the defaults.
+	// Strict decoding over the defaults; the index places its errors.
 	c := base()
-	sdec := yaml.NewDecoder(bytes.NewReader(data))
-	sdec.KnownFields(true)
-	if err := sdec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			return fail(ValidationErrors{syntaxError(err)})
-		}
-		errs := make(ValidationErrors, 0, len(te.Errors))
-		for _, msg := range te.Errors {
-			errs = append(errs, src.typeError(msg))
+	pos, diags := yamlpos.Decode(data, c, yamlpos.Options{Document: "a configuration file",
+		Limit: maxLocated, Unknown: unknownField})
+	if len(diags) > 0 {
+		errs := make(ValidationErrors, len(diags))
+		for i, d := range diags {
+			errs[i] = FieldError(d)
 		}
 		return fail(errs)
 	}
+	src := &fileInfo{name: source, pos: pos}
 
 	// Elements of vendors are decoded from zero values: give them the
 	// defaults of the fields the file leaves out.
@@ -86,207 +59,36 @@ func Parse(data []byte, source string) (*Config, error) {
 
 // fileInfo remembers where each field of a parsed file is.
 type fileInfo struct {
-	name  string
-	lines map[string]int // field path → line of its key or list item
-	nodes []located
-
-	active   map[*yaml.Node]bool // aliases being expanded (cycle guard)
-	overflow bool                // more than maxLocated nodes
+	name string
+	pos  *yamlpos.Index
 }
 
-// maxLocated bounds the fields walk records, so that aliases cannot make
-// it expand a small file exponentially. A real configuration has a few
+// maxLocated bounds the fields the index records, so that aliases cannot
+// make it expand a small file exponentially. A real configuration has a few
 // hundred.
 const maxLocated = 100_000
 
-// located is one mapping value or list item of the file.
-type located struct {
-	path string
-	key  string // last path segment, "" for list items
-	line int    // line of the key (or item)
-	val  *yaml.Node
-}
-
-// walk records the position of every field below n, whose path is path.
-func (s *fileInfo) walk(n *yaml.Node, path string) {
-	if s.overflow {
-		return
-	}
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			s.walk(c, path)
-		}
-	case yaml.AliasNode:
-		// Fields set through an alias are set: follow it, except into
-		// itself (the decoder reports such a cycle).
-		if n.Alias != nil && !s.active[n.Alias] {
-			s.active[n.Alias] = true
-			s.walk(n.Alias, path)
-			delete(s.active, n.Alias)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			if k.Tag == "!!merge" || k.Value == "<<" {
-				s.walk(v, path)
-				continue
-			}
-			p := k.Value
-			if path != "" {
-				p = path + "." + k.Value
-			}
-			s.add(located{path: p, key: k.Value, line: k.Line, val: v})
-			s.walk(v, p)
-		}
-	case yaml.SequenceNode:
-		for i, v := range n.Content {
-			p := path + "[" + strconv.Itoa(i) + "]"
-			s.add(located{path: p, line: v.Line, val: v})
-			s.walk(v, p)
-		}
-	}
-}
-
-func (s *fileInfo) add(l located) {
-	if len(s.nodes) >= maxLocated {
-		s.overflow = true
-		return
-	}
-	if _, ok := s.lines[l.path]; !ok {
-		s.lines[l.path] = l.line
-	}
-	s.nodes = append(s.nodes, l)
-}
-
 // has reports whether the file sets the field at path.
 func (s *fileInfo) has(path string) bool {
-	_, ok := s.lines[path]
-	return ok
+	return s.pos.Has(path)
 }
 
 // lineOf returns the line of path or, when the file leaves it out, of its
-// closest ancestor present; 0 when none is.
+// closest ancestor present; 0 when none is, or for a Config not parsed.
 func (s *fileInfo) lineOf(path string) int {
 	if s == nil {
 		return 0
 	}
-	for path != "" {
-		if l, ok := s.lines[path]; ok {
-			return l
-		}
-		i := strings.LastIndexAny(path, ".[")
-		if i < 0 {
-			break
-		}
-		path = path[:i]
-	}
-	return 0
+	return s.pos.Line(path)
 }
 
-var (
-	reLine       = regexp.MustCompile(`^(?:yaml: )?line (\d+): (?:column (\d+): )?(.*)$`)
-	reUnknown    = regexp.MustCompile(`^field (.+) not found in type (.+)$`)
-	reRepeated   = regexp.MustCompile(`^field (.+) already set in type (.+)$`)
-	reDuplicate  = regexp.MustCompile(`^mapping key "(.*)" already defined at line (\d+)$`)
-	reCannot     = regexp.MustCompile("^cannot unmarshal (!!\\w+)(?: `(.*)`)? into (.+)$")
-	typeMessages = map[string]string{
-		"int":      "must be an integer",
-		"int64":    "must be an integer",
-		"bool":     "must be true or false",
-		"string":   "must be a string",
-		"[]string": "must be a list of strings",
+// unknownField words the error for a key no field of the Config has.
+func unknownField(key, path, _ string) string {
+	msg := fmt.Sprintf("unknown field %q", key)
+	if known := knownKeys(parentPath(path)); len(known) > 0 {
+		msg += "; valid here: " + strings.Join(known, ", ")
 	}
-)
-
-// syntaxError turns a YAML syntax error into a FieldError with its line.
-func syntaxError(err error) FieldError {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if m := reLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return FieldError{Line: line, Msg: "invalid YAML: " + m[3]}
-	}
-	return FieldError{Msg: "invalid YAML: " + msg}
-}
-
-// typeError turns one message of a *yaml.TypeError into a FieldError with
-// the path of the field it is about.
-func (s *fileInfo) typeError(msg string) FieldError {
-	m := reLine.FindStringSubmatch(msg)
-	if m == nil {
-		return FieldError{Msg: msg}
-	}
-	line, _ := strconv.Atoi(m[1])
-	col, _ := strconv.Atoi(m[2])
-	text := m[3]
-
-	if u := reUnknown.FindStringSubmatch(text); u != nil {
-		path := s.keyAt(line, u[1])
-		fe := FieldError{Path: path, Line: line, Msg: fmt.Sprintf("unknown field %q", u[1])}
-		if known := knownKeys(parentPath(path)); len(known) > 0 {
-			fe.Msg += "; valid here: " + strings.Join(known, ", ")
-		}
-		return fe
-	}
-	if d := reDuplicate.FindStringSubmatch(text); d != nil {
-		return FieldError{Path: s.keyAt(line, d[1]), Line: line, Msg: "set more than once (first on line " + d[2] + ")"}
-	}
-	if r := reRepeated.FindStringSubmatch(text); r != nil {
-		return FieldError{Path: s.keyAt(line, r[1]), Line: line, Msg: "set more than once"}
-	}
-	if cu := reCannot.FindStringSubmatch(text); cu != nil {
-		kind := map[string]yaml.Kind{"!!map": yaml.MappingNode, "!!seq": yaml.SequenceNode}[cu[1]]
-		if kind == 0 {
-			kind = yaml.ScalarNode
-		}
-		path := s.valueAt(line, 0, kind, strings.TrimSuffix(cu[2], "..."))
-		want, ok := typeMessages[cu[3]]
-		switch {
-		case ok:
-		case strings.HasPrefix(cu[3], "[]"):
-			want = "must be a list"
-		default:
-			want = "must be a mapping of fields"
-		}
-		got := map[string]string{"!!map": "a mapping", "!!seq": "a list"}[cu[1]]
-		if got == "" {
-			got = strconv.Quote(cu[2])
-		}
-		return FieldError{Path: path, Line: line, Msg: want + ", not " + got}
-	}
-	// Our own unmarshalers report line and column.
-	return FieldError{Path: s.valueAt(line, col, 0, ""), Line: line, Msg: text}
-}
-
-// keyAt returns the path of the mapping key named key on line.
-func (s *fileInfo) keyAt(line int, key string) string {
-	for _, l := range s.nodes {
-		if l.line == line && l.key == key {
-			return l.path
-		}
-	}
-	return key
-}
-
-// valueAt returns the path of the value of the given kind (0: any) starting
-// on line (at col, when not 0) whose text begins with prefix; the deepest
-// such value, since an error is about the innermost node that failed.
-func (s *fileInfo) valueAt(line, col int, kind yaml.Kind, prefix string) string {
-	best := ""
-	for _, l := range s.nodes {
-		v := l.val
-		switch {
-		case v.Line != line,
-			col != 0 && v.Column != col,
-			kind != 0 && v.Kind != kind,
-			kind == yaml.ScalarNode && !strings.HasPrefix(v.Value, prefix):
-			continue
-		}
-		if len(l.path) > len(best) {
-			best = l.path
-		}
-	}
-	return best
+	return msg
 }
 
 // parentPath strips the last segment of path.

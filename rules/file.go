@@ -1,17 +1,15 @@
 package rules
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/recallrelay/recallrelay/config/yamlpos"
 )
 
 // The schema of a rules file, as decoded by yaml with KnownFields(true).
@@ -185,48 +183,19 @@ func Load(path string) (*Set, error) {
 // Route targets are checked against the relay's vendors by Compile, which
 // knows them.
 func Parse(data []byte, source string) (*Set, error) {
-	p := &parser{source: source, lines: make(map[string]int), vals: make(map[string]*yaml.Node),
-		ruleNames: make(map[int]string), active: make(map[*yaml.Node]bool)}
-
-	// First pass: the node tree, for positions and syntax errors.
-	var root yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
-		p.syntaxError(err)
-		return nil, p.err()
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		line := 0
-		if err == nil {
-			line = extra.Line
-		}
-		p.problems = append(p.problems, Problem{Line: line, Msg: "more than one YAML document; a rules file holds exactly one"})
-		return nil, p.err()
-	}
-	p.walk(&root, "")
-	if p.overflow {
-		p.problems = append(p.problems, Problem{Msg: fmt.Sprintf("more than %d fields after expanding aliases", maxLocated)})
-		return nil, p.err()
-	}
-
-	// Second pass: strict decoding into the schema.
+	p := &parser{source: source, ruleNames: make(map[int]string)}
 	var f fileSchema
-	sdec := yaml.NewDecoder(bytes.NewReader(data))
-	sdec.KnownFields(true)
-	if err := sdec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			p.syntaxError(err)
-			return nil, p.err()
-		}
-		for _, msg := range te.Errors {
-			p.typeError(msg)
-		}
+	var diags []yamlpos.Diag
+	p.pos, diags = yamlpos.Decode(data, &f, yamlpos.Options{Document: "a rules file",
+		Limit: maxLocated, Mapping: p.ruleName, Unknown: unknownField})
+	for _, d := range diags {
+		p.problems = append(p.problems, withLine(p.locate(d.Path, d.Msg), d.Line))
+	}
+	if len(p.problems) > 0 {
 		return nil, p.err()
 	}
 
-	// Third pass: the values.
+	// Then the values.
 	s := p.compileFile(&f)
 	if len(p.problems) > 0 {
 		return nil, p.err()
@@ -238,112 +207,32 @@ func Parse(data []byte, source string) (*Set, error) {
 type parser struct {
 	source    string
 	problems  []Problem
-	lines     map[string]int        // field path → line of its key or list item
-	vals      map[string]*yaml.Node // field path → its value
-	nodes     []located
+	pos       *yamlpos.Index
 	ruleNames map[int]string // index in rules → name as written
-
-	active   map[*yaml.Node]bool // aliases being expanded
-	overflow bool                // more than maxLocated fields
-}
-
-// located is one mapping value or list item of the file.
-type located struct {
-	path string
-	key  string // last path segment, "" for list items
-	line int
-	val  *yaml.Node
 }
 
 func (p *parser) err() error {
 	return &Error{Source: p.source, Problems: p.problems}
 }
 
-// maxLocated bounds the fields walk records, so that aliases cannot make
-// it expand a small file exponentially; a real rules file has a few
+// maxLocated bounds the fields the index records, so that aliases cannot
+// make it expand a small file exponentially; a real rules file has a few
 // thousand.
 const maxLocated = 100_000
 
-// walk records the position of every field below n, whose path is path.
-// Aliases are followed (fields set through them are set), except into
-// themselves.
-func (p *parser) walk(n *yaml.Node, path string) {
-	if p.overflow {
+// ruleName records the name of the rule n when it is one (path "rules[i]").
+// It sees the mappings merged into a rule before the rule itself, so the
+// rule's own name wins.
+func (p *parser) ruleName(path string, n *yaml.Node) {
+	idx, ok := ruleIndex(path)
+	if !ok || path != "rules["+strconv.Itoa(idx)+"]" {
 		return
 	}
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			p.walk(c, path)
-		}
-	case yaml.AliasNode:
-		if n.Alias != nil && !p.active[n.Alias] {
-			p.active[n.Alias] = true
-			p.walk(n.Alias, path)
-			delete(p.active, n.Alias)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			if k.Tag == "!!merge" {
-				p.walk(v, path)
-				continue
-			}
-			kp := k.Value
-			if path != "" {
-				kp = path + "." + k.Value
-			}
-			p.add(located{path: kp, key: k.Value, line: k.Line, val: v})
-			p.walk(v, kp)
-		}
-		if idx, ok := ruleIndex(path); ok && path == "rules["+strconv.Itoa(idx)+"]" {
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == "name" && n.Content[i+1].Kind == yaml.ScalarNode {
-					p.ruleNames[idx] = n.Content[i+1].Value
-				}
-			}
-		}
-	case yaml.SequenceNode:
-		for i, v := range n.Content {
-			ip := path + "[" + strconv.Itoa(i) + "]"
-			p.add(located{path: ip, line: v.Line, val: v})
-			p.walk(v, ip)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "name" && n.Content[i+1].Kind == yaml.ScalarNode {
+			p.ruleNames[idx] = n.Content[i+1].Value
 		}
 	}
-}
-
-func (p *parser) add(l located) {
-	if len(p.nodes) >= maxLocated {
-		p.overflow = true
-		return
-	}
-	if _, ok := p.lines[l.path]; !ok {
-		p.lines[l.path] = l.line
-		p.vals[l.path] = l.val
-	}
-	p.nodes = append(p.nodes, l)
-}
-
-// has reports whether the file sets the field at path.
-func (p *parser) has(path string) bool {
-	_, ok := p.lines[path]
-	return ok
-}
-
-// lineOf returns the line of path or, when the file leaves it out, of its
-// closest ancestor present; 0 when none is.
-func (p *parser) lineOf(path string) int {
-	for path != "" {
-		if l, ok := p.lines[path]; ok {
-			return l
-		}
-		i := strings.LastIndexAny(path, ".[")
-		if i < 0 {
-			break
-		}
-		path = path[:i]
-	}
-	return 0
 }
 
 // ruleIndex returns i when path is "rules[i]" or below it.
@@ -371,7 +260,7 @@ func (p *parser) problem(path, format string, args ...any) {
 
 // locate builds the Problem for msg about the field at path.
 func (p *parser) locate(path, msg string) Problem {
-	pr := Problem{Path: path, Line: p.lineOf(path), Msg: msg}
+	pr := Problem{Path: path, Line: p.pos.Line(path), Msg: msg}
 	if i, ok := ruleIndex(path); ok {
 		prefix := "rules[" + strconv.Itoa(i) + "]"
 		if name := p.ruleNames[i]; validRuleName(name) == nil && path != prefix {
@@ -382,110 +271,19 @@ func (p *parser) locate(path, msg string) Problem {
 	return pr
 }
 
-var (
-	reLine      = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-	reUnknown   = regexp.MustCompile(`^field (.+) not found in type (.+)$`)
-	reRepeated  = regexp.MustCompile(`^field (.+) already set in type (.+)$`)
-	reDuplicate = regexp.MustCompile(`^mapping key "(.*)" already defined at line (\d+)$`)
-	reCannot    = regexp.MustCompile("^cannot unmarshal (!!\\w+)(?: `(.*)`)? into (.+)$")
-)
-
-// syntaxError records a YAML syntax error.
-func (p *parser) syntaxError(err error) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if m := reLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		p.problems = append(p.problems, Problem{Line: line, Msg: "invalid YAML: " + m[2]})
-		return
+// unknownField words the error for a key no field of the schema type
+// typeName has.
+func unknownField(_, _, typeName string) string {
+	msg := "unknown field"
+	if keys := schemaKeys(typeName); len(keys) > 0 {
+		msg += "; valid here: " + strings.Join(keys, ", ")
 	}
-	p.problems = append(p.problems, Problem{Msg: "invalid YAML: " + msg})
-}
-
-// typeError records one message of a *yaml.TypeError, with the path of the
-// field it is about.
-func (p *parser) typeError(msg string) {
-	m := reLine.FindStringSubmatch(msg)
-	if m == nil {
-		p.problems = append(p.problems, Problem{Msg: msg})
-		return
-	}
-	line, _ := strconv.Atoi(m[1])
-	text := m[2]
-	if u := reUnknown.FindStringSubmatch(text); u != nil {
-		path := p.keyAt(line, u[1])
-		msg := "unknown field"
-		if keys := schemaKeys(u[2]); len(keys) > 0 {
-			msg += "; valid here: " + strings.Join(keys, ", ")
-		}
-		p.problems = append(p.problems, withLine(p.locate(path, msg), line))
-		return
-	}
-	if d := reDuplicate.FindStringSubmatch(text); d != nil {
-		p.problems = append(p.problems, withLine(p.locate(p.keyAt(line, d[1]), "set more than once (first on line "+d[2]+")"), line))
-		return
-	}
-	if r := reRepeated.FindStringSubmatch(text); r != nil {
-		p.problems = append(p.problems, withLine(p.locate(p.keyAt(line, r[1]), "set more than once"), line))
-		return
-	}
-	if c := reCannot.FindStringSubmatch(text); c != nil {
-		kind := map[string]yaml.Kind{"!!map": yaml.MappingNode, "!!seq": yaml.SequenceNode}[c[1]]
-		if kind == 0 {
-			kind = yaml.ScalarNode
-		}
-		path := p.valueAt(line, kind, strings.TrimSuffix(c[2], "..."))
-		want := map[string]string{
-			"int":      "must be an integer",
-			"bool":     "must be true or false",
-			"string":   "must be a string",
-			"[]string": "must be a list of strings",
-		}[c[3]]
-		switch {
-		case want != "":
-		case strings.HasPrefix(c[3], "[]"):
-			want = "must be a list"
-		default:
-			want = "must be a mapping of fields"
-		}
-		got := map[string]string{"!!map": "a mapping", "!!seq": "a list"}[c[1]]
-		if got == "" {
-			got = strconv.Quote(c[2])
-		}
-		p.problems = append(p.problems, withLine(p.locate(path, want+", not "+got), line))
-		return
-	}
-	p.problems = append(p.problems, Problem{Line: line, Msg: text})
+	return msg
 }
 
 func withLine(pr Problem, line int) Problem {
 	pr.Line = line
 	return pr
-}
-
-// keyAt returns the path of the mapping key named key on line.
-func (p *parser) keyAt(line int, key string) string {
-	for _, l := range p.nodes {
-		if l.line == line && l.key == key {
-			return l.path
-		}
-	}
-	return key
-}
-
-// valueAt returns the path of the deepest value of the given kind starting
-// on line whose text (for scalars) begins with prefix.
-func (p *parser) valueAt(line int, kind yaml.Kind, prefix string) string {
-	best := ""
-	for _, l := range p.nodes {
-		v := l.val
-		if v.Line != line || v.Kind != kind || (kind == yaml.ScalarNode && !strings.HasPrefix(v.Value, prefix)) {
-			continue
-		}
-		if len(l.path) >= len(best) {
-			best = l.path
-		}
-	}
-	return best
 }
 
 // schemaKeys lists the YAML keys of the schema struct yaml calls typeName

@@ -138,7 +138,7 @@ func (p *parser) compileFile(f *fileSchema) *Set {
 		calendarBypass:   def.CalendarBypass == nil || *def.CalendarBypass,
 		vendorMarkers:    DefaultVendorMarkers(),
 	}
-	if p.has("defaults.vendor_markers") {
+	if p.pos.Has("defaults.vendor_markers") {
 		s.defaults.vendorMarkers = []string{}
 		for i, m := range def.VendorMarkers {
 			if err := headers.CheckFieldName(m); err != nil {
@@ -149,7 +149,7 @@ func (p *parser) compileFile(f *fileSchema) *Set {
 		}
 	}
 
-	if !p.has("default_route") {
+	if !p.pos.Has("default_route") {
 		p.problem("default_route", "required: the vendor chain of messages no rule routes, or [] to bypass every vendor")
 	} else if p.isNull("default_route") {
 		p.problem("default_route", "must be a list of vendor names, or [] to bypass every vendor")
@@ -168,7 +168,7 @@ func (p *parser) compileFile(f *fileSchema) *Set {
 		}
 		if first, dup := names[r.name]; dup {
 			p.problem("rules["+strconv.Itoa(i)+"].name", "rules[%d] on line %d has the same name; names must be unique",
-				first, p.lineOf("rules["+strconv.Itoa(first)+"]"))
+				first, p.pos.Line("rules["+strconv.Itoa(first)+"]"))
 			continue
 		}
 		names[r.name] = i
@@ -179,7 +179,7 @@ func (p *parser) compileFile(f *fileSchema) *Set {
 
 // isNull reports whether the file sets path to null ("key:" alone).
 func (p *parser) isNull(path string) bool {
-	v := p.vals[path]
+	v := p.pos.Value(path)
 	return v != nil && v.Kind == yaml.ScalarNode && v.Tag == "!!null"
 }
 
@@ -267,7 +267,7 @@ func (p *parser) compileRule(i int, rs *ruleSchema, s *Set) *rule {
 // listPresent reports a problem when the list at path is present but empty,
 // and whether it holds values.
 func (p *parser) listPresent(path string, n int) bool {
-	if !p.has(path) {
+	if !p.pos.Has(path) {
 		return false
 	}
 	if n == 0 {
@@ -320,7 +320,7 @@ func (p *parser) conditions(path, rel string, cs *condSchema, orgNeeded func(str
 		orgNeeded(at("sender_in_organization"))
 		out = append(out, &senderInOrgCond{path: rp("sender_in_organization"), want: *cs.SenderInOrganization})
 	}
-	if p.has(at("recipients_outside_organization")) {
+	if p.pos.Has(at("recipients_outside_organization")) {
 		switch m := cs.RecipientsOutsideOrganization; m {
 		case "any", "all", "none":
 			orgNeeded(at("recipients_outside_organization"))
@@ -404,7 +404,7 @@ func (p *parser) requireList(path string, n int) bool {
 
 // headerName checks a required header field name.
 func (p *parser) headerName(path, name string) string {
-	if !p.has(path) {
+	if !p.pos.Has(path) {
 		p.problem(path, "required")
 		return name
 	}
@@ -559,7 +559,7 @@ func (p *parser) actions(path string, as *actionsSchema) (actions, ruleSites) {
 	var sites ruleSites
 	p.nullKeys(path, actionsSchema{})
 	routing := 0
-	if p.has(path + ".route") {
+	if p.pos.Has(path + ".route") {
 		routing++
 		if len(as.Route) == 0 {
 			p.problem(path+".route", "must list at least one vendor (use bypass: true to skip every vendor)")
@@ -584,7 +584,7 @@ func (p *parser) actions(path string, as *actionsSchema) (actions, ruleSites) {
 	prot := protected()
 	for i, sh := range as.SetHeader {
 		ip := path + ".set_header[" + strconv.Itoa(i) + "]"
-		if !p.has(ip + ".name") {
+		if !p.pos.Has(ip + ".name") {
 			p.problem(ip+".name", "required")
 			continue
 		}
@@ -626,13 +626,13 @@ func (p *parser) reply(path string, rs *replySchema, class int) *reply {
 	} else {
 		r.text = "Message rejected by policy"
 	}
-	if p.has(path + ".code") {
+	if p.pos.Has(path + ".code") {
 		if rs.Code/100 != class || rs.Code%100/10 > 5 {
 			p.problem(path+".code", "must be a %dxx SMTP reply code (%d00-%d59), not %d", class, class, class, rs.Code)
 		}
 		r.code = rs.Code
 	}
-	if p.has(path + ".enhanced") {
+	if p.pos.Has(path + ".enhanced") {
 		e, err := parseEnhanced(rs.Enhanced)
 		switch {
 		case err != nil:
@@ -643,7 +643,7 @@ func (p *parser) reply(path string, rs *replySchema, class int) *reply {
 			r.enhanced = e
 		}
 	}
-	if p.has(path + ".text") {
+	if p.pos.Has(path + ".text") {
 		t := strings.TrimSpace(rs.Text)
 		switch {
 		case t == "":
