@@ -181,6 +181,8 @@ func summarize(names []string) string {
 			out = append(out, "Message-ID")
 		case n == "x-organizationheaderspreserved":
 			out = append(out, "OrgHeadersPreserved")
+		case n == "x-ms-exchange-senderadcheck":
+			out = append(out, "SenderADCheck")
 		default:
 			out = append(out, strings.TrimPrefix(strings.TrimPrefix(n, "x-ms-exchange-"), "x-ms-"))
 		}
