@@ -64,10 +64,13 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write closes the connection after a reply when asked to.
+// Write closes the connection after a reply when asked to. The flag is
+// read before the write: a reply already being written when closeAfter is
+// set (a 354 racing with a shutdown) is not the one it means.
 func (c *guardedConn) Write(p []byte) (int, error) {
+	closing := c.closeAfter.Load()
 	n, err := c.Conn.Write(p)
-	if c.closeAfter.Load() {
+	if closing {
 		c.Close()
 	}
 	return n, err

@@ -461,20 +461,20 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 }
 
 // closeSessions answers 421 and closes idle sessions, or all when force.
-// Busy ones close right after their transaction's final reply.
+// A busy one gets its 421 right after its transaction's final reply
+// (session.Reset), and a MAIL FROM after the shutdown began gets 421.
 func (r *Relay) closeSessions(force bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for s := range r.sessions {
-		if s.conn == nil {
-			continue
-		}
-		if force || !s.busy.Load() {
-			s.conn.sendReply("421 4.3.2 " + r.cfg.Hostname + " shutting down; try again later")
-		} else {
-			s.conn.closeAfter.Store(true)
+		if s.conn != nil && (force || !s.busy.Load()) {
+			s.conn.sendReply(shutdownReply(r.cfg.Hostname))
 		}
 	}
+}
+
+func shutdownReply(hostname string) string {
+	return "421 4.3.2 " + hostname + " shutting down; try again later"
 }
 
 func (r *Relay) track(s *session, on bool) {

@@ -163,12 +163,17 @@ func (s *session) rcpt(to string) error {
 	return nil
 }
 
-// Reset ends the transaction here and at the next hop.
+// Reset ends the transaction here and at the next hop. go-smtp calls it
+// after a transaction's final reply too; when the relay is stopping, the
+// connection, now idle, gets 421 and is closed.
 func (s *session) Reset() {
 	s.busy.Store(false)
 	s.from, s.rcpts = "", nil
 	if s.hop != nil {
 		s.hop.reset()
+	}
+	if s.r.shuttingDown() && s.conn != nil {
+		s.conn.sendReply(shutdownReply(s.r.cfg.Hostname))
 	}
 }
 
@@ -226,7 +231,8 @@ func (s *session) Data(r io.Reader) error {
 	var o outcome
 	err := s.data(r, &o)
 	s.logMessage(&o, start, err)
-	s.busy.Store(false)
+	// busy stays set until Reset, which go-smtp calls once the final reply
+	// is written: a shutdown meanwhile leaves the reply alone.
 	return s.fail(err)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -26,14 +27,8 @@ const (
 //
 // Start and Stop must be called from the test's goroutine.
 type RedisServer struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	port int
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	*redisProcess
+	t testing.TB
 }
 
 // StartRedisServer starts a redis-server from PATH on a free 127.0.0.1 port
@@ -42,36 +37,9 @@ type RedisServer struct {
 // test is skipped (failed under CI=true).
 func StartRedisServer(t testing.TB) *RedisServer {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		unavailable(t, fmt.Sprintf("redis-server not installed: %v", err))
-	}
-	s := &RedisServer{t: t, bin: bin, dir: t.TempDir()}
+	s := &RedisServer{redisProcess: startRedisProcess(t, "--appendonly", "no"), t: t}
 	t.Cleanup(s.Stop)
-	// Another process may take the free port before redis-server binds it:
-	// try a few ports.
-	for attempt := 0; ; attempt++ {
-		s.port, err = freePort()
-		if err != nil {
-			t.Fatalf("storetest: %v", err)
-		}
-		if err = s.start(); err == nil {
-			return s
-		}
-		if attempt == 2 {
-			t.Fatalf("storetest: %v", err)
-		}
-	}
-}
-
-// Addr returns the server's "host:port".
-func (s *RedisServer) Addr() string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
-}
-
-// URL returns a redis URL for database 0 of the server.
-func (s *RedisServer) URL() string {
-	return "redis://" + s.Addr() + "/0"
+	return s
 }
 
 // Start starts the server again, on the same port, after Stop. It fails the
@@ -87,59 +55,117 @@ func (s *RedisServer) Start() {
 // takes longer than a few seconds. It does nothing if the server is not
 // running.
 func (s *RedisServer) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return
+	if err := s.halt(syscall.SIGTERM); err != nil {
+		s.t.Logf("storetest: %v", err)
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(serverStopTimeout):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	s.cmd = nil
 }
 
-func (s *RedisServer) start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
+// redisProcess is one redis-server on 127.0.0.1: the process behind
+// RedisServer and PersistentRedisServer. Its methods are safe for
+// concurrent use.
+type redisProcess struct {
+	bin  string
+	dir  string
+	port int
+	args []string // beyond those of every test server
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+}
+
+// startRedisProcess starts redis-server from PATH with args on a free port,
+// its files in a directory of t.TempDir(). If redis-server is not
+// installed, the test is skipped (failed under CI=true).
+func startRedisProcess(t testing.TB, args ...string) *redisProcess {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		unavailable(t, fmt.Sprintf("redis-server not installed: %v", err))
+	}
+	p := &redisProcess{bin: bin, dir: t.TempDir(), args: args}
+	// Another process may take the free port before redis-server binds it:
+	// try a few ports.
+	for attempt := 0; ; attempt++ {
+		if p.port, err = freePort(); err != nil {
+			t.Fatalf("storetest: %v", err)
+		}
+		if err = p.start(); err == nil {
+			return p
+		}
+		if attempt == 2 {
+			t.Fatalf("storetest: %v", err)
+		}
+	}
+}
+
+// Addr returns the server's "host:port".
+func (p *redisProcess) Addr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port))
+}
+
+// URL returns a redis URL for database 0 of the server.
+func (p *redisProcess) URL() string {
+	return "redis://" + p.Addr() + "/0"
+}
+
+func (p *redisProcess) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd != nil
+}
+
+// start runs the server on its port, no snapshots, and waits until it
+// answers PING (with an append-only file, only once the file is loaded).
+func (p *redisProcess) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
 		return errors.New("redis-server already running")
 	}
-	cmd, done, _, err := launchRedis(s.bin, s.port, s.dir, "--appendonly", "no")
-	if err != nil {
-		return err
-	}
-	s.cmd, s.done = cmd, done
-	return nil
-}
-
-// launchRedis runs redis-server on 127.0.0.1:port with its files in dir,
-// no snapshots and the extra arguments, and waits until it answers PING.
-// done is closed when the process has exited; out collects what it prints.
-func launchRedis(bin string, port int, dir string, extra ...string) (cmd *exec.Cmd, done chan struct{}, out *lockedBuffer, err error) {
-	out = &lockedBuffer{}
-	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-		"--dir", dir, "--daemonize", "no", "--loglevel", "warning"}, extra...)
-	cmd = exec.Command(bin, args...)
+	out := &lockedBuffer{}
+	args := append([]string{"--port", strconv.Itoa(p.port), "--bind", "127.0.0.1", "--save", "",
+		"--dir", p.dir, "--daemonize", "no", "--loglevel", "warning"}, p.args...)
+	cmd := exec.Command(p.bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		return nil, nil, nil, fmt.Errorf("start redis-server: %w", err)
+		return fmt.Errorf("start redis-server: %w", err)
 	}
-	done = make(chan struct{})
+	done := make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
 		close(done)
 	}()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	if err := waitReady(addr, done); err != nil {
+	if err := waitReady(p.Addr(), done); err != nil {
 		_ = cmd.Process.Kill()
 		<-done
-		return nil, nil, nil, fmt.Errorf("redis-server on %s: %w; output:\n%s", addr, err, out.String())
+		return fmt.Errorf("redis-server on %s: %w; output:\n%s", p.Addr(), err, out.String())
 	}
-	return cmd, done, out, nil
+	p.cmd, p.done = cmd, done
+	return nil
+}
+
+// halt sends the server sig and waits for it to exit, killing it if it
+// takes longer than serverStopTimeout. It does nothing if the server is not
+// running.
+func (p *redisProcess) halt(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return nil
+	}
+	defer func() { p.cmd = nil }()
+	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, syscall.ESRCH) && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("signal redis-server on %s: %w", p.Addr(), err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(serverStopTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("redis-server on %s did not exit within %v of %v; killed", p.Addr(), serverStopTimeout, sig)
+	}
 }
 
 // waitReady waits until the server at addr answers PING, the process exits
