@@ -149,3 +149,40 @@ func TestRulesFile(t *testing.T) {
 	_, err = load(t.TempDir() + "/missing.yaml")
 	assertOnlyError(t, err, "rules_file", "no such file or directory")
 }
+
+// TestRestartOnly names the sections a reload cannot change, and only
+// those.
+func TestRestartOnly(t *testing.T) {
+	load := func(t *testing.T) *Config {
+		c, err := Load(exampleFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	tests := []struct {
+		name   string
+		change func(c *Config)
+		want   string
+	}{
+		{"nothing", func(*Config) {}, ""},
+		{"reloadable: vendors, tenant, rules, policies", func(c *Config) {
+			c.Vendors[0].Address = "other.vendor.example:25"
+			c.Tenant.Address = "other.mail.protection.outlook.com:25"
+			c.RulesFile = "rules.yaml"
+			c.ReturnWithoutRecord = ReturnStrip
+		}, ""},
+		{"listener address", func(c *Config) { c.Listeners.Tenant.Listen = "127.0.0.1:2626" }, "listeners.tenant"},
+		{"store and log", func(c *Config) { c.Store.DataDir = "/elsewhere"; c.Log.Level = "debug" }, "log,store"},
+		{"hostname and return listener limits", func(c *Config) { c.Hostname = "other.example"; c.Listeners.Return.MaxRecipients = 5 }, "hostname,listeners.return"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cur, next := load(t), load(t)
+			tt.change(next)
+			if got := strings.Join(cur.RestartOnly(next), ","); got != tt.want {
+				t.Errorf("RestartOnly = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

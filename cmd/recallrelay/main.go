@@ -178,10 +178,8 @@ func cmdServe(args []string, stderr io.Writer) error {
 		if s != syscall.SIGHUP {
 			break
 		}
-		if next, err := reloadConfig(*path, cfg, r, st, certs, log); err != nil {
+		if err := reloadConfig(*path, cfg, r, st, certs, log); err != nil {
 			log.Error().Err(err).Str("config", *path).Msg("SIGHUP: new configuration refused; the one in force stays")
-		} else {
-			cfg = next
 		}
 	}
 	log.Info().Str("signal", s.String()).Dur("grace", *grace).Msg("shutting down")
@@ -195,27 +193,27 @@ func cmdServe(args []string, stderr io.Writer) error {
 // reloaded, and vendors, the tenant target, rules, reference keys, header
 // selections and policies apply from each session's next transaction. The
 // sections only a restart can change (hostname, log, store, listeners) are
-// kept as they are and named in a warning. An invalid file changes nothing:
-// the error says why.
-func reloadConfig(path string, cur *config.Config, r *relay.Relay, st relay.Store, certs *certSet, log zerolog.Logger) (*config.Config, error) {
+// kept as they were at start (started) and named in a warning. An invalid
+// file changes nothing: the error says why.
+func reloadConfig(path string, started *config.Config, r *relay.Relay, st relay.Store, certs *certSet, log zerolog.Logger) error {
 	next, err := loadConfig(path)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rc, err := relayConfig(next, st, certs, log)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := r.Reload(rc); err != nil {
-		return nil, err
+		return err
 	}
 	n, err := certs.reload()
 	if err != nil {
 		log.Error().Err(err).Int("reloaded", n).Msg("SIGHUP: some certificates failed to load; they stay as they were")
 	}
-	if changed := cur.RestartOnly(next); len(changed) > 0 {
-		log.Warn().Strs("sections", changed).Msg("SIGHUP: these sections changed and take effect only after a restart")
+	if changed := started.RestartOnly(next); len(changed) > 0 {
+		log.Warn().Strs("sections", changed).Msg("SIGHUP: these sections differ from the running ones and take effect only after a restart")
 	}
 	log.Info().Int("certificates", n).Str("rules", next.Rules().Summary()).Msg("SIGHUP: configuration reloaded")
-	return next, nil
+	return nil
 }
