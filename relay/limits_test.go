@@ -176,7 +176,7 @@ func TestShutdown(t *testing.T) {
 	busy.cmd(354, "DATA")
 	busy.write("Subject: in flight\r\n\r\nfirst half\r\n")
 
-	done := make(chan error)
+	done := make(chan error, 1) // buffered: the goroutine never blocks if the test stops early
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
