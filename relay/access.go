@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -85,6 +86,13 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 		}
 		gc := &guardedConn{Conn: c, maxCmds: l.maxCmds}
 		gc.onClose = func() { l.adm.release(ip) }
+		gc.limit = func(reason, reply string) {
+			level := zerolog.WarnLevel
+			if strings.HasPrefix(reason, "idle") {
+				level = zerolog.InfoLevel // senders keep idle connections; not a misdeed
+			}
+			l.log.WithLevel(level).Str("leg", l.leg).Str("client", ip.String()).Str("limit", reason).Str("reply", reply).Msg("limit reached")
+		}
 		return gc, nil
 	}
 }

@@ -39,6 +39,18 @@ type guardedConn struct {
 
 	closeOnce sync.Once
 	onClose   func()
+	// limit logs a limit this connection hit (reason, then the reply);
+	// nil logs nothing.
+	limit func(reason, reply string)
+}
+
+// goSMTPLimitReplies are the replies go-smtp writes on its own, without
+// telling the backend, when a connection hits one of its limits: the
+// connection recognizes them so that the limit still gets a log line. Over
+// TLS this layer sees ciphertext and cannot; the idle timeout is therefore
+// logged from Read, and the recipient limit is the session's own.
+var goSMTPLimitReplies = []struct{ prefix, reason string }{
+	{"500 5.4.0 Too long line", "command line too long"},
 }
 
 // errTooManyCommands ends a connection that sends commands without ever
@@ -50,13 +62,19 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 	if d > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(d))
 	} else if c.maxCmds > 0 && !c.mailSeen.Load() && c.cmds.Load() > int64(c.maxCmds) {
-		c.sendReply(fmt.Sprintf("421 4.7.0 More than %d commands before MAIL; closing", c.maxCmds))
+		reply := fmt.Sprintf("421 4.7.0 More than %d commands before MAIL; closing", c.maxCmds)
+		c.logLimit("too many commands before MAIL", reply)
+		c.sendReply(reply)
 		c.failed.Store(true)
 		return 0, errTooManyCommands
 	}
 	n, err := c.Conn.Read(p)
 	if err != nil {
 		c.failed.Store(true)
+		var ne net.Error
+		if d == 0 && errors.As(err, &ne) && ne.Timeout() {
+			c.logLimit("idle timeout waiting for a command", "421 4.4.2 Idle timeout")
+		}
 	}
 	if d == 0 && n > 0 && !c.mailSeen.Load() {
 		c.cmds.Add(int64(bytes.Count(p[:n], []byte{'\n'})))
@@ -69,11 +87,22 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 // set (a 354 racing with a shutdown) is not the one it means.
 func (c *guardedConn) Write(p []byte) (int, error) {
 	closing := c.closeAfter.Load()
+	for _, r := range goSMTPLimitReplies {
+		if bytes.HasPrefix(p, []byte(r.prefix)) {
+			c.logLimit(r.reason, string(bytes.TrimRight(p, "\r\n")))
+		}
+	}
 	n, err := c.Conn.Write(p)
 	if closing {
 		c.Close()
 	}
 	return n, err
+}
+
+func (c *guardedConn) logLimit(reason, reply string) {
+	if c.limit != nil {
+		c.limit(reason, reply)
+	}
 }
 
 // Close closes once and releases the connection's admission slot.

@@ -14,6 +14,17 @@ import (
 	"github.com/recallrelay/recallrelay/relay"
 )
 
+// wantLog waits briefly for a relay log line containing want.
+func wantLog(t *testing.T, h *harness, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(h.logs.String(), want); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("no log line with %s:\n%s", want, h.logs)
+			return
+		}
+	}
+}
+
 // greeting connects and returns the first reply.
 func greeting(t *testing.T, addr string) (int, string) {
 	t.Helper()
@@ -116,6 +127,7 @@ func TestSessionLimits(t *testing.T) {
 		if code != 421 || !strings.Contains(text, "More than 5 commands before MAIL") {
 			t.Errorf("reply %d %s", code, text)
 		}
+		wantLog(t, h, `"limit":"too many commands before MAIL"`)
 		if _, _, err := c.ReadResponse(0); err == nil {
 			t.Error("connection still open")
 		}
@@ -149,9 +161,33 @@ func TestSessionLimits(t *testing.T) {
 		c.cmd(250, "MAIL FROM:<a@contoso.com>")
 		c.cmd(250, "RCPT TO:<b@fabrikam.example>")
 		c.cmd(250, "RCPT TO:<c@fabrikam.example>")
-		if text := c.cmd(452, "RCPT TO:<d@fabrikam.example>"); !strings.Contains(text, "4.5.3") {
+		if text := c.cmd(452, "RCPT TO:<d@fabrikam.example>"); !strings.Contains(text, "4.5.3 Too many recipients: at most 2 per message") {
 			t.Errorf("reply %q", text)
 		}
+		wantLog(t, h, `"limit":"too many recipients"`)
+		// The message still goes to the two accepted recipients.
+		c.cmd(354, "DATA")
+		c.write("Subject: two of three\r\n\r\nbody\r\n.\r\n")
+		c.expect(250)
+		if d, err := h.vendor.WaitDeliveries(1, time.Second); err != nil || strings.Join(d[0].Rcpts, ",") != "b@fabrikam.example,c@fabrikam.example" {
+			t.Errorf("vendor deliveries %+v, %v", d, err)
+		}
+	})
+	t.Run("idle waiting for a command", func(t *testing.T) {
+		h := newHarness(t, func(c *relay.Config) { c.Tenant.CommandTimeout = 200 * time.Millisecond })
+		c := dial(t, h.relay.TenantAddr())
+		if code, text, _ := c.ReadResponse(0); code != 421 || !strings.Contains(text, "4.4.2") {
+			t.Errorf("after idling: %d %s, want 421 4.4.2", code, text)
+		}
+		wantLog(t, h, `"limit":"idle timeout waiting for a command"`)
+	})
+	t.Run("command line too long", func(t *testing.T) {
+		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxLineLength = 100 })
+		c := dial(t, h.relay.TenantAddr())
+		if code, text := c.try("NOOP %s", strings.Repeat("x", 200)); code != 500 || !strings.Contains(text, "5.4.0") {
+			t.Errorf("long command: %d %s, want 500 5.4.0", code, text)
+		}
+		wantLog(t, h, `"limit":"command line too long"`)
 	})
 	t.Run("TLS required before MAIL", func(t *testing.T) {
 		ca := newCA(t)

@@ -500,7 +500,9 @@ func (r *Relay) newServer(l *leg) *smtp.Server {
 	s.Domain = r.cfg.Hostname
 	s.TLSConfig = l.lc.TLS
 	s.MaxMessageBytes = l.lc.MaxMessageBytes
-	s.MaxRecipients = l.lc.MaxRecipients
+	// The session counts recipients itself (with a log line); go-smtp's
+	// limit is left off so that it does not answer first.
+	s.MaxRecipients = 0
 	s.MaxLineLength = l.lc.MaxLineLength
 	s.ReadTimeout = l.lc.CommandTimeout
 	s.WriteTimeout = l.lc.CommandTimeout

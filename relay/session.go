@@ -153,6 +153,10 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (s *session) rcpt(to string) error {
+	if max := s.leg.lc.MaxRecipients; len(s.rcpts) >= max {
+		s.log(zerolog.WarnLevel).Str("limit", "too many recipients").Int("max", max).Msg("limit reached")
+		return Reply(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients: at most %d per message", max)
+	}
 	if s.hop == nil || s.hop.broken {
 		return Reply(451, smtp.EnhancedCode{4, 4, 2}, "%s connection lost; start again", s.hopName())
 	}
