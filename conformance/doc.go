@@ -36,10 +36,20 @@
 // winmail.dat part byte-identical.
 //
 // Recall traffic reaching the vendor is counted from what the fake vendor
-// received (ClassifyRecall). The relay will keep recall requests and
-// reports away from vendors once its routing rules do so; until then it
-// sends them on like any mail, and the report shows it. Behind the relay,
-// an external vendor's intake cannot be observed: the count is null.
+// received, recognized as the relay recognizes it (ClassifyRecall, which is
+// rules.ClassifyRecall). Through the relay the count is 0: the recall-safe
+// rules send recall requests and reports straight back to the tenant, and
+// Gate.NoRecallToVendor makes that a CI verdict. Behind the relay, an
+// external vendor's intake cannot be observed: the count is null.
+//
+// # DKIM
+//
+// Before sending, the run signs every message with a tenant DKIM key of its
+// own (ed25519, go-msgauth), over the fields Exchange Online signs, and
+// checks the signature on every delivery (dkim_intact). It is reported,
+// not part of survival: a vendor that changes the body breaks it for good,
+// while one that only drops or rewrites signed fields (Message-ID,
+// X-MS-Exchange-SenderADCheck) has them put back by the relay.
 //
 // # What the relay cannot restore
 //
@@ -52,13 +62,10 @@
 //     part it must match (and the message class and MAPI properties inside
 //     it) is gone, and the relay has no copy of bodies to put it back.
 //     Expected damage: pass it to Gate.ExpectDamage.
-//   - tempfail-first: 0 % through the relay, 100 % directly. The fake
-//     vendor accepts the retry of a message it refused once, recognising it
-//     by its bytes; the relay stamps a new reference (and Received id) on
-//     every attempt, so to the vendor every retry is a new message, refused
-//     again until the sender gives up. This is not damage to content; it is
-//     reported, not excused.
 //
+// tempfail-first reaches 100 % because the tenant leg derives the reference
+// from the message and its envelope: the retry of a message the vendor
+// refused once goes out byte-identical, and the vendor recognizes it.
 // duplicate and split-recipients reach 100 % because the relay's return leg
 // suppresses repeat deliveries per recipient; drop-mid-data and delay
 // because senders retry and nothing is lost in the wait; header stripping,
@@ -92,6 +99,8 @@
 //	extra_recipients   recipients of matched deliveries the message was not
 //	                   sent to
 //	identity_intact    messages delivered with every delivery intact
+//	dkim_intact        messages delivered with the tenant's DKIM signature
+//	                   valid on every delivery
 //	survived           messages intact and delivered once to every recipient
 //	survival_percent   100 × survived / sent
 //	recall_to_vendor   {"requests": n, "reports": n}, or null when not
@@ -104,7 +113,7 @@
 //	                   deliveries}, identity_intact, identity (the
 //	                   CompareIdentity summary, or "not delivered"),
 //	                   missing/changed/added (field names), tnef_lost,
-//	                   tnef_changed, survived
+//	                   tnef_changed, survived, dkim_intact
 //	incomplete         why the cell stopped waiting early (absent if it
 //	                   did not)
 //	duration_seconds   wall time of the cell

@@ -153,8 +153,9 @@
 //
 // # When the relay decides
 //
-// DecideEnvelope decides at MAIL/RCPT time when nothing else can matter;
-// NeedsBody and NeedsBodyFor tell whether the body must be scanned (only
-// multipart and application/ms-tnef messages, and only when a condition
-// needs it); Decide decides on the whole message; Explain says why.
+// DecideEnvelope decides from the envelope when nothing else can matter
+// (the relay asks it at MAIL FROM); NeedsBody and NeedsBodyFor tell whether
+// the body must be scanned (only multipart and TNEF messages, and only when
+// a condition needs it); Decide decides on the whole message; Explain says
+// why; ClassifyRecall tells recall traffic by the same signs.
 package rules

@@ -299,9 +299,9 @@ func (e *Engine) NeedsBody() bool { return e.needsBody }
 // It is false when no condition needs the body; when the header block
 // settles the decision (a recall request known by its header fields is
 // bypassed whatever the body holds); and, for conditions on parts and the
-// TNEF class, when the message is neither multipart/* nor
-// application/ms-tnef, since the header block then describes its only
-// entity. size_over needs the size of every message, so a rule with it
+// TNEF class, when the message is neither multipart/* nor TNEF
+// (application/ms-tnef, application/vnd.ms-tnef, winmail.dat), since the
+// header block then describes its only entity. size_over needs the size of every message, so a rule with it
 // makes NeedsBodyFor true for every message it may apply to.
 func (e *Engine) NeedsBodyFor(h *headers.Header) bool {
 	if !e.needsBody {
