@@ -22,14 +22,7 @@ import (
 func TestSIGHUPReloadsRules(t *testing.T) {
 	bin := buildRelay(t)
 	dir := t.TempDir()
-	tenant, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tenant.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tenant.Close() })
+	tenant := startTenant(t)
 	tenantListen, returnListen := freeAddr(t), freeAddr(t)
 	vendors := map[string]*relaytest.Vendor{}
 	for _, name := range []string{"signature", "scanner"} {

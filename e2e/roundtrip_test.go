@@ -42,20 +42,27 @@ func newSigner(t testing.TB) *headers.Signer {
 	return s
 }
 
+// startTenant starts a recording fake tenant on a free loopback port; it
+// is closed when the test ends.
+func startTenant(t *testing.T) *relaytest.Tenant {
+	t.Helper()
+	tn, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tn.Close() })
+	return tn
+}
+
 // newLoop starts a tenant, a relay on st and a vendor with the given
 // behaviours.
 func newLoop(t *testing.T, st relay.Store, behaviors string) *loop {
 	t.Helper()
-	l := &loop{}
+	l := &loop{tenant: startTenant(t)}
 	var err error
-	l.tenant, err = relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.tenant.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.tenant.Close() })
 
 	vendorAddr := freeAddr(t)
 	l.relay = startRelay(t, st, vendorAddr, l.tenant.Addr(), "127.0.0.1:0")
@@ -240,18 +247,8 @@ func TestRestartBetweenLegs(t *testing.T) {
 		}
 		return b
 	}
-	tenant, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tenant.Start()
-	defer tenant.Close()
-	vendor, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0"}) // records, sends nothing back yet
-	if err != nil {
-		t.Fatal(err)
-	}
-	vendor.Start()
-	defer vendor.Close()
+	tenant := startTenant(t)
+	vendor := startTenant(t) // records, sends nothing back yet
 
 	m := relaytest.Generate(relaytest.GenerateOptions{Seed: 3})[0]
 

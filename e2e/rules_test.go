@@ -41,16 +41,8 @@ type rulesLoop struct {
 // vendor per spec, known to the relay by its name.
 func newRulesLoop(t *testing.T, st relay.Store, set *rules.Set, specs ...vendorSpec) *rulesLoop {
 	t.Helper()
-	l := &rulesLoop{vendors: map[string]*relaytest.Vendor{}}
+	l := &rulesLoop{vendors: map[string]*relaytest.Vendor{}, tenant: startTenant(t)}
 	var err error
-	l.tenant, err = relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.tenant.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.tenant.Close() })
 
 	var names []string
 	var hops []relay.NextHop
