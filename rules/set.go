@@ -286,15 +286,8 @@ func (p *parser) conditions(path, rel string, cs *condSchema, orgNeeded func(str
 	rp := func(key string) string { return rel + "." + key }
 
 	if p.listPresent(at("header_exists"), len(cs.HeaderExists)) {
-		k := &headerExistsCond{path: rp("header_exists")}
-		for i, n := range cs.HeaderExists {
-			if err := headers.CheckFieldName(n); err != nil {
-				p.problem(at("header_exists")+"["+strconv.Itoa(i)+"]", "%v", err)
-				continue
-			}
-			k.names = append(k.names, n)
-		}
-		out = append(out, k)
+		out = append(out, &headerExistsCond{path: rp("header_exists"),
+			names: each(p, at("header_exists"), cs.HeaderExists, func(n string) (string, error) { return n, headers.CheckFieldName(n) })})
 	}
 	if hc := cs.HeaderContains; hc != nil {
 		k := &headerContainsCond{path: rp("header_contains"), header: p.headerName(at("header_contains.header"), hc.Header)}
@@ -343,52 +336,26 @@ func (p *parser) conditions(path, rel string, cs *condSchema, orgNeeded func(str
 		}
 	}
 	if p.listPresent(at("attachment_extension"), len(cs.AttachmentExtension)) {
-		k := &attachmentExtCond{path: rp("attachment_extension")}
-		for i, x := range cs.AttachmentExtension {
-			e := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(x), "."))
-			if e == "" || strings.ContainsAny(e, "/\\*? \t") || strings.HasSuffix(e, ".") || hasControl(e) {
-				p.problem(at("attachment_extension")+"["+strconv.Itoa(i)+"]", "%q is not a file name extension (like pdf, .docx or tar.gz)", x)
-				continue
-			}
-			k.exts = append(k.exts, e)
-		}
-		out = append(out, k)
+		out = append(out, &attachmentExtCond{path: rp("attachment_extension"),
+			exts: each(p, at("attachment_extension"), cs.AttachmentExtension, parseExtension)})
 	}
 	if p.listPresent(at("attachment_content_type"), len(cs.AttachmentContentType)) {
-		k := &attachmentTypeCond{path: rp("attachment_content_type")}
-		for i, t := range cs.AttachmentContentType {
-			tp, err := parseTypePattern(t)
-			if err != nil {
-				p.problem(at("attachment_content_type")+"["+strconv.Itoa(i)+"]", "%v", err)
-				continue
-			}
-			k.types = append(k.types, tp)
-		}
-		out = append(out, k)
+		out = append(out, &attachmentTypeCond{path: rp("attachment_content_type"),
+			types: each(p, at("attachment_content_type"), cs.AttachmentContentType, parseTypePattern)})
 	}
 	if p.listPresent(at("message_class"), len(cs.MessageClass)) {
-		k := &messageClassCond{path: rp("message_class")}
-		for i, c := range cs.MessageClass {
-			cp, err := parseClassPattern(c)
-			if err != nil {
-				p.problem(at("message_class")+"["+strconv.Itoa(i)+"]", "%v", err)
-				continue
-			}
-			k.classes = append(k.classes, cp)
-		}
-		out = append(out, k)
+		out = append(out, &messageClassCond{path: rp("message_class"),
+			classes: each(p, at("message_class"), cs.MessageClass, parseClassPattern)})
 	}
 	if p.listPresent(at("predicate"), len(cs.Predicate)) {
-		k := &predicateCond{path: rp("predicate")}
-		for i, name := range cs.Predicate {
-			pr, ok := parsePredicate(name)
-			if !ok {
-				p.problem(at("predicate")+"["+strconv.Itoa(i)+"]", "unknown predicate %q; known: %s", name, strings.Join(predicateNames(), ", "))
-				continue
-			}
-			k.preds = append(k.preds, pr)
-		}
-		out = append(out, k)
+		out = append(out, &predicateCond{path: rp("predicate"),
+			preds: each(p, at("predicate"), cs.Predicate, func(name string) (predicate, error) {
+				pr, ok := parsePredicate(name)
+				if !ok {
+					return 0, fmt.Errorf("unknown predicate %q; known: %s", name, strings.Join(predicateNames(), ", "))
+				}
+				return pr, nil
+			})})
 	}
 	return out
 }
@@ -415,33 +382,42 @@ func (p *parser) headerName(path, name string) string {
 }
 
 func (p *parser) phrases(path string, words []string) []phrase {
-	var out []phrase
-	for i, w := range words {
-		ph, err := compilePhrase(w)
-		if err != nil {
-			p.problem(path+"["+strconv.Itoa(i)+"]", "%v", err)
-			continue
-		}
-		out = append(out, ph)
-	}
-	return out
+	return each(p, path, words, compilePhrase)
 }
 
 // regexps compiles RE2 patterns; fold makes them case-insensitive.
 func (p *parser) regexps(path string, patterns []string, fold bool) []*regexp.Regexp {
-	var out []*regexp.Regexp
-	for i, s := range patterns {
+	return each(p, path, patterns, func(s string) (*regexp.Regexp, error) {
 		re, err := regexp.Compile(s)
 		if err == nil && fold {
 			re, err = regexp.Compile("(?i)" + s)
 		}
+		return re, err
+	})
+}
+
+// each parses every item of the list at path, reporting each item that
+// does not parse at its index, and returns those that do.
+func each[T any](p *parser, path string, items []string, parse func(string) (T, error)) []T {
+	var out []T
+	for i, s := range items {
+		v, err := parse(s)
 		if err != nil {
 			p.problem(path+"["+strconv.Itoa(i)+"]", "%v", err)
 			continue
 		}
-		out = append(out, re)
+		out = append(out, v)
 	}
 	return out
+}
+
+// parseExtension normalizes a file name extension: "PDF", ".docx", "tar.gz".
+func parseExtension(x string) (string, error) {
+	e := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(x), "."))
+	if e == "" || strings.ContainsAny(e, "/\\*? \t") || strings.HasSuffix(e, ".") || hasControl(e) {
+		return "", fmt.Errorf("%q is not a file name extension (like pdf, .docx or tar.gz)", x)
+	}
+	return e, nil
 }
 
 // address compiles a sender or recipient condition.
