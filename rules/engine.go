@@ -336,51 +336,49 @@ func (r *rule) ends() bool {
 // otherwise evaluation stops as soon as the result is known. bodyDep
 // reports a condition whose value is unknown for want of the body or size.
 func (r *rule) evaluate(c *evalCtx, all bool) (res tri, conds []ConditionTrace, bodyDep bool) {
-	res = yes
-	for _, k := range r.when {
+	when := evalConds(c, r.when, no, all, &conds, &bodyDep)
+	if when == no && !all {
+		return no, conds, bodyDep
+	}
+	except := evalConds(c, r.except, yes, all, &conds, &bodyDep)
+	switch {
+	case when == no || except == yes:
+		return no, conds, bodyDep
+	case when == unknown || except == unknown:
+		return unknown, conds, bodyDep
+	}
+	return yes, conds, bodyDep
+}
+
+// evalConds combines the values of ks: decisive is the value that settles
+// the combination, no for when (all must hold), yes for except (any holds).
+// Without all it stops at the first decisive value; with all it evaluates
+// and traces every condition. bodyDep is set when a condition is unknown
+// for want of the body or size.
+func evalConds(c *evalCtx, ks []condition, decisive tri, all bool, trace *[]ConditionTrace, bodyDep *bool) tri {
+	res := yes // the neutral value: yes for when, no for except
+	if decisive == yes {
+		res = no
+	}
+	for _, k := range ks {
 		t, why := k.eval(c)
 		if all {
-			conds = append(conds, ConditionTrace{Field: k.field(), Holds: t == yes, Reason: why})
+			*trace = append(*trace, ConditionTrace{Field: k.field(), Holds: t == yes, Reason: why})
 		}
 		if t == unknown && k.needs()&(needBody|needSize) != 0 {
-			bodyDep = true
+			*bodyDep = true
 		}
 		switch {
-		case t == no:
-			res = no
-		case t == unknown && res == yes:
+		case t == decisive:
+			res = decisive
+		case t == unknown && res != decisive:
 			res = unknown
 		}
-		if res == no && !all {
-			return res, conds, bodyDep
-		}
-	}
-	except := no
-	for _, k := range r.except {
-		t, why := k.eval(c)
-		if all {
-			conds = append(conds, ConditionTrace{Field: k.field(), Holds: t == yes, Reason: why})
-		}
-		if t == unknown && k.needs()&(needBody|needSize) != 0 {
-			bodyDep = true
-		}
-		switch {
-		case t == yes:
-			except = yes
-		case t == unknown && except == no:
-			except = unknown
-		}
-		if except == yes && !all {
+		if res == decisive && !all {
 			break
 		}
 	}
-	switch {
-	case except == yes:
-		res = no
-	case except == unknown && res == yes:
-		res = unknown
-	}
-	return res, conds, bodyDep
+	return res
 }
 
 // run evaluates the rules on c. determined is false when a condition that
