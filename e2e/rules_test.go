@@ -135,6 +135,22 @@ func byMessageID(t *testing.T, ds []relaytest.Delivery, id string) []relaytest.D
 	return out
 }
 
+// deliveredOnceIntact returns m's delivery among delivered, reporting
+// (under name) a message delivered other than once or with its recall
+// identity damaged; ok is false when there is no single delivery.
+func deliveredOnceIntact(t *testing.T, name string, m relaytest.Message, delivered []relaytest.Delivery) (relaytest.Delivery, bool) {
+	t.Helper()
+	ds := byMessageID(t, delivered, messageID(t, m.Data))
+	if len(ds) != 1 {
+		t.Errorf("%s: delivered %d times", name, len(ds))
+		return relaytest.Delivery{}, false
+	}
+	if r := relaytest.CompareIdentity(m.Data, ds[0].Data); !r.Intact {
+		t.Errorf("%s: recall identity damaged: %s", name, r)
+	}
+	return ds[0], true
+}
+
 // generated returns the message of the given kind from Generate(seed).
 func generated(t *testing.T, seed int64, kind string) relaytest.Message {
 	t.Helper()
@@ -299,14 +315,9 @@ func TestRecallTrafficBypassesVendors(t *testing.T) {
 			if got := byMessageID(t, v.Received(), id); len(got) != 0 {
 				t.Errorf("%s: the vendor received it %d times", m.Name, len(got))
 			}
-			ds := byMessageID(t, delivered, id)
-			if len(ds) != 1 {
-				t.Errorf("%s: delivered %d times", m.Name, len(ds))
+			d, ok := deliveredOnceIntact(t, m.Name, m, delivered)
+			if !ok {
 				continue
-			}
-			d := ds[0]
-			if r := relaytest.CompareIdentity(m.Data, d.Data); !r.Intact {
-				t.Errorf("%s: recall identity damaged: %s", m.Name, r)
 			}
 			if d.MailFrom != m.From || strings.Join(d.Rcpts, ",") != strings.Join(m.To, ",") {
 				t.Errorf("%s: envelope %s→%v, want %s→%v", m.Name, d.MailFrom, d.Rcpts, m.From, m.To)
@@ -326,15 +337,9 @@ func TestRecallTrafficBypassesVendors(t *testing.T) {
 		if n := len(v.Received()); n != 1 {
 			t.Errorf("the vendor received %d messages, want only %s", n, ordinary.Name)
 		}
-		ds := byMessageID(t, delivered, id)
-		if len(ds) != 1 {
-			t.Fatalf("%s: delivered %d times", ordinary.Name, len(ds))
-		}
-		if !bytes.Contains(ds[0].Data, []byte("This message was processed by fakemta.")) {
+		d, ok := deliveredOnceIntact(t, ordinary.Name, ordinary, delivered)
+		if ok && !bytes.Contains(d.Data, []byte("This message was processed by fakemta.")) {
 			t.Errorf("%s: delivered without the vendor's footer", ordinary.Name)
-		}
-		if r := relaytest.CompareIdentity(ordinary.Data, ds[0].Data); !r.Intact {
-			t.Errorf("%s: recall identity damaged: %s", ordinary.Name, r)
 		}
 	})
 }
@@ -419,14 +424,9 @@ func TestVendorChain(t *testing.T) {
 				t.Errorf("%s: the scanner's copy lacks the signature service's footer", m.Name)
 			}
 
-			ds := byMessageID(t, delivered, id)
-			if len(ds) != 1 {
-				t.Errorf("%s: delivered %d times", m.Name, len(ds))
+			d, ok := deliveredOnceIntact(t, m.Name, m, delivered)
+			if !ok {
 				continue
-			}
-			d := ds[0]
-			if r := relaytest.CompareIdentity(m.Data, d.Data); !r.Intact {
-				t.Errorf("%s: recall identity damaged: %s", m.Name, r)
 			}
 			var scanOut []byte
 			for _, o := range scan.Returned() {
@@ -451,11 +451,7 @@ func TestVendorChain(t *testing.T) {
 		if a, b := len(byMessageID(t, sig.Received(), id)), len(byMessageID(t, scan.Received(), id)); a != 1 || b != 0 {
 			t.Errorf("%s: signature got it %d times, scanner %d times; want 1 and 0", external.Name, a, b)
 		}
-		if ds := byMessageID(t, delivered, id); len(ds) != 1 {
-			t.Errorf("%s: delivered %d times", external.Name, len(ds))
-		} else if r := relaytest.CompareIdentity(external.Data, ds[0].Data); !r.Intact {
-			t.Errorf("%s: recall identity damaged: %s", external.Name, r)
-		}
+		deliveredOnceIntact(t, external.Name, external, delivered)
 		if n, want := len(sig.Received()), len(chained)+1; n != want {
 			t.Errorf("signature service got %d messages, want %d", n, want)
 		}
@@ -522,16 +518,9 @@ func TestSenderDomainRouting(t *testing.T) {
 					t.Errorf("%s (%s): %s got it %d times, want never", c.name, c.from, name, n)
 				}
 			}
-			ds := byMessageID(t, delivered, id)
-			if len(ds) != 1 {
-				t.Errorf("%s: delivered %d times", c.name, len(ds))
-				continue
-			}
-			if r := relaytest.CompareIdentity(m.Data, ds[0].Data); !r.Intact {
-				t.Errorf("%s: recall identity damaged: %s", c.name, r)
-			}
-			if ds[0].MailFrom != m.From || strings.Join(ds[0].Rcpts, ",") != strings.Join(m.To, ",") {
-				t.Errorf("%s: envelope %s→%v, want %s→%v", c.name, ds[0].MailFrom, ds[0].Rcpts, m.From, m.To)
+			d, ok := deliveredOnceIntact(t, c.name, m, delivered)
+			if ok && (d.MailFrom != m.From || strings.Join(d.Rcpts, ",") != strings.Join(m.To, ",")) {
+				t.Errorf("%s: envelope %s→%v, want %s→%v", c.name, d.MailFrom, d.Rcpts, m.From, m.To)
 			}
 		}
 		for name, v := range l.vendors {
