@@ -2,10 +2,12 @@
 // passing through recallrelay, and defines the origin record that connects
 // the two legs of a round trip.
 //
-// Header fields are handled as raw bytes through go-message's textproto, which
-// keeps every field byte-exact (spelling, folding, order): the fields the
-// relay records on the tenant leg are the fields it writes back on the return
-// leg, to the byte.
+// Header fields are handled as raw bytes, which keeps every field
+// byte-exact (spelling, folding, order): the fields the relay records on the
+// tenant leg are the fields it writes back on the return leg, to the byte.
+// The header block is read by an in-house reader that accepts exactly what
+// go-message's textproto accepts, and holds the block compactly: its bytes
+// once, plus a small index entry per field.
 package headers
 
 import (
@@ -14,113 +16,149 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
-
-	"github.com/emersion/go-message/textproto"
 )
 
 // ErrHeaderTooLarge is returned by ReadHeader when the header block exceeds
-// its limit.
+// one of its limits: its size in bytes, or its number of fields (then the
+// error also wraps ErrTooManyFields).
 var ErrHeaderTooLarge = errors.New("header block too large")
 
-// ErrMalformedHeader wraps every syntax error in a header block.
+// ErrTooManyFields is returned by ReadHeaderLimits when the header block has
+// more fields than Limits.MaxFields. The error also wraps ErrHeaderTooLarge.
+var ErrTooManyFields = errors.New("too many header fields")
+
+// ErrMalformedHeader wraps every syntax error in a header block, and a NUL
+// byte anywhere in it.
 var ErrMalformedHeader = errors.New("malformed header")
 
+// Defaults of Limits.
+const (
+	// DefaultMaxHeaderBytes is the default size limit of a header block.
+	DefaultMaxHeaderBytes = 1 << 20
+	// DefaultMaxHeaderFields is the default limit on the number of fields
+	// in a header block. A message leaving Exchange Online has 50 to 200.
+	DefaultMaxHeaderFields = 1000
+)
+
+// maxBlockBytes is the largest header block a Header indexes: its offsets
+// are 32-bit, and this fits an int everywhere.
+const maxBlockBytes = math.MaxInt32
+
 // readAhead is the buffer of the reader ReadHeader returns; it is also how
-// far ReadHeader may read past the header limit before it knows the header
-// block's exact size.
+// far ReadHeader may read past the header block.
 const readAhead = 64 << 10
+
+// Limits bound what ReadHeaderLimits accepts. A zero (or negative) field
+// takes its default.
+type Limits struct {
+	// MaxBytes bounds the size of the header block, including the empty
+	// line that ends it, as Header.Size counts it. Default
+	// DefaultMaxHeaderBytes; values above 2 GiB - 1 are taken as that.
+	MaxBytes int
+	// MaxFields bounds the number of fields. Default DefaultMaxHeaderFields.
+	MaxFields int
+}
+
+// withDefaults returns l with its zero or negative fields set to the
+// defaults, and MaxBytes at most maxBlockBytes.
+func (l Limits) withDefaults() Limits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxHeaderBytes
+	}
+	if l.MaxBytes > maxBlockBytes {
+		l.MaxBytes = maxBlockBytes
+	}
+	if l.MaxFields <= 0 {
+		l.MaxFields = DefaultMaxHeaderFields
+	}
+	return l
+}
 
 // Header is a message's header block. Fields keep their raw bytes; the only
 // mutations are removing fields and inserting raw fields at the top, which is
 // what DKIM-safe processing allows.
+//
+// The fields read from the message stay in one buffer, indexed by a small
+// entry per field; removing a field marks its entry, and inserted fields are
+// kept apart, so no mutation copies the block. The zero Header is empty.
 type Header struct {
-	h textproto.Header
+	block []byte   // the fields as read, every line ending in CRLF
+	spans []span   // the fields of block, in message order
+	gone  int      // how many of spans are removed
+	top   [][]byte // fields inserted by Prepend, in message order
+}
+
+// span locates one field of Header.block.
+type span struct {
+	off     uint32 // first byte of the field (of its name)
+	colon   uint32 // the colon that ends its name
+	end     uint32 // one past its last CRLF
+	removed bool
 }
 
 // ReadHeader reads the header block from r, up to and including the empty
 // line that ends it, and returns it with a reader positioned at the first
 // byte of the body. At most max bytes of header are accepted (ErrHeaderTooLarge
-// beyond); the body is not limited. r must deliver CRLF line endings (the
-// relay's line-ending guard sits in front of it).
+// beyond), and at most DefaultMaxHeaderFields fields; max <= 0 means
+// DefaultMaxHeaderBytes. The body is not limited. r must deliver CRLF line
+// endings (the relay's line-ending guard sits in front of it).
 func ReadHeader(r io.Reader, max int) (*Header, io.Reader, error) {
-	lr := &phaseLimitReader{r: r, n: int64(max) + readAhead}
-	br := bufio.NewReaderSize(lr, readAhead)
-	th, err := textproto.ReadHeader(br)
-	if lr.exceeded {
-		return nil, nil, fmt.Errorf("%w: more than %d bytes", ErrHeaderTooLarge, max)
-	}
+	return ReadHeaderLimits(r, Limits{MaxBytes: max})
+}
+
+// ReadHeaderLimits is ReadHeader with both limits. It stops reading as soon
+// as the header block exceeds either: at lim.MaxBytes bytes with an error
+// wrapping ErrHeaderTooLarge, at lim.MaxFields fields with one wrapping
+// ErrTooManyFields (and ErrHeaderTooLarge). Syntax errors, and NUL bytes
+// anywhere in the header block, wrap ErrMalformedHeader; errors of r are
+// returned wrapped (io.ErrUnexpectedEOF, data cut short, also wraps
+// ErrMalformedHeader).
+//
+// The syntax accepted is go-message's textproto.ReadHeader's, and so is what
+// Get and Values return; raw fields have every line ending turned into CRLF,
+// a field at the end of the data without one gains it, and lines with an
+// empty field name (": x") are dropped, as go-message does. A parse holds
+// the header bytes once plus about 16 bytes per field.
+func ReadHeaderLimits(r io.Reader, lim Limits) (*Header, io.Reader, error) {
+	br := bufio.NewReaderSize(r, readAhead)
+	h, err := readBlock(br, lim.withDefaults())
 	if err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, nil, fmt.Errorf("%w: unexpected end of data in header block", ErrMalformedHeader)
-		}
-		var se interface{ Temporary() bool }
-		if errors.As(err, &se) || isReadErr(err) {
-			return nil, nil, err
-		}
-		return nil, nil, fmt.Errorf("%w: %v", ErrMalformedHeader, err)
+		return nil, nil, err
 	}
-	h := &Header{h: th}
-	if n := h.Size(); n > max {
-		return nil, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrHeaderTooLarge, n, max)
-	}
-	lr.n = -1 // the body is unlimited here; the SMTP layer bounds the message
 	return h, br, nil
-}
-
-// isReadErr reports whether err came from the underlying reader rather than
-// from header syntax: go-message returns syntax errors as plain errors whose
-// text starts with "message:".
-func isReadErr(err error) bool {
-	return !strings.HasPrefix(err.Error(), "message:")
-}
-
-// phaseLimitReader fails once more than n bytes were read, until n is set to
-// a negative value.
-type phaseLimitReader struct {
-	r        io.Reader
-	n        int64
-	exceeded bool
-}
-
-func (l *phaseLimitReader) Read(p []byte) (int, error) {
-	if l.n < 0 {
-		return l.r.Read(p)
-	}
-	if l.n == 0 {
-		l.exceeded = true
-		return 0, ErrHeaderTooLarge
-	}
-	if int64(len(p)) > l.n {
-		p = p[:l.n]
-	}
-	n, err := l.r.Read(p)
-	l.n -= int64(n)
-	return n, err
 }
 
 // Size is the number of bytes the header block occupies when written,
 // including the empty line that ends it.
 func (h *Header) Size() int {
 	n := 2
-	fs := h.h.Fields()
-	for fs.Next() {
-		raw, _ := fs.Raw()
+	for _, raw := range h.top {
 		n += len(raw)
+	}
+	for _, s := range h.spans {
+		if !s.removed {
+			n += int(s.end - s.off)
+		}
 	}
 	return n
 }
 
 // Len is the number of fields.
-func (h *Header) Len() int { return h.h.Len() }
+func (h *Header) Len() int { return len(h.top) + len(h.spans) - h.gone }
 
-// Fields returns every field in message order.
+// Fields returns every field in message order. Each Raw aliases the header
+// and must not be modified.
 func (h *Header) Fields() []Field {
-	out := make([]Field, 0, h.h.Len())
-	fs := h.h.Fields()
-	for fs.Next() {
-		raw, _ := fs.Raw()
+	out := make([]Field, 0, h.Len())
+	for _, raw := range h.top {
 		out = append(out, Field{Name: rawName(raw), Raw: raw})
+	}
+	for _, s := range h.spans {
+		if !s.removed {
+			out = append(out, Field{Name: string(h.name(s)), Raw: h.raw(s)})
+		}
 	}
 	return out
 }
@@ -129,31 +167,88 @@ func (h *Header) Fields() []Field {
 // copy of its raw bytes.
 func (h *Header) Capture(m Matcher) []Field {
 	var out []Field
-	for _, f := range h.Fields() {
-		if m.Match(f.Name) {
-			out = append(out, Field{Name: f.Name, Raw: bytes.Clone(f.Raw)})
+	for _, raw := range h.top {
+		if name := rawName(raw); m.Match(name) {
+			out = append(out, Field{Name: name, Raw: bytes.Clone(raw)})
+		}
+	}
+	for _, s := range h.spans {
+		if name := h.name(s); !s.removed && m.matchBytes(name) {
+			out = append(out, Field{Name: string(name), Raw: bytes.Clone(h.raw(s))})
 		}
 	}
 	return out
 }
 
 // Get returns the unfolded value of the first field named name, or "".
-func (h *Header) Get(name string) string { return h.h.Get(name) }
+// Names compare as go-message compares them (see fieldKey).
+func (h *Header) Get(name string) string {
+	k := newFieldKey(name)
+	for _, raw := range h.top {
+		if n, v := splitRaw(raw); k.matches(n) {
+			return unfold(v)
+		}
+	}
+	for _, s := range h.spans {
+		if !s.removed && k.matches(h.name(s)) {
+			return unfold(h.value(s))
+		}
+	}
+	return ""
+}
 
-// Values returns the unfolded values of all fields named name.
-func (h *Header) Values(name string) []string { return h.h.Values(name) }
+// Values returns the unfolded values of all fields named name, in message
+// order, or nil.
+func (h *Header) Values(name string) []string {
+	k := newFieldKey(name)
+	var out []string
+	for _, raw := range h.top {
+		if n, v := splitRaw(raw); k.matches(n) {
+			out = append(out, unfold(v))
+		}
+	}
+	for _, s := range h.spans {
+		if !s.removed && k.matches(h.name(s)) {
+			out = append(out, unfold(h.value(s)))
+		}
+	}
+	return out
+}
 
 // Has reports whether a field named name exists.
-func (h *Header) Has(name string) bool { return h.h.Has(name) }
+func (h *Header) Has(name string) bool {
+	k := newFieldKey(name)
+	for _, raw := range h.top {
+		if n, _ := splitRaw(raw); k.matches(n) {
+			return true
+		}
+	}
+	for _, s := range h.spans {
+		if !s.removed && k.matches(h.name(s)) {
+			return true
+		}
+	}
+	return false
+}
 
 // Remove deletes every field whose name m matches and returns how many.
 func (h *Header) Remove(m Matcher) int {
 	n := 0
-	fs := h.h.Fields()
-	for fs.Next() {
-		raw, _ := fs.Raw()
+	top := h.top[:0]
+	for _, raw := range h.top {
 		if m.Match(rawName(raw)) {
-			fs.Del()
+			n++
+		} else {
+			top = append(top, raw)
+		}
+	}
+	clear(h.top[len(top):])
+	h.top = top
+	for i := range h.spans {
+		s := &h.spans[i]
+		if !s.removed && m.matchBytes(h.name(*s)) {
+			s.removed = true
+			h.gone++
 			n++
 		}
 	}
@@ -162,19 +257,56 @@ func (h *Header) Remove(m Matcher) int {
 
 // Prepend inserts fields at the top of the header block, keeping their
 // order: the first of fields becomes the first field of the block. Each
-// field's raw bytes must be a complete, valid field (see NewField).
+// field's raw bytes must be a complete, valid field (see NewField); they are
+// kept, not copied, and must not be modified afterwards. Prepend panics on a
+// field without a colon. Only Raw counts: a field's name is read from it.
 func (h *Header) Prepend(fields ...Field) {
-	for i := len(fields) - 1; i >= 0; i-- {
-		h.h.AddRaw(fields[i].Raw)
+	top := make([][]byte, 0, len(fields)+len(h.top))
+	for _, f := range fields {
+		if bytes.IndexByte(f.Raw, ':') < 0 {
+			panic("headers: Header.Prepend: field without a colon")
+		}
+		top = append(top, f.Raw)
 	}
+	h.top = append(top, h.top...)
 }
 
 // WriteTo writes the header block, including the empty line that ends it.
 func (h *Header) WriteTo(w io.Writer) (int64, error) {
 	cw := &countWriter{w: w}
-	err := textproto.WriteHeader(cw, h.h)
+	for _, raw := range h.top {
+		if _, err := cw.Write(raw); err != nil {
+			return cw.n, err
+		}
+	}
+	// Write each run of adjacent fields that were not removed at once.
+	for i := 0; i < len(h.spans); {
+		if h.spans[i].removed {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(h.spans) && !h.spans[j].removed && h.spans[j].off == h.spans[j-1].end {
+			j++
+		}
+		if _, err := cw.Write(h.block[h.spans[i].off:h.spans[j-1].end]); err != nil {
+			return cw.n, err
+		}
+		i = j
+	}
+	_, err := cw.Write([]byte("\r\n"))
 	return cw.n, err
 }
+
+// raw returns the field s, capped so that appending to it cannot overwrite
+// the next field.
+func (h *Header) raw(s span) []byte { return h.block[s.off:s.end:s.end] }
+
+// name returns the name of field s, without surrounding blanks.
+func (h *Header) name(s span) []byte { return trimBlanks(h.block[s.off:s.colon]) }
+
+// value returns the raw value of field s: everything after the colon.
+func (h *Header) value(s span) []byte { return h.block[s.colon+1 : s.end] }
 
 type countWriter struct {
 	w io.Writer

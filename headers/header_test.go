@@ -59,14 +59,25 @@ func TestReadHeader(t *testing.T) {
 
 // The header block must come out of ReadHeader+WriteTo byte-identical for
 // every real Exchange message: that is what lets the relay record and
-// restore fields to the byte.
+// restore fields to the byte. And every one is well within the default
+// field limit.
 func TestHeaderRoundTripCorpus(t *testing.T) {
 	files := corpusFiles(t)
+	most, mostFile := 0, ""
+	defer func() {
+		t.Logf("most fields: %d (%s)", most, filepath.Base(mostFile))
+		if most > DefaultMaxHeaderFields/4 {
+			t.Errorf("%s has %d fields: the default limit %d leaves too little room", mostFile, most, DefaultMaxHeaderFields)
+		}
+	}()
 	for _, f := range files {
 		raw := readCorpus(t, f)
 		h, body, err := ReadHeader(bytes.NewReader(raw), 1<<20)
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
+		}
+		if h.Len() > most {
+			most, mostFile = h.Len(), f
 		}
 		var out bytes.Buffer
 		if _, err := h.WriteTo(&out); err != nil {

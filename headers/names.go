@@ -84,6 +84,29 @@ func (m Matcher) Match(name string) bool {
 	return false
 }
 
+// matchBytes is Match for a name given as bytes. The name must be ASCII, as
+// every name a Header parses is; it allocates nothing for names of up to 128
+// bytes.
+func (m Matcher) matchBytes(name []byte) bool {
+	var buf [128]byte
+	lower := buf[:0]
+	if len(name) > len(buf) {
+		lower = make([]byte, 0, len(name))
+	}
+	for _, c := range name {
+		lower = append(lower, lowerASCII(c))
+	}
+	if m.exact[string(lower)] {
+		return true
+	}
+	for _, p := range m.prefixes {
+		if len(lower) >= len(p) && string(lower[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
+}
+
 // Empty reports whether the matcher has no patterns.
 func (m Matcher) Empty() bool { return len(m.exact) == 0 && len(m.prefixes) == 0 }
 
@@ -115,6 +138,20 @@ var (
 		"X-MS-Exchange-CrossTenant-*",
 		"X-OriginatorOrg",
 	)
+	// Restamped is what the return leg always removes from what the vendor
+	// presents and never restores: the fields Exchange Online strips and
+	// stamps anew when a message re-enters the tenant
+	// (../shared/docs/exchange-round-trip.md, section 2). Restoring them
+	// would add nothing, and passing them on would let a vendor present
+	// forged tenant attribution (CrossTenant-AuthAs: Internal, another
+	// X-OriginatorOrg). DefaultCapture still records them, for tracing.
+	// It is not configurable: a restore list that names them is ignored
+	// for them.
+	Restamped = []string{
+		"X-MS-Exchange-CrossTenant-*",
+		"X-MS-Exchange-Transport-CrossTenantHeadersStamped",
+		"X-OriginatorOrg",
+	}
 	// Firewall is what the return leg always removes from what the vendor
 	// presents: the fields that would make Exchange treat mail as internal.
 	// It is not configurable.

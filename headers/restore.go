@@ -8,14 +8,22 @@ import (
 
 // Restorer repairs the header block of a message coming back from a vendor.
 type Restorer struct {
-	restore  Matcher
-	firewall Matcher
+	restore   Matcher
+	firewall  Matcher
+	restamped Matcher
 }
 
 // NewRestorer returns a Restorer that puts back the recorded fields restore
-// matches. The firewall (Firewall) is always applied on top.
+// matches. The firewall (Firewall) is always applied on top, and the fields
+// Exchange re-stamps (Restamped) are always removed and never put back,
+// whatever restore matches.
 func NewRestorer(restore Matcher) *Restorer {
-	return &Restorer{restore: restore, firewall: MustMatcher(Firewall...)}
+	return &Restorer{restore: restore, firewall: MustMatcher(Firewall...), restamped: MustMatcher(Restamped...)}
+}
+
+// restores reports whether Restore puts back recorded fields named name.
+func (r *Restorer) restores(name string) bool {
+	return r.restore.Match(name) && !r.restamped.Match(name)
 }
 
 // RestoreReport says what Restore changed, by lower-case field name.
@@ -24,7 +32,8 @@ type RestoreReport struct {
 	// back as recorded.
 	Restored []string
 	// Removed names fields the vendor added (or forged) that the record
-	// does not have, including every firewalled field.
+	// does not have, including every firewalled field, and every Restamped
+	// field the vendor presents.
 	Removed []string
 	// Intact names recorded fields that came back byte-identical.
 	Intact []string
@@ -39,15 +48,18 @@ func (r RestoreReport) Changed() bool { return len(r.Restored)+len(r.Removed) > 
 // order), it is left where it is; otherwise every field of that name is
 // removed and the recorded ones are inserted at the top of the header block,
 // in recorded order. Firewalled names that were not recorded (for example
-// X-MS-Exchange-Organization-*) are always removed. Every other field is
-// left exactly as the vendor sent it.
+// X-MS-Exchange-Organization-*) are always removed, and so are Restamped
+// names, recorded or not. Every other field is left exactly as the vendor
+// sent it.
 //
-// With rec == nil (a message without a record), every firewalled field is
-// removed and nothing is added.
+// With rec == nil (a message without a record), every firewalled and
+// Restamped field is removed and nothing is added.
 func (r *Restorer) Restore(h *Header, rec *Record) RestoreReport {
-	guarded := func(name string) bool { return r.restore.Match(name) || r.firewall.Match(name) }
+	guarded := func(name string) bool {
+		return r.restore.Match(name) || r.firewall.Match(name) || r.restamped.Match(name)
+	}
 	if rec == nil {
-		guarded = r.firewall.Match
+		guarded = func(name string) bool { return r.firewall.Match(name) || r.restamped.Match(name) }
 	}
 
 	// Group the vendor's and the record's guarded fields by lower-case name.
@@ -61,7 +73,7 @@ func (r *Restorer) Restore(h *Header, rec *Record) RestoreReport {
 	recorded := map[string][][]byte{}
 	if rec != nil {
 		for _, f := range rec.Fields {
-			if r.restore.Match(f.Name) {
+			if r.restores(f.Name) {
 				k := strings.ToLower(f.Name)
 				recorded[k] = append(recorded[k], f.Raw)
 			}
@@ -101,7 +113,7 @@ func (r *Restorer) Restore(h *Header, rec *Record) RestoreReport {
 		var add []Field
 		for _, f := range rec.Fields {
 			k := strings.ToLower(f.Name)
-			if replace[k] && r.restore.Match(f.Name) && ValidRawField(f.Raw) {
+			if replace[k] && r.restores(f.Name) && ValidRawField(f.Raw) {
 				add = append(add, Field{Name: f.Name, Raw: bytes.Clone(f.Raw)})
 			}
 		}

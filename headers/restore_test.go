@@ -32,11 +32,16 @@ func record(t *testing.T) *Record {
 
 func restore(t *testing.T, vendor string, rec *Record) (string, RestoreReport) {
 	t.Helper()
+	return restoreWith(t, NewRestorer(MustMatcher(DefaultRestore...)), vendor, rec)
+}
+
+func restoreWith(t *testing.T, r *Restorer, vendor string, rec *Record) (string, RestoreReport) {
+	t.Helper()
 	h, body, err := ReadHeader(strings.NewReader(crlf(vendor+"\nbody\n")), 1<<16)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep := NewRestorer(MustMatcher(DefaultRestore...)).Restore(h, rec)
+	rep := r.Restore(h, rec)
 	var out bytes.Buffer
 	h.WriteTo(&out)
 	rest, _ := io.ReadAll(body)
@@ -77,9 +82,10 @@ func TestRestore(t *testing.T) {
 		keep []string
 	}{
 		{
-			name:   "untouched",
-			vendor: origin,
-			keep:   []string{"Received: from tenant", "Subject: hi"},
+			name:        "untouched",
+			vendor:      origin,
+			wantRemoved: []string{"x-ms-exchange-crosstenant-id"},
+			keep:        []string{"Received: from tenant", "Subject: hi"},
 		},
 		{
 			name:   "vendor stripped every X-MS header and rewrote Message-ID",
@@ -94,11 +100,12 @@ func TestRestore(t *testing.T) {
 			name:         "vendor re-folded a field",
 			vendor:       strings.Replace(origin, "Antispam-ScanContext:\n\tDIR", "Antispam-ScanContext: DIR", 1),
 			wantRestored: []string{"x-ms-exchange-crosspremises-antispam-scancontext"},
+			wantRemoved:  []string{"x-ms-exchange-crosstenant-id"},
 		},
 		{
 			name:         "vendor forges organization headers",
 			vendor:       origin + "X-MS-Exchange-Organization-AuthAs: Internal\nX-MS-Exchange-CrossPremises-SCL: -1\nX-MS-Exchange-Organization-SCL: -1\n",
-			wantRemoved:  []string{"x-ms-exchange-crosspremises-scl", "x-ms-exchange-organization-authas", "x-ms-exchange-organization-scl"},
+			wantRemoved:  []string{"x-ms-exchange-crosspremises-scl", "x-ms-exchange-crosstenant-id", "x-ms-exchange-organization-authas", "x-ms-exchange-organization-scl"},
 			keep:         []string{"Subject: hi"},
 			wantRestored: nil,
 		},
@@ -106,11 +113,13 @@ func TestRestore(t *testing.T) {
 			name:         "vendor duplicated a recorded field",
 			vendor:       origin + "X-MS-Exchange-CrossPremises-AuthAs: Internal\n",
 			wantRestored: []string{"x-ms-exchange-crosspremises-authas"},
+			wantRemoved:  []string{"x-ms-exchange-crosstenant-id"},
 		},
 		{
 			name:         "vendor changed case of a name",
 			vendor:       strings.Replace(origin, "X-MS-Has-Attach", "x-ms-has-attach", 1),
 			wantRestored: []string{"x-ms-has-attach"},
+			wantRemoved:  []string{"x-ms-exchange-crosstenant-id"},
 		},
 	}
 	for _, tt := range tests {
@@ -130,8 +139,8 @@ func TestRestore(t *testing.T) {
 					t.Errorf("lost %q:\n%s", k, out)
 				}
 			}
-			if strings.Contains(out, "CrossTenant") && !strings.Contains(tt.vendor, "CrossTenant") {
-				t.Errorf("tracing-only field was restored:\n%s", out)
+			if strings.Contains(out, "CrossTenant") {
+				t.Errorf("re-stamped field restored or passed on:\n%s", out)
 			}
 		})
 	}
@@ -190,4 +199,79 @@ func sortedCopy(s []string) []string {
 		}
 	}
 	return c
+}
+
+// The fields Exchange strips and re-stamps on re-entry are removed from
+// whatever the vendor presents, forged or genuine, and never written back
+// from the record, even when the restore list names them.
+func TestRestoreStripsRestamped(t *testing.T) {
+	rec := record(t)
+	rec.Fields = append(rec.Fields,
+		Field{Name: "X-OriginatorOrg", Raw: []byte("X-OriginatorOrg: contoso.com\r\n")},
+		Field{Name: "X-MS-Exchange-Transport-CrossTenantHeadersStamped", Raw: []byte("X-MS-Exchange-Transport-CrossTenantHeadersStamped: AM0PR01MB1234\r\n")},
+	)
+	forged := "X-MS-Exchange-CrossTenant-AuthAs: Internal\nX-OriginatorOrg: contoso.com\nX-MS-Exchange-Transport-CrossTenantHeadersStamped: VENDOR01\n"
+	everything := append(append([]string{}, DefaultRestore...), Restamped...)
+	tests := []struct {
+		name        string
+		restore     []string
+		vendor      string
+		rec         *Record
+		wantRemoved []string
+	}{
+		{
+			name:    "forged tenant attribution",
+			restore: DefaultRestore,
+			vendor:  "Subject: hi\n" + forged,
+			rec:     rec,
+			wantRemoved: []string{"x-ms-exchange-crosstenant-authas", "x-ms-exchange-transport-crosstenantheadersstamped",
+				"x-originatororg"},
+		},
+		{
+			name:        "the recorded fields, byte for byte",
+			restore:     DefaultRestore,
+			vendor:      origin + "X-OriginatorOrg: contoso.com\n",
+			rec:         rec,
+			wantRemoved: []string{"x-ms-exchange-crosstenant-id", "x-originatororg"},
+		},
+		{
+			name:    "a restore list that names them",
+			restore: everything,
+			vendor:  "Subject: hi\n" + forged,
+			rec:     rec,
+			wantRemoved: []string{"x-ms-exchange-crosstenant-authas", "x-ms-exchange-transport-crosstenantheadersstamped",
+				"x-originatororg"},
+		},
+		{
+			name:    "no record",
+			restore: everything,
+			vendor:  "Subject: hi\n" + forged,
+			wantRemoved: []string{"x-ms-exchange-crosstenant-authas", "x-ms-exchange-transport-crosstenantheadersstamped",
+				"x-originatororg"},
+		},
+	}
+	restamped := MustMatcher(Restamped...)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, rep := restoreWith(t, NewRestorer(MustMatcher(tt.restore...)), tt.vendor, tt.rec)
+			h, _, err := ReadHeader(strings.NewReader(crlf(out+"\n")), 1<<16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := h.Capture(restamped); len(got) > 0 {
+				t.Errorf("re-stamped fields reach the tenant: %q", got)
+			}
+			if !reflect.DeepEqual(rep.Removed, tt.wantRemoved) {
+				t.Errorf("Removed = %q, want %q", rep.Removed, tt.wantRemoved)
+			}
+			for _, k := range append(rep.Restored, rep.Intact...) {
+				if restamped.Match(k) {
+					t.Errorf("%s reported restored or intact: %+v", k, rep)
+				}
+			}
+			if !strings.Contains(out, "Subject: hi\n") {
+				t.Errorf("other fields lost:\n%s", out)
+			}
+		})
+	}
 }
