@@ -33,8 +33,10 @@ func (rr *RulesRouter) Envelope(from string, rcpts []string) (Route, bool) {
 func (rr *RulesRouter) NeedsBody(h *headers.Header) bool { return rr.Engine.NeedsBodyFor(h) }
 
 // Message decides on the whole message. A body that cannot be scanned
-// completely (malformed MIME, a broken winmail.dat, a scan limit) is decided
-// on what the scan found; the problem is noted in Route.Notes for the log.
+// completely (malformed MIME, a broken winmail.dat, a scan limit) might
+// hide recall traffic: Decide then applies the scan-incomplete fail-safe
+// (by default, the message bypasses the vendors), and the problem is noted
+// in Route.Notes for the log.
 func (rr *RulesRouter) Message(from string, rcpts []string, size int64, h *headers.Header, body io.Reader) Route {
 	m := &rules.Message{From: from, Rcpts: rcpts, Size: size, Header: h}
 	var notes []string

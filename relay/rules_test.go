@@ -82,10 +82,11 @@ rules:
 			t.Errorf("header actions %+v %v", rt.SetHeaders, rt.RemoveHeaders)
 		}
 	})
-	t.Run("a body that cannot be scanned is noted", func(t *testing.T) {
+	t.Run("a body that cannot be scanned is noted and kept off the vendors", func(t *testing.T) {
 		h, body, _ := headers.ReadHeader(strings.NewReader("Subject: x\r\nContent-Type: multipart/mixed\r\n\r\nno boundary\r\n"), 1<<10)
 		rt := rr.Message("a@contoso.com", []string{"b@fabrikam.example"}, 100, h, body)
-		if rt.Action != relay.ToVendors || len(rt.Notes) != 1 || !strings.Contains(rt.Notes[0], "without a boundary") {
+		if rt.Action != relay.Bypass || strings.Join(rt.Matched, ",") != "builtin:scan-incomplete-bypass" ||
+			len(rt.Notes) != 1 || !strings.Contains(rt.Notes[0], "without a boundary") {
 			t.Errorf("route %+v, notes %q", rt, rt.Notes)
 		}
 	})

@@ -21,6 +21,7 @@
 //	  null_sender_bypass: true # MAIL FROM:<> (bounces, DSNs) bypasses
 //	  calendar_bypass: true    # calendar items bypass
 //	  vendor_markers: [X-CodeTwoProcessed, X-ExclaimerHostedSignatures-MessageProcessed, X-ProcessedByTemplafy]
+//	  scan_incomplete: bypass  # or reject, tempfail: see "Incomplete body scans"
 //	default_route: [signature] # required; [] means bypass
 //	rules:
 //	  - name: sign-external    # required, unique
@@ -29,8 +30,8 @@
 //	    except: {...}          # the rule does not apply if any condition listed holds
 //	    actions:
 //	      route: [signature, scanner]  # or bypass: true, reject: {...}, tempfail: {...}
-//	      set_header: [{name: X-Foo, value: bar}]
-//	      remove_header: [X-Bar]
+//	      set_header: [{name: X-Foo, value: bar}]  # exact field names,
+//	      remove_header: [X-Bar]                   # never patterns
 //	    stop: true             # StopRuleProcessing
 //
 // Conditions (under when or except; inside one condition the values are
@@ -70,12 +71,28 @@
 // spaces (Chinese, Japanese, Thai, ...) any position counts as a word
 // boundary.
 //
-// Header field names compare case-insensitively everywhere. Rules can
-// neither set nor remove the fields recall and the round trip depend on
-// (headers.DefaultRestore, headers.Firewall, Content-*, MIME-Version) nor
-// the relay's loop marker. A rule has at most one routing action: route,
-// bypass, reject (5xx, default 550 5.7.1) or tempfail (4xx, default 451
-// 4.7.1); the class of an enhanced code must match its reply code.
+// Header field names compare case-insensitively everywhere.
+//
+// Header actions take exact field names: set_header sets the field of that
+// name, remove_header removes the fields of that name. A name holding "*"
+// is refused ("X-MS-Exchange-*": header actions take exact field names,
+// not patterns): a rule removes or sets named fields, and a pattern could
+// reach the fields below. Rules can neither set nor remove, under any
+// case, the fields recall and the round trip depend on
+// (headers.DefaultRestore, headers.Firewall: Message-ID,
+// X-MS-Exchange-CrossPremises-*, X-MS-Exchange-Organization-*,
+// X-OrganizationHeadersPreserved, X-MS-TNEF-Correlator, Thread-Index, ...),
+// the MIME structure (Content-*, MIME-Version), the fields Exchange strips
+// and re-stamps when the message comes back in (X-MS-Exchange-CrossTenant-*,
+// X-MS-Exchange-Transport-CrossTenantHeadersStamped, X-OriginatorOrg), nor
+// the relay's loop marker and reference header (CompileOptions.LoopMarker,
+// CompileOptions.RefHeader). Parse refuses the fixed names, Compile the
+// relay's; Protected tells them all, for the relay to check each header
+// action again when it applies it.
+//
+// A rule has at most one routing action: route, bypass, reject (5xx,
+// default 550 5.7.1) or tempfail (4xx, default 451 4.7.1); the class of an
+// enhanced code must match its reply code.
 //
 // # Evaluation
 //
@@ -86,6 +103,42 @@
 // route, as later Exchange rules override earlier ones; a matching rule
 // with stop ends the evaluation, and a matching reject or tempfail ends it
 // at once. Without a routing action, default_route applies.
+//
+// # Incomplete body scans
+//
+// ScanBody is bounded (ScanLimits: multipart nesting deeper than 16, more
+// than 1000 parts, a part header block over 64 KiB) and reads past what it
+// cannot parse. When it could not see the whole body (a limit stopped it;
+// a multipart had no boundary, a broken part header or delimiter line, so
+// its remaining parts could not be found; the winmail.dat part could not
+// be read) it marks the BodyInfo Incomplete, with the reason. A part it did
+// not see might be a winmail.dat of class IPM.Outlook.Recall, so recall
+// classification must not trust what it saw:
+//
+//   - A condition on the body (attachment_extension,
+//     attachment_content_type, message_class, and the predicates
+//     recall-request, recall-report, calendar, encrypted-or-signed) that
+//     holds on the parts seen holds; one that does not is undecided.
+//   - When a rule reached is undecided, the parts seen cannot settle the
+//     decision, and the scan-incomplete fail-safe decides instead of the
+//     rules: by default the message bypasses every vendor, unchanged, like
+//     recall traffic (Decision.Matched "builtin:scan-incomplete-bypass",
+//     Decision.Final, and Decision.Reason "the body scan did not finish:
+//     message part 1000: more than 1000 parts (scan limit)").
+//   - It does not apply when a built-in default bypassed the message on
+//     what was seen (a recall field, a loop marker, a recall class or
+//     calendar part seen before the scan stopped), nor when the rules
+//     reached are decided without the parts not seen (a header rule with
+//     stop matched first; no rule reads the body).
+//
+// defaults.scan_incomplete chooses what the fail-safe does: bypass (the
+// default: recall is never broken, but such a message skips the vendors,
+// as any message carrying a recall field does), reject (550 5.6.0,
+// "builtin:scan-incomplete-reject") or tempfail (451 4.6.0,
+// "builtin:scan-incomplete-tempfail"), for a scanning vendor that nothing
+// may evade: then a recall request hidden that way fails instead of
+// reaching the vendor. A message that merely lacks its final close
+// delimiter is not incomplete: every line of it was read.
 //
 // # Predicates
 //
@@ -156,6 +209,9 @@
 // DecideEnvelope decides from the envelope when nothing else can matter
 // (the relay asks it at MAIL FROM); NeedsBody and NeedsBodyFor tell whether
 // the body must be scanned (only multipart and TNEF messages, and only when
-// a condition needs it); Decide decides on the whole message; Explain says
-// why; ClassifyRecall tells recall traffic by the same signs.
+// a condition needs it: whenever recall classification could depend on the
+// body, unless the header block settles the decision); Decide decides on
+// the whole message, with the BodyInfo of ScanBody as it is, Incomplete or
+// not; Explain says why; ClassifyRecall tells recall traffic by the same
+// signs. Protected tells the header fields no header action may touch.
 package rules

@@ -60,13 +60,21 @@ type Decision struct {
 	RemoveHeaders []string
 	// Matched names the rules that matched and took effect, in evaluation
 	// order; a built-in default as "builtin:recall-bypass",
-	// "builtin:loop-protection", "builtin:null-sender-bypass" or
-	// "builtin:calendar-bypass".
+	// "builtin:loop-protection", "builtin:null-sender-bypass",
+	// "builtin:calendar-bypass", or, for a body scan that did not finish,
+	// "builtin:scan-incomplete-bypass", "builtin:scan-incomplete-reject" or
+	// "builtin:scan-incomplete-tempfail".
 	Matched []string
-	// Final reports that a built-in recall-safe default decided: the
-	// message bypasses every vendor, user rules were not evaluated and it
-	// must travel unchanged (no header actions).
+	// Final reports that a built-in default decided, not the user rules: a
+	// recall-safe default (the message bypasses every vendor and user
+	// rules were not evaluated) or the scan-incomplete fail-safe (it
+	// overrides what the user rules decided on the parts seen). A Final
+	// bypass travels unchanged (no header actions).
 	Final bool
+	// Reason explains a decision of the scan-incomplete fail-safe for logs:
+	// "the body scan did not finish: message part 1000: more than 1000
+	// parts (scan limit)". "" for every other decision.
+	Reason string
 }
 
 // String formats d for logs and the CLI: "route signature → scanner",
@@ -91,6 +99,9 @@ func (d Decision) String() string {
 	}
 	if len(d.Matched) > 0 {
 		b.WriteString("; matched " + strings.Join(d.Matched, ", "))
+	}
+	if d.Reason != "" {
+		b.WriteString("; " + d.Reason)
 	}
 	return b.String()
 }
@@ -120,6 +131,10 @@ type CompileOptions struct {
 	// already-processed predicate count it, and no rule may set or remove
 	// it.
 	LoopMarker string
+	// RefHeader is the name of the reference header the relay stamps on
+	// mail it sends to a vendor; "" means headers.DefaultRefHeader. No
+	// rule may set or remove it.
+	RefHeader string
 }
 
 // Engine decides, per message, where it goes. It is immutable and safe for
@@ -132,6 +147,7 @@ type Engine struct {
 	markers      []string // loop marker, then vendor markers
 	defaultRoute []string
 	needsBody    bool
+	failSafe     failSafe // for messages whose body scan did not finish
 }
 
 // Compile checks s against the relay's vendors and loop marker and builds
@@ -142,12 +158,17 @@ type Engine struct {
 //
 // The error is an *Error naming the rule, field and line of every route
 // target that is not a vendor, and of every rule that would set or remove
-// the loop marker.
+// the loop marker or the reference header.
 func (s *Set) Compile(opts CompileOptions) (*Engine, error) {
 	var probs []Problem
 	if opts.LoopMarker != "" {
 		if err := headers.CheckFieldName(opts.LoopMarker); err != nil {
 			probs = append(probs, Problem{Msg: fmt.Sprintf("loop marker %q: %v", opts.LoopMarker, err)})
+		}
+	}
+	if opts.RefHeader != "" {
+		if err := headers.CheckFieldName(opts.RefHeader); err != nil {
+			probs = append(probs, Problem{Msg: fmt.Sprintf("reference header %q: %v", opts.RefHeader, err)})
 		}
 	}
 	known := func(n string) bool { return slices.Contains(opts.Vendors, n) }
@@ -167,30 +188,14 @@ func (s *Set) Compile(opts CompileOptions) (*Engine, error) {
 	checkRoute(s.defaultRoute, s.routeSites)
 	for _, r := range s.rules {
 		checkRoute(r.act.route, r.sites.route)
-		if opts.LoopMarker == "" {
-			continue
-		}
-		for i, f := range r.act.set {
-			if strings.EqualFold(f.Name, opts.LoopMarker) {
-				pr := r.sites.set[i]
-				pr.Msg = fmt.Sprintf("%s is the relay's loop marker; rules cannot set it", f.Name)
-				probs = append(probs, pr)
-			}
-		}
-		for i, n := range r.act.remove {
-			if strings.EqualFold(n, opts.LoopMarker) {
-				pr := r.sites.remove[i]
-				pr.Msg = fmt.Sprintf("%s is the relay's loop marker; rules cannot remove it", n)
-				probs = append(probs, pr)
-			}
-		}
+		probs = append(probs, r.relayFieldProblems(opts)...)
 	}
 	if len(probs) > 0 {
 		return nil, &Error{Source: s.source, Problems: probs}
 	}
 
 	e := &Engine{source: s.source, org: make(map[string]bool), domains: slices.Clone(s.domains),
-		defaultRoute: slices.Clone(s.defaultRoute)}
+		defaultRoute: slices.Clone(s.defaultRoute), failSafe: newFailSafe(s.defaults.scanIncomplete)}
 	for _, d := range s.domains {
 		e.org[d] = true
 	}
@@ -230,6 +235,25 @@ func (s *Set) Compile(opts CompileOptions) (*Engine, error) {
 	return e, nil
 }
 
+// relayFieldProblems reports every header action of r on the relay's own
+// fields, the loop marker and the reference header of opts.
+func (r *rule) relayFieldProblems(opts CompileOptions) []Problem {
+	var probs []Problem
+	check := func(name, verb string, site Problem) {
+		if what := relayField(name, opts.LoopMarker, opts.RefHeader); what != "" {
+			site.Msg = fmt.Sprintf("%s is the relay's %s; rules cannot %s it", name, what, verb)
+			probs = append(probs, site)
+		}
+	}
+	for i, f := range r.act.set {
+		check(f.Name, "set", r.sites.set[i])
+	}
+	for i, n := range r.act.remove {
+		check(n, "remove", r.sites.remove[i])
+	}
+	return probs
+}
+
 // inOrg reports whether addr's domain is an accepted domain. Subdomains of
 // an accepted domain are not inside unless listed, as in Exchange.
 func (e *Engine) inOrg(addr string) bool {
@@ -252,10 +276,16 @@ func (e *Engine) inOrg(addr string) bool {
 // tempfail, at once. When no matching rule routes, default_route applies
 // ([] means bypass).
 //
+// When m.Body is Incomplete, a condition on the body that does not hold on
+// the parts seen is undecided, since a part not seen might make it hold;
+// if an undecided condition could change the decision, the
+// scan-incomplete fail-safe decides instead (defaults.scan_incomplete:
+// bypass, reject or tempfail), unless a built-in recall-safe default
+// already bypassed the message on what was seen.
+//
 // m.Header nil is taken as an empty header block.
 func (e *Engine) Decide(m *Message) Decision {
-	c := e.fullCtx(m)
-	d, _, _ := e.run(c, false)
+	d, _ := e.decide(e.fullCtx(m), false)
 	return d
 }
 
@@ -280,8 +310,8 @@ func (e *Engine) fullCtx(m *Message) *evalCtx {
 // that needs more than the envelope were false.
 func (e *Engine) DecideEnvelope(from string, rcpts []string) (Decision, bool) {
 	c := &evalCtx{e: e, from: from, rcpts: rcpts}
-	d, determined, _ := e.run(c, false)
-	return d, determined
+	d, undecided, _ := e.run(c, false)
+	return d, len(undecided) == 0
 }
 
 // NeedsBody reports whether any condition of the engine, the built-in
@@ -361,9 +391,9 @@ func evalConds(c *evalCtx, ks []condition, decisive tri, all bool, trace *[]Cond
 		res = no
 	}
 	for _, k := range ks {
-		t, why := k.eval(c)
+		t, why := evalCond(c, k)
 		if all {
-			*trace = append(*trace, ConditionTrace{Field: k.field(), Holds: t == yes, Reason: why})
+			*trace = append(*trace, ConditionTrace{Field: k.field(), Holds: t == yes, Unknown: t == unknown, Reason: why})
 		}
 		if t == unknown && k.needs()&(needBody|needSize) != 0 {
 			*bodyDep = true
@@ -381,12 +411,24 @@ func evalConds(c *evalCtx, ks []condition, decisive tri, all bool, trace *[]Cond
 	return res
 }
 
-// run evaluates the rules on c. determined is false when a condition that
-// could not be evaluated (unknown) may have changed the decision; the
-// decision then treats it as false. With trace set, every rule is
-// evaluated and traced, also after the evaluation ended.
-func (e *Engine) run(c *evalCtx, trace bool) (d Decision, determined bool, traces []RuleTrace) {
-	determined = true
+// evalCond evaluates k on c. On a body whose scan did not finish, a
+// condition on the body that does not hold on the parts seen is unknown: a
+// part not seen might make it hold. (What holds on the parts seen holds:
+// every body condition asks whether some part, or the first TNEF part, is
+// of a kind.)
+func evalCond(c *evalCtx, k condition) (tri, string) {
+	t, why := k.eval(c)
+	if t == no && k.needs()&needBody != 0 && c.body != nil && c.body.Incomplete {
+		return unknown, why + " (in the parts scanned; the scan did not finish)"
+	}
+	return t, why
+}
+
+// run evaluates the rules on c. undecided names the rules reached whose
+// value could not be evaluated (unknown) and so may have changed the
+// decision; the decision treats them as not matching. With trace set,
+// every rule is evaluated and traced, also after the evaluation ended.
+func (e *Engine) run(c *evalCtx, trace bool) (d Decision, undecided []string, traces []RuleTrace) {
 	ended := ""
 	var routing *rule
 	var set []headers.Field
@@ -406,7 +448,7 @@ func (e *Engine) run(c *evalCtx, trace bool) (d Decision, determined bool, trace
 			continue
 		}
 		if res == unknown {
-			determined = false
+			undecided = append(undecided, r.name)
 		}
 		if res != yes {
 			if trace {
@@ -466,7 +508,7 @@ func (e *Engine) run(c *evalCtx, trace bool) (d Decision, determined bool, trace
 	}
 	if final != nil {
 		final.Matched = matched
-		return *final, determined, traces
+		return *final, undecided, traces
 	}
 	d = Decision{Matched: matched, RemoveHeaders: remove}
 	for _, f := range set {
@@ -484,7 +526,7 @@ func (e *Engine) run(c *evalCtx, trace bool) (d Decision, determined bool, trace
 	} else {
 		d.Action, d.Route = Route, slices.Clone(route)
 	}
-	return d, determined, traces
+	return d, undecided, traces
 }
 
 // Source names the rules file the engine was compiled from ("default
@@ -493,7 +535,8 @@ func (e *Engine) Source() string { return e.source }
 
 // Summary describes the engine in one line for `recallrelay check` and the
 // reload log: its source, the built-in defaults that are on, the user rules
-// in evaluation order and the default route.
+// in evaluation order, the default route and, when it is not bypass, the
+// scan-incomplete fail-safe.
 func (e *Engine) Summary() string {
 	var builtins, user []string
 	for _, r := range e.rules {
@@ -515,5 +558,9 @@ func (e *Engine) Summary() string {
 	if len(builtins) > 0 {
 		on = strings.Join(builtins, ", ")
 	}
-	return fmt.Sprintf("%s: built-in defaults %s; %s; otherwise %s", e.source, on, ruleList, def)
+	sum := fmt.Sprintf("%s: built-in defaults %s; %s; otherwise %s", e.source, on, ruleList, def)
+	if a := e.failSafe.action(); e.needsBody && a != "bypass" {
+		sum += "; a body scan that cannot finish: " + a
+	}
+	return sum
 }

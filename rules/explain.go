@@ -44,16 +44,24 @@ type ConditionTrace struct {
 	// "except.sender"; "predicate" or "null_sender" for built-ins.
 	Field string
 	// Holds reports whether the condition holds.
-	Holds  bool
-	Reason string
+	Holds bool
+	// Unknown reports that the value could not be established: a
+	// condition on the body of a message whose body scan did not finish
+	// (or was not done). Holds is then false.
+	Unknown bool
+	Reason  string
 }
 
 // Explain evaluates every rule on m, including those an ended evaluation
 // skips, and says why each matched or not: which condition failed, which
 // except condition held. Its Decision is Decide's.
+//
+// When m.Body is Incomplete, the scan-incomplete fail-safe is traced last,
+// as "builtin:scan-incomplete-bypass" (or -reject, -tempfail): it matches
+// when a rule reached could not be decided on the parts scanned.
 func (e *Engine) Explain(m *Message) Explanation {
 	c := e.fullCtx(m)
-	d, _, traces := e.run(c, true)
+	d, traces := e.decide(c, true)
 	return Explanation{Rules: traces, Decision: d, Unscanned: m.Body == nil && scannable(c.h)}
 }
 
@@ -65,6 +73,9 @@ func (e *Engine) Explain(m *Message) Explanation {
 //	    yes  when.sender_in_organization: sender <a@contoso.com> is in the organization
 //	    no   except.header_exists: no X-Skip field
 //	decision: route signature; matched sign-external
+//
+// A condition that could not be decided (on a body whose scan did not
+// finish, or was not done) is marked "?".
 func (x Explanation) String() string {
 	var b strings.Builder
 	if x.Unscanned {
@@ -98,8 +109,11 @@ func (x Explanation) String() string {
 		}
 		for _, c := range r.Conditions {
 			mark := "no "
-			if c.Holds {
+			switch {
+			case c.Holds:
 				mark = "yes"
+			case c.Unknown:
+				mark = "?  "
 			}
 			fmt.Fprintf(&b, "    %s  %s: %s\n", mark, c.Field, c.Reason)
 		}
@@ -109,16 +123,23 @@ func (x Explanation) String() string {
 }
 
 // mismatch names what kept a rule from matching: the first when condition
-// that failed, else the first except condition that held.
+// that failed, else the first except condition that held, else the first
+// condition left undecided.
 func mismatch(r RuleTrace) string {
+	undecided := ""
 	for _, c := range r.Conditions {
-		if strings.HasPrefix(c.Field, "except.") {
+		switch {
+		case c.Unknown:
+			if undecided == "" {
+				undecided = c.Field + " undecided"
+			}
+		case strings.HasPrefix(c.Field, "except."):
 			if c.Holds {
 				return c.Field + " holds"
 			}
-		} else if !c.Holds {
+		case !c.Holds:
 			return c.Field + " does not hold"
 		}
 	}
-	return ""
+	return undecided
 }

@@ -33,6 +33,7 @@ type defaultsSchema struct {
 	NullSenderBypass *bool    `yaml:"null_sender_bypass"`
 	CalendarBypass   *bool    `yaml:"calendar_bypass"`
 	VendorMarkers    []string `yaml:"vendor_markers"`
+	ScanIncomplete   string   `yaml:"scan_incomplete"`
 }
 
 type ruleSchema struct {

@@ -19,6 +19,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(rule1(`    when: {header_matches: {header: Subject, patterns: ["[a"]}}`, `    actions: {bypass: true}`)))
 	f.Add([]byte("default_route: [a]\nrules:\n  - &r {name: x, actions: {bypass: true}}\n  - *r\n"))
 	f.Add([]byte("a: &a [*a]\n"))
+	f.Add([]byte(rule1(`    actions: {remove_header: ["X-MS-Exchange-*", message-id, X-A], set_header: [{name: "X-OrganizationHeaders*", value: x}, {name: X-B, value: y}]}`)))
+	f.Add([]byte(rule1(`    actions: {remove_header: [x-loop, X-RecallRelay-Ref, x-originatororg]}`)))
+	f.Add([]byte("defaults: {scan_incomplete: reject}\ndefault_route: [signature]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := Parse(data, "fuzz.yaml")
 		if err != nil {
@@ -42,9 +45,23 @@ func FuzzParse(f *testing.F) {
 		}
 		m := &Message{From: "a@contoso.com", Rcpts: []string{"b@x.com"}, Size: 100, Header: h,
 			Body: &BodyInfo{Attachments: []Attachment{{"a.pdf", "application/pdf"}}, TNEFClass: "IPM.Note"}}
-		d := e.Decide(m)
-		if x := e.Explain(m); x.Decision.String() != d.String() {
-			t.Fatalf("Explain decided %s, Decide %s", x.Decision, d)
+		for _, incomplete := range []bool{false, true} {
+			m.Body.Incomplete, m.Body.IncompleteReason = incomplete, "fuzz"
+			d := e.Decide(m)
+			if x := e.Explain(m); x.Decision.String() != d.String() {
+				t.Fatalf("Explain decided %s, Decide %s", x.Decision, d)
+			}
+			// No header action survives on a protected field.
+			for _, f := range d.SetHeaders {
+				if Protected(f.Name, "X-Loop", "") {
+					t.Fatalf("decision %s sets protected %s", d, f.Name)
+				}
+			}
+			for _, n := range d.RemoveHeaders {
+				if Protected(n, "X-Loop", "") {
+					t.Fatalf("decision %s removes protected %s", d, n)
+				}
+			}
 		}
 		e.DecideEnvelope("", nil)
 		e.NeedsBodyFor(h)
@@ -76,6 +93,10 @@ func FuzzScanBody(f *testing.F) {
 		}
 	}
 	lim := ScanLimits{MaxDepth: 8, MaxParts: 50, MaxHeaderBytes: 4096}
+	e, err := Default("signature").Compile(CompileOptions{Vendors: []string{"signature"}, LoopMarker: "X-Loop"})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, ct string, body []byte) {
 		var hb bytes.Buffer
 		hb.WriteString("Content-Type: ")
@@ -89,9 +110,18 @@ func FuzzScanBody(f *testing.F) {
 		if err != nil {
 			return
 		}
-		info, _ := ScanBody(h, bytes.NewReader(body), lim)
+		info, err := ScanBody(h, bytes.NewReader(body), lim)
 		if info == nil {
 			t.Fatal("nil BodyInfo")
+		}
+		if info.Incomplete != (info.IncompleteReason != "") || info.Incomplete && err == nil {
+			t.Fatalf("Incomplete %v, reason %q, error %v", info.Incomplete, info.IncompleteReason, err)
+		}
+		// The recall-safe defaults never send a message they could not
+		// fully scan to a vendor.
+		d := e.Decide(&Message{From: "a@contoso.com", Rcpts: []string{"b@fabrikam.com"}, Header: h, Body: info})
+		if info.Incomplete && d.Action == Route {
+			t.Fatalf("incomplete scan (%s) routed: %s", info.IncompleteReason, d)
 		}
 		if len(info.ContentTypes) > lim.MaxParts || len(info.Attachments) > lim.MaxParts {
 			t.Fatalf("%d content types, %d attachments beyond MaxParts %d", len(info.ContentTypes), len(info.Attachments), lim.MaxParts)

@@ -18,6 +18,7 @@ defaults:
   null_sender_bypass: true
   calendar_bypass: true
   vendor_markers: [X-CodeTwoProcessed, X-ExclaimerHostedSignatures-MessageProcessed, X-ProcessedByTemplafy]
+  scan_incomplete: bypass
 default_route: [signature]
 rules:
   - name: sign-external
@@ -171,7 +172,11 @@ func TestParseErrors(t *testing.T) {
 			`rules.yaml: rule "r": actions.set_header[0].name: message-id cannot be set by a rule: the round trip and recall depend on it (line 4)`},
 		{"remove_header protected", rule1(`    actions: {remove_header: [X-MS-Exchange-CrossPremises-AuthAs, Content-Type]}`),
 			"rules.yaml: rule \"r\": actions.remove_header[0]: X-MS-Exchange-CrossPremises-AuthAs cannot be removed by a rule: the round trip and recall depend on it (line 4)\n" +
-				`rules.yaml: rule "r": actions.remove_header[1]: Content-Type cannot be removed by a rule: the round trip and recall depend on it (line 4)`},
+				`rules.yaml: rule "r": actions.remove_header[1]: Content-Type cannot be removed by a rule: it describes the MIME structure of the body (line 4)`},
+		{"remove_header pattern", rule1(`    actions: {remove_header: ["X-MS-Exchange-*", X-Old]}`),
+			`rules.yaml: rule "r": actions.remove_header[0]: "X-MS-Exchange-*": header actions take exact field names, not patterns (line 4)`},
+		{"set_header pattern", rule1(`    actions: {set_header: [{name: "X-OrganizationHeaders*", value: x}]}`),
+			`rules.yaml: rule "r": actions.set_header[0].name: "X-OrganizationHeaders*": header actions take exact field names, not patterns (line 4)`},
 		{"header name", rule1(`    when: {header_exists: ["X:A"]}`, `    actions: {bypass: true}`),
 			`rules.yaml: rule "r": when.header_exists[0]: byte ':' at 1 is not allowed in a field name (line 4)`},
 		{"missing header", rule1(`    when: {header_contains: {words: [a]}}`, `    actions: {bypass: true}`),
@@ -208,6 +213,8 @@ func TestParseErrors(t *testing.T) {
 			`rules.yaml: rule "r": when.message_class[0]: "IPM.*.Note" is not a message class like IPM.Note, or a prefix like IPM.Schedule.Meeting.* (line 4)`},
 		{"predicate", rule1(`    when: {predicate: [recall]}`, `    actions: {bypass: true}`),
 			`rules.yaml: rule "r": when.predicate[0]: unknown predicate "recall"; known: recall-request, recall-report, auto-generated, calendar, encrypted-or-signed, already-processed (line 4)`},
+		{"scan_incomplete", "default_route: []\ndefaults:\n  scan_incomplete: drop\n",
+			`rules.yaml: defaults.scan_incomplete: must be bypass, reject or tempfail, not "drop" (line 3)`},
 		{"vendor marker", "default_route: []\ndefaults:\n  vendor_markers: [ok, \"not ok\"]\n",
 			`rules.yaml: defaults.vendor_markers[1]: byte ' ' at 3 is not allowed in a field name (line 3)`},
 		{"accepted domain", "default_route: []\norganization: {accepted_domains: [contoso.com, \"*.contoso.com\", Contoso.com.]}\n",

@@ -8,6 +8,8 @@ import (
 	"mime"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/charset"
@@ -98,6 +100,19 @@ type BodyInfo struct {
 	// authEnveloped-data, or missing, which S/MIME agents treat as
 	// enveloped).
 	Encrypted bool
+	// Incomplete reports that the scan could not see the whole body, so a
+	// part it did not see may hold an attachment, a signature, a calendar
+	// part or the TNEF message class: a limit of ScanLimits stopped it, the
+	// remaining parts of a multipart could not be found (no boundary, a
+	// broken part header, a broken delimiter line, a read error), or the
+	// first TNEF part could not be read. Decide does not let a message
+	// reach a vendor on the strength of the parts seen (see the package
+	// documentation, "Incomplete body scans").
+	Incomplete bool
+	// IncompleteReason describes the first problem that left part of the
+	// body unseen, with its place in the MIME tree: "message part 1000:
+	// more than 1000 parts (scan limit)". "" when Incomplete is false.
+	IncompleteReason string
 }
 
 // ScanBody reads the body of the message whose header block is h and
@@ -115,7 +130,10 @@ type BodyInfo struct {
 // TNEF stream, an unknown transfer encoding) does not stop the scan of the
 // rest: ScanBody returns what it found together with an error describing
 // each problem. Exceeding a limit stops the scan; the error then wraps
-// ErrScanLimit. The returned BodyInfo is never nil.
+// ErrScanLimit. The returned BodyInfo is never nil. Whenever a problem
+// leaves part of the body unseen, the BodyInfo is marked Incomplete, with
+// the reason; a multipart that merely lacks its close delimiter at the end
+// of the body is not, since every line of it was read.
 func ScanBody(h *headers.Header, body io.Reader, lim ScanLimits) (*BodyInfo, error) {
 	s := &bodyScanner{lim: lim.withDefaults(), info: &BodyInfo{}}
 	top := topHeader(h)
@@ -123,6 +141,8 @@ func ScanBody(h *headers.Header, body io.Reader, lim ScanLimits) (*BodyInfo, err
 	if err != nil {
 		s.errs = append(s.errs, err)
 	}
+	s.info.Incomplete = s.unseen != ""
+	s.info.IncompleteReason = s.unseen
 	if len(s.errs) == 0 {
 		return s.info, nil
 	}
@@ -132,19 +152,74 @@ func ScanBody(h *headers.Header, body io.Reader, lim ScanLimits) (*BodyInfo, err
 // maxScanErrors bounds the problems ScanBody reports for one message.
 const maxScanErrors = 10
 
+// maxReasonBytes bounds BodyInfo.IncompleteReason.
+const maxReasonBytes = 300
+
 type bodyScanner struct {
 	lim      ScanLimits
 	info     *BodyInfo
 	parts    int
 	tnefDone bool
 	errs     []error
+	unseen   string // why part of the body was not seen; "" when all was
 }
 
-// note records a problem that does not stop the scan.
+// note records a problem that does not stop the scan and leaves nothing
+// unseen.
 func (s *bodyScanner) note(err error) {
 	if len(s.errs) < maxScanErrors {
 		s.errs = append(s.errs, err)
 	}
+}
+
+// lost records a problem that leaves part of the body unseen.
+func (s *bodyScanner) lost(err error) {
+	s.note(err)
+	s.markUnseen(err.Error())
+}
+
+// limit returns the error of a limit that stops the scan at where.
+func (s *bodyScanner) limit(where, format string, args ...any) error {
+	msg := where + ": " + fmt.Sprintf(format, args...)
+	s.markUnseen(msg + " (scan limit)")
+	return fmt.Errorf("%w: %s", ErrScanLimit, msg)
+}
+
+// markUnseen records the first reason part of the body was not seen.
+func (s *bodyScanner) markUnseen(reason string) {
+	if s.unseen == "" {
+		s.unseen = printable(reason, maxReasonBytes)
+	}
+}
+
+// printable makes s safe for a log line or a terminal: control characters
+// and invalid UTF-8 become '?', and it is cut to at most max bytes.
+func printable(s string, max int) string {
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// endedWithoutClose reports whether err, from NextPart, says that the
+// input ended before the close delimiter. go-message formats the io.EOF of
+// its line reader with %v, so the text is all there is to go by; the
+// reader had read every line by then, so no part was left unseen. Should
+// go-message word it otherwise, the scan counts as incomplete: the safe
+// side.
+func endedWithoutClose(err error) bool {
+	return err.Error() == "multipart: NextPart: "+io.EOF.Error()
 }
 
 // topHeader copies the fields of h that describe the top-level entity.
@@ -168,7 +243,7 @@ func topHeader(h *headers.Header) message.Header {
 func (s *bodyScanner) entity(h message.Header, body io.Reader, depth int, defType, where string) error {
 	s.parts++
 	if s.parts > s.lim.MaxParts {
-		return fmt.Errorf("%w: %s: more than %d parts", ErrScanLimit, where, s.lim.MaxParts)
+		return s.limit(where, "more than %d parts", s.lim.MaxParts)
 	}
 	ent := describe(h, defType)
 	s.info.add(ent)
@@ -180,11 +255,11 @@ func (s *bodyScanner) entity(h message.Header, body io.Reader, depth int, defTyp
 		return nil
 	}
 	if depth >= s.lim.MaxDepth {
-		return fmt.Errorf("%w: %s: multipart nesting deeper than %d", ErrScanLimit, where, s.lim.MaxDepth)
+		return s.limit(where, "multipart nesting deeper than %d", s.lim.MaxDepth)
 	}
 	boundary := ent.params["boundary"]
 	if boundary == "" {
-		s.note(fmt.Errorf("%s: %s without a boundary", where, ent.mediaType))
+		s.lost(fmt.Errorf("%s: %s without a boundary", where, ent.mediaType))
 		return nil
 	}
 	childType := "text/plain"
@@ -200,12 +275,16 @@ func (s *bodyScanner) entity(h message.Header, body io.Reader, depth int, defTyp
 		}
 		partWhere := where + " part " + strconv.Itoa(i)
 		if guard.tripped {
-			return fmt.Errorf("%w: %s: header block larger than %d bytes", ErrScanLimit, partWhere, s.lim.MaxHeaderBytes)
+			return s.limit(partWhere, "header block larger than %d bytes", s.lim.MaxHeaderBytes)
 		}
 		if err != nil {
 			// The rest of this multipart cannot be found; an enclosing one
 			// goes on with its next part.
-			s.note(fmt.Errorf("%s: %v", partWhere, err))
+			if endedWithoutClose(err) {
+				s.note(fmt.Errorf("%s: %v", partWhere, err))
+			} else {
+				s.lost(fmt.Errorf("%s: %v", partWhere, err))
+			}
 			return nil
 		}
 		if err := s.entity(message.Header{Header: p.Header}, p, depth+1, childType, partWhere); err != nil {
@@ -218,12 +297,12 @@ func (s *bodyScanner) entity(h message.Header, body io.Reader, depth int, defTyp
 func (s *bodyScanner) scanTNEF(h message.Header, body io.Reader, where string) {
 	ent, err := message.New(h, body)
 	if err != nil {
-		s.note(fmt.Errorf("%s: application/ms-tnef: %v", where, err))
+		s.lost(fmt.Errorf("%s: application/ms-tnef: %v", where, err))
 		return
 	}
 	info, err := tnef.Scan(ent.Body, s.lim.TNEF)
 	if err != nil {
-		s.note(fmt.Errorf("%s: application/ms-tnef: %w", where, err))
+		s.lost(fmt.Errorf("%s: application/ms-tnef: %w", where, err))
 		return
 	}
 	if info.PropertyClass != "" {

@@ -36,6 +36,7 @@ type defaults struct {
 	nullSenderBypass bool
 	calendarBypass   bool
 	vendorMarkers    []string
+	scanIncomplete   string // "bypass", "reject" or "tempfail"
 }
 
 // DefaultVendorMarkers are the loop markers of the signature services
@@ -55,7 +56,7 @@ func Default(vendor string) *Set {
 		source: "default rules",
 		defaults: defaults{
 			recallBypass: true, loopProtection: true, nullSenderBypass: true, calendarBypass: true,
-			vendorMarkers: DefaultVendorMarkers(),
+			vendorMarkers: DefaultVendorMarkers(), scanIncomplete: scanIncompleteActions()[0],
 		},
 		defaultRoute: []string{vendor},
 		routeSites:   []Problem{{Path: "default_route[0]"}},
@@ -104,14 +105,6 @@ type reply struct {
 	text     string
 }
 
-// protected lists the fields rules may neither set nor remove: what recall
-// and the round trip depend on (headers.DefaultRestore, headers.Firewall)
-// and the MIME structure.
-func protected() headers.Matcher {
-	names := append(append([]string{"Content-*", "MIME-Version"}, headers.DefaultRestore...), headers.Firewall...)
-	return headers.MustMatcher(names...)
-}
-
 // compileFile checks the decoded file and builds the Set, recording every
 // problem.
 func (p *parser) compileFile(f *fileSchema) *Set {
@@ -137,6 +130,7 @@ func (p *parser) compileFile(f *fileSchema) *Set {
 		nullSenderBypass: def.NullSenderBypass == nil || *def.NullSenderBypass,
 		calendarBypass:   def.CalendarBypass == nil || *def.CalendarBypass,
 		vendorMarkers:    DefaultVendorMarkers(),
+		scanIncomplete:   p.scanIncomplete(def.ScanIncomplete),
 	}
 	if p.pos.Has("defaults.vendor_markers") {
 		s.defaults.vendorMarkers = []string{}
@@ -175,6 +169,21 @@ func (p *parser) compileFile(f *fileSchema) *Set {
 		s.rules = append(s.rules, r)
 	}
 	return s
+}
+
+// scanIncomplete checks defaults.scan_incomplete, whose value is v, and
+// returns it, or the default when it is not set or invalid.
+func (p *parser) scanIncomplete(v string) string {
+	const path = "defaults.scan_incomplete"
+	valid := scanIncompleteActions()
+	if !p.pos.Has(path) {
+		return valid[0]
+	}
+	if !slices.Contains(valid, v) {
+		p.problem(path, "must be %s or %s, not %q", strings.Join(valid[:len(valid)-1], ", "), valid[len(valid)-1], v)
+		return valid[0]
+	}
+	return v
 }
 
 // isNull reports whether the file sets path to null ("key:" alone).
@@ -557,20 +566,18 @@ func (p *parser) actions(path string, as *actionsSchema) (actions, ruleSites) {
 	if routing > 1 {
 		p.problem(path, "at most one of route, bypass, reject and tempfail")
 	}
-	prot := protected()
 	for i, sh := range as.SetHeader {
 		ip := path + ".set_header[" + strconv.Itoa(i) + "]"
 		if !p.pos.Has(ip + ".name") {
 			p.problem(ip+".name", "required")
 			continue
 		}
+		if !p.actionName(ip+".name", sh.Name, "set") {
+			continue
+		}
 		f, err := headers.NewField(sh.Name, sh.Value)
 		if err != nil {
 			p.problem(ip, "%v", err)
-			continue
-		}
-		if prot.Match(sh.Name) {
-			p.problem(ip+".name", "%s cannot be set by a rule: the round trip and recall depend on it", sh.Name)
 			continue
 		}
 		a.set = append(a.set, f)
@@ -582,14 +589,29 @@ func (p *parser) actions(path string, as *actionsSchema) (actions, ruleSites) {
 			p.problem(ip, "%v", err)
 			continue
 		}
-		if prot.Match(name) {
-			p.problem(ip, "%s cannot be removed by a rule: the round trip and recall depend on it", name)
+		if !p.actionName(ip, name, "removed") {
 			continue
 		}
 		a.remove = append(a.remove, name)
 		sites.remove = append(sites.remove, p.locate(ip, ""))
 	}
 	return a, sites
+}
+
+// actionName checks the field name of a header action at path: an exact
+// name, not a pattern, and not a protected field (see Protected; the
+// relay's own fields are checked by Compile, which knows them). verb is
+// what the action does ("set", "removed").
+func (p *parser) actionName(path, name, verb string) bool {
+	if isPattern(name) {
+		p.problem(path, "%q: header actions take exact field names, not patterns", name)
+		return false
+	}
+	if why := fixedProtection(name); why != "" {
+		p.problem(path, "%s cannot be %s by a rule: %s", name, verb, why)
+		return false
+	}
+	return true
 }
 
 // reply checks a reject (class 5) or tempfail (class 4) reply, filling in
