@@ -120,7 +120,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 			s.fail(smtp.ErrAuthFailed)
 			return smtp.ErrAuthFailed
 		}
-		s.authName = "user:" + user
+		s.setAuth("user:" + user)
 		return nil
 	}
 	switch mech {

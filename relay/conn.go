@@ -31,6 +31,14 @@ type guardedConn struct {
 	dataIdle atomic.Int64 // nanoseconds; 0 leaves deadlines to go-smtp
 	failed   atomic.Bool  // a read returned an error, EOF included
 
+	// The transfer in progress, while dataIdle > 0: when it started, the
+	// minimum rate it must keep (bytes per second; 0: none) and the bytes
+	// read since it started. Read runs on one goroutine at a time, but
+	// receiving may be called from another (go-smtp's BDAT goroutine).
+	dataStart atomic.Int64 // unix nanoseconds
+	minRate   atomic.Int64
+	dataBytes atomic.Int64
+
 	maxCmds    int          // command lines allowed before the first MAIL; 0: no limit
 	cmds       atomic.Int64 // command lines so far; counting stops at the first MAIL
 	mailSeen   atomic.Bool
@@ -57,10 +65,25 @@ var goSMTPLimitReplies = []struct{ prefix, reason string }{
 // starting a transaction.
 var errTooManyCommands = errors.New("too many commands before MAIL")
 
+// errDataTooSlow is the read error of a transfer that fell below its
+// minimum rate.
+var errDataTooSlow = errors.New("message data arriving too slowly")
+
 func (c *guardedConn) Read(p []byte) (int, error) {
 	d := time.Duration(c.dataIdle.Load())
+	var transferDeadline time.Time
 	if d > 0 {
-		c.Conn.SetReadDeadline(time.Now().Add(d))
+		deadline := time.Now().Add(d)
+		if rate := c.minRate.Load(); rate > 0 {
+			// Postfix's smtpd_min_data_rate, in effect: the transfer may
+			// take DataTimeout plus the time its bytes need at the rate.
+			allowed := d + time.Duration(float64(c.dataBytes.Load())/float64(rate)*float64(time.Second))
+			transferDeadline = time.Unix(0, c.dataStart.Load()).Add(allowed)
+			if transferDeadline.Before(deadline) {
+				deadline = transferDeadline
+			}
+		}
+		c.Conn.SetReadDeadline(deadline)
 	} else if c.maxCmds > 0 && !c.mailSeen.Load() && c.cmds.Load() > int64(c.maxCmds) {
 		reply := fmt.Sprintf("421 4.7.0 More than %d commands before MAIL; closing", c.maxCmds)
 		c.logLimit("too many commands before MAIL", reply)
@@ -69,11 +92,28 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 		return 0, errTooManyCommands
 	}
 	n, err := c.Conn.Read(p)
+	if d > 0 {
+		c.dataBytes.Add(int64(n))
+	}
 	if err != nil {
 		c.failed.Store(true)
 		var ne net.Error
-		if d == 0 && errors.As(err, &ne) && ne.Timeout() {
+		switch {
+		case !errors.As(err, &ne) || !ne.Timeout():
+		case d == 0:
 			c.logLimit("idle timeout waiting for a command", "421 4.4.2 Idle timeout")
+		case !transferDeadline.IsZero() && !time.Now().Before(transferDeadline):
+			// The relay answers and closes itself: for BDAT, go-smtp
+			// would answer a failed chunk read with 554 5.0.0, which
+			// makes the sender bounce the message.
+			reply := replyLine(dataTooSlowReply(c.minRate.Load()))
+			c.logLimit("message data too slow", reply)
+			c.sendReply(reply)
+			return n, fmt.Errorf("%w: %w", errDataTooSlow, err)
+		default:
+			reply := replyLine(dataIdleReply(d))
+			c.logLimit("idle timeout during message data", reply)
+			c.sendReply(reply)
 		}
 	}
 	if d == 0 && n > 0 && !c.mailSeen.Load() {
@@ -135,8 +175,18 @@ func (c *guardedConn) sendReply(line string) {
 // message that go-smtp drains after the backend returned.)
 func (c *guardedConn) mailStarted() { c.mailSeen.Store(true) }
 
-// receiving switches idle-timeout mode on (d > 0) or off (d == 0).
-func (c *guardedConn) receiving(d time.Duration) { c.dataIdle.Store(int64(d)) }
+// receiving switches message-data mode on (idle > 0) or off (idle == 0):
+// while it is on, each read may wait for idle at most, and the whole
+// transfer must keep minRate bytes per second (see Read); minRate <= 0
+// sets no rate.
+func (c *guardedConn) receiving(idle time.Duration, minRate int64) {
+	if idle > 0 {
+		c.dataStart.Store(time.Now().UnixNano())
+		c.dataBytes.Store(0)
+		c.minRate.Store(max(minRate, 0))
+	}
+	c.dataIdle.Store(int64(idle))
+}
 
 // unwrapGuarded finds the guardedConn under a connection go-smtp hands out,
 // which after STARTTLS is a *tls.Conn over it.

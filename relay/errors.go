@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -27,12 +28,32 @@ var (
 	errMalformedHeader = func(err error) *smtp.SMTPError {
 		return Reply(550, smtp.EnhancedCode{5, 6, 0}, "Malformed header block: %s", oneLine(err.Error()))
 	}
+	errTooManyFields = func(limit int) *smtp.SMTPError {
+		return Reply(552, smtp.EnhancedCode{5, 3, 4}, "Header block has more than %d fields", limit)
+	}
+	errAborted = Reply(451, smtp.EnhancedCode{4, 3, 0},
+		"Message transfer abandoned (RSET, connection closed or relay stopping); nothing was delivered")
 	errTruncated = Reply(451, smtp.EnhancedCode{4, 3, 0},
 		"Message data ended before the announced chunk size; nothing was delivered")
 	errStore = Reply(451, smtp.EnhancedCode{4, 3, 0},
 		"Origin record store unavailable; try again later")
 	errShuttingDown = Reply(421, smtp.EnhancedCode{4, 3, 2}, "Relay shutting down; try again later")
 )
+
+// dataIdleReply and dataTooSlowReply end a transfer the client let stall
+// or trickle.
+func dataIdleReply(idle time.Duration) *smtp.SMTPError {
+	return Reply(421, smtp.EnhancedCode{4, 4, 2}, "Idle for more than %s during message data; closing", idle)
+}
+
+func dataTooSlowReply(rate int64) *smtp.SMTPError {
+	return Reply(421, smtp.EnhancedCode{4, 4, 2}, "Message data arriving slower than %d bytes per second; closing", rate)
+}
+
+// replyLine formats a reply as its one line on the wire, without CRLF.
+func replyLine(e *smtp.SMTPError) string {
+	return fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)
+}
 
 // hopError turns what went wrong with a next hop into the reply the relay
 // gives upstream: the next hop's own 4xx/5xx reply keeps its class, code and

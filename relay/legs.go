@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/recallrelay/recallrelay/headers"
+	"github.com/recallrelay/recallrelay/rules"
 	"github.com/recallrelay/recallrelay/store"
 )
 
@@ -81,7 +82,7 @@ func (s *session) prepareTenant(h *headers.Header, rt Route, o *outcome) (*prepa
 		if err := s.switchHop(s.st.cfg.Target); err != nil {
 			return nil, err
 		}
-		applyHeaderActions(h, rt)
+		s.applyHeaderActions(h, rt)
 		h.Remove(s.st.refMatch)
 		h.Remove(s.st.loopMatch)
 		h.Prepend(*s.st.cfg.LoopMarker)
@@ -136,7 +137,7 @@ func (s *session) prepareTenant(h *headers.Header, rt Route, o *outcome) (*prepa
 		Route:       append([]string(nil), rt.Vendors...),
 	}
 	o.ref = rec.Ref
-	applyHeaderActions(h, rt)
+	s.applyHeaderActions(h, rt)
 
 	// A reference the tenant's message already carries is stale (a message
 	// that looped) or forged; only the one stamped now counts.
@@ -182,20 +183,31 @@ func messageMaterial(from string, rcpts []string, h *headers.Header) []byte {
 	return b.Bytes()
 }
 
-// applyHeaderActions applies a route's set-header and remove-header actions.
-func applyHeaderActions(h *headers.Header, rt Route) {
-	for _, name := range rt.RemoveHeaders {
-		if m, err := headers.NewMatcher([]string{name}); err == nil {
-			h.Remove(m)
+// applyHeaderActions applies a route's set-header and remove-header
+// actions. They name fields exactly; rules refuses patterns and protected
+// names when it compiles, and, should a Router hand over one anyway, the
+// relay skips it here too (rules.Protected): no routing decision removes or
+// sets what recall and the round trip depend on.
+func (s *session) applyHeaderActions(h *headers.Header, rt Route) {
+	protected := func(name string) bool {
+		if rules.Protected(name, s.st.cfg.LoopMarker.Name, s.st.cfg.RefHeader) {
+			s.log(zerolog.ErrorLevel).Str("field", name).Msg("header action on a protected field skipped")
+			return true
 		}
+		return false
+	}
+	for _, name := range rt.RemoveHeaders {
+		if protected(name) {
+			continue
+		}
+		h.Remove(headers.MustMatcher(name))
 	}
 	for i := len(rt.SetHeaders) - 1; i >= 0; i-- {
 		f := rt.SetHeaders[i]
-		m, err := headers.NewMatcher([]string{f.Name})
-		if err != nil || !headers.ValidRawField(f.Raw) {
+		if protected(f.Name) || !headers.ValidRawField(f.Raw) {
 			continue
 		}
-		h.Remove(m)
+		h.Remove(headers.MustMatcher(f.Name))
 		h.Prepend(f)
 	}
 }
@@ -324,9 +336,17 @@ func (s *session) claim(ctx context.Context, rec *headers.Record, p *prepared, o
 			return err
 		}
 	}
-	p.settle = func(delivered bool) {
-		if !delivered {
+	p.settle = func(res hopResult) {
+		switch res {
+		case notDelivered:
 			release()
+			return
+		case unknown:
+			// The tenant may have the message: releasing would let a
+			// later copy through as a second delivery. The claim lapses
+			// with its lease instead, after which a copy is delivered.
+			s.log(zerolog.WarnLevel).Str("ref", rec.Ref).Dur("lease", s.st.cfg.ClaimLease).
+				Msg("tenant's verdict on end of data unknown; claims kept until their lease lapses")
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.st.cfg.StoreTimeout)
@@ -408,6 +428,9 @@ func (s *session) lookup(ctx context.Context, h *headers.Header) (*headers.Recor
 		return rec, hop, "reference", nil
 	}
 
+	if !s.fallbackAllowed() {
+		return nil, 0, "none", nil
+	}
 	if mid := h.MessageID(); mid != "" {
 		recs, err := st.ByMessageID(ctx, mid)
 		if err != nil {
@@ -427,6 +450,20 @@ func (s *session) lookup(ctx context.Context, h *headers.Header) (*headers.Recor
 		}
 	}
 	return nil, 0, "none", nil
+}
+
+// fallbackAllowed says whether this client's mail may be matched without
+// the reference (FallbackMatching): anyone who knows a recorded message's
+// Message-ID and sender could otherwise deliver other content under its
+// restored headers.
+func (s *session) fallbackAllowed() bool {
+	switch s.st.cfg.FallbackMatching {
+	case FallbackAny:
+		return true
+	case FallbackTrusted:
+		return s.auth() != "" || len(s.leg.lc.AllowNets) > 0 || s.leg.loopbackOnly()
+	}
+	return false
 }
 
 // unique returns the one candidate consistent with the envelope. Records

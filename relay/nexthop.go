@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -75,13 +76,30 @@ func (h *NextHop) validate() error {
 	return nil
 }
 
-// hopConn is one SMTP client connection to a next hop.
+// hopConn is one SMTP client connection to a next hop. It is used by one
+// goroutine at a time (the session's, under its lock), except for cut.
 type hopConn struct {
 	hop    NextHop
 	c      *smtp.Client
+	raw    net.Conn // the TCP connection under c, for cut
 	tls    bool
 	inTx   bool // MAIL sent and the transaction not finished
 	broken bool // unusable: close instead of reusing
+	// dataOpen is true between a successful DATA and its end (the dot, or
+	// abort). While it is, nothing may be written on c but message data.
+	dataOpen bool
+	// interrupted is set by cut, from any goroutine.
+	interrupted atomic.Bool
+}
+
+// cut drops the connection at once, from any goroutine, so that a message
+// being streamed to the next hop can never be completed: the next hop sees
+// the connection close before end-of-data and discards what it received.
+// The session's own goroutine notices through interrupted (and failing
+// writes) and never writes the end-of-data dot afterwards.
+func (hc *hopConn) cut() {
+	hc.interrupted.Store(true)
+	hc.raw.Close()
 }
 
 // dialHop connects, greets and (per policy) starts TLS.
@@ -108,7 +126,7 @@ func dialHop(h NextHop) (*hopConn, error) {
 		c.Close()
 		return nil, hopError(h.Name, "greeting", err)
 	}
-	return &hopConn{hop: h, c: c}, nil
+	return &hopConn{hop: h, c: c, raw: conn}, nil
 }
 
 var errNoStartTLS = errors.New("next hop does not offer STARTTLS")
@@ -153,7 +171,7 @@ func dialHopTLS(h NextHop) (*hopConn, error) {
 		return nil, hopError(h.Name, "STARTTLS", fmt.Errorf("tls: %w", err))
 	}
 	conn.SetDeadline(time.Time{})
-	return &hopConn{hop: h, c: c, tls: true}, nil
+	return &hopConn{hop: h, c: c, raw: conn, tls: true}, nil
 }
 
 // mail starts a transaction.
@@ -191,8 +209,16 @@ func (hc *hopConn) rcpt(to string) error {
 	return nil
 }
 
-// reset ends an unfinished transaction.
+// reset ends an unfinished transaction. It must not be called while a
+// DATA writer is open: go-smtp's client (through net/textproto) would close
+// that writer first, writing the end-of-data dot, and the next hop would
+// commit a partial message. The data path ends every DATA it opened
+// itself, by CloseWithResponse or abort.
 func (hc *hopConn) reset() {
+	if hc.dataOpen || hc.interrupted.Load() {
+		hc.abort()
+		return
+	}
 	if !hc.inTx || hc.broken {
 		return
 	}
@@ -206,16 +232,22 @@ func (hc *hopConn) reset() {
 // sees end-of-data and discards what it received.
 func (hc *hopConn) abort() {
 	hc.broken = true
-	hc.c.Close()
+	hc.dataOpen = false
+	hc.inTx = false
+	hc.raw.Close()
 }
 
 // close ends the connection politely when possible.
 func (hc *hopConn) close() {
+	if hc.dataOpen || hc.interrupted.Load() {
+		hc.abort()
+		return
+	}
 	if !hc.broken {
 		hc.c.Quit() // closes the connection as well
 		return
 	}
-	hc.c.Close()
+	hc.raw.Close()
 }
 
 func (hc *hopConn) noteErr(err error) {

@@ -53,12 +53,22 @@ type ListenerConfig struct {
 	// TLS enables STARTTLS; nil disables it.
 	TLS *tls.Config
 
-	MaxMessageBytes int64         // SIZE; default 150 MB
-	MaxHeaderBytes  int           // header block; default 1 MiB
+	MaxMessageBytes int64 // SIZE; default 150 MB
+	MaxHeaderBytes  int   // header block; default 1 MiB
+	// MaxHeaderFields bounds the number of fields in a header block
+	// (552 5.3.4 beyond); default 1000.
+	MaxHeaderFields int
 	MaxRecipients   int           // default 1000
 	MaxLineLength   int           // default 2000 (RFC 5321 allows 1000)
 	CommandTimeout  time.Duration // idle time waiting for a command; default 5m
 	DataTimeout     time.Duration // idle time between reads of message data; default 5m
+	// MinDataRate bounds a whole DATA or BDAT transfer, in bytes per
+	// second: a transfer that has received n bytes must be done within
+	// DataTimeout + n/MinDataRate of its start (421 4.4.2, then the
+	// connection closes). It stops a client that trickles a byte every few
+	// seconds and so never trips DataTimeout. Default 500; negative
+	// disables it.
+	MinDataRate     int64
 	BareLineEndings BareLineEndings
 
 	// AllowNets are the client networks allowed to connect; empty allows
@@ -93,10 +103,16 @@ func (l ListenerConfig) withDefaults() ListenerConfig {
 		l.MaxMessageBytes = 150_000_000
 	}
 	if l.MaxHeaderBytes <= 0 {
-		l.MaxHeaderBytes = 1 << 20
+		l.MaxHeaderBytes = headers.DefaultMaxHeaderBytes
+	}
+	if l.MaxHeaderFields <= 0 {
+		l.MaxHeaderFields = headers.DefaultMaxHeaderFields
 	}
 	if l.MaxRecipients <= 0 {
 		l.MaxRecipients = 1000
+	}
+	if l.MinDataRate == 0 {
+		l.MinDataRate = 500
 	}
 	if l.MaxLineLength <= 0 {
 		l.MaxLineLength = 2000
@@ -131,6 +147,26 @@ const (
 	RejectUnrecorded WithoutRecord = iota
 	// StripUnrecorded delivers it with every organization header removed.
 	StripUnrecorded
+)
+
+// FallbackMatching says whose returning mail may be matched to its record
+// without the signed reference, by Message-ID or fingerprint.
+type FallbackMatching int
+
+const (
+	// FallbackTrusted allows fallback matching only for a client that
+	// authenticated (client certificate or SMTP AUTH) or that the return
+	// listener's AllowNets admitted, or on a return listener bound to a
+	// loopback address. The default.
+	FallbackTrusted FallbackMatching = iota
+	// FallbackOff matches by reference only.
+	FallbackOff
+	// FallbackAny allows fallback matching for every client of the return
+	// listener. Anyone who can reach it and knows a recorded message's
+	// Message-ID (or Date, From, To and Subject) and sender can then
+	// deliver any content to a recipient not yet delivered, with the
+	// recorded organization headers restored.
+	FallbackAny
 )
 
 // Config is everything a Relay needs. Zero values take the documented
@@ -171,6 +207,8 @@ type Config struct {
 	// StoreTimeout bounds each store operation; default 5s.
 	StoreTimeout  time.Duration
 	WithoutRecord WithoutRecord
+	// FallbackMatching says who may be matched without the reference.
+	FallbackMatching FallbackMatching
 
 	// PassUnrecorded lets the tenant leg send a message on to the vendor
 	// when its origin record cannot be written (store down), instead of
@@ -242,6 +280,24 @@ type leg struct {
 	srv  *smtp.Server
 	ln   net.Listener
 	done chan struct{}
+}
+
+// loopbackOnly reports whether the leg listens on a loopback address
+// only, so that no other machine can reach it.
+func (l *leg) loopbackOnly() bool {
+	addr := l.lc.Addr
+	if l.ln != nil {
+		addr = l.ln.Addr().String()
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // New checks cfg and returns a Relay that is not yet listening.

@@ -371,8 +371,9 @@ func TestDataIdleTimeout(t *testing.T) {
 		c.cmd(354, "DATA")
 		c.write("Subject: slow\r\n\r\n")
 		start := time.Now()
+		line := strings.Repeat("a line of a slow transfer ", 8) + "\r\n" // 210 bytes
 		for time.Since(start) < 4*idle {
-			c.write("a line of a slow transfer\r\n")
+			c.write(line) // about 2 kB/s: over the default minimum rate
 			time.Sleep(idle / 4)
 		}
 		c.write(".\r\n")

@@ -29,16 +29,24 @@ const original = "From: Ann <ann@contoso.com>\r\n" +
 // received.
 func (h *harness) sendOut(from string, rcpts ...string) []byte {
 	h.t.Helper()
+	return h.sendOutMessage(original, from, rcpts...)
+}
+
+// sendOutMessage sends msg through the tenant leg and returns what the
+// vendor received.
+func (h *harness) sendOutMessage(msg, from string, rcpts ...string) []byte {
+	h.t.Helper()
+	before := len(h.vendor.Deliveries())
 	c := dial(h.t, h.relay.TenantAddr())
 	c.cmd(250, "MAIL FROM:<%s>", from)
 	for _, r := range rcpts {
 		c.cmd(250, "RCPT TO:<%s>", r)
 	}
 	c.cmd(354, "DATA")
-	c.write(original + ".\r\n")
+	c.write(msg + ".\r\n")
 	c.expect(250)
-	d, err := h.vendor.WaitDeliveries(len(h.vendor.Deliveries()), time.Second)
-	if err != nil || len(d) == 0 {
+	d, err := h.vendor.WaitDeliveries(before+1, time.Second)
+	if err != nil {
 		h.t.Fatalf("vendor got nothing: %v", err)
 	}
 	return d[len(d)-1].Data

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,39 @@ import (
 
 // session is one SMTP connection on either leg. It holds at most one
 // connection to the leg's next hop, reused across transactions.
+//
+// # Who owns the state
+//
+// go-smtp calls Mail, Rcpt, Reset, Auth and Logout on the connection's
+// goroutine, but for BDAT it runs Data on a goroutine of its own, and it
+// does not wait for that goroutine before it calls Reset (RSET, EHLO, a
+// refused chunk) or Logout (connection closed, STARTTLS). The transaction's
+// state (from, opts, rcpts, hop, st, route) therefore has one owner at a
+// time, mu:
+//
+//   - Data holds mu from its start to its end: the envelope, the next hop
+//     and the configuration cannot change under a message in transfer.
+//   - Mail, Rcpt and Reset take mu, so they wait for a data path that is
+//     still running. go-smtp closes a BDAT transfer's pipe before it calls
+//     Reset, so that data path sees its input fail and stops; Reset first
+//     cuts the next-hop connection the data path is streaming to
+//     (hopConn.cut), so that one blocked on a slow next hop stops too. The
+//     next hop sees its connection close before end-of-data and discards
+//     the message; the data path itself never writes end-of-data after an
+//     input failure or a cut.
+//   - Auth and Logout can be called while a BDAT transfer is open, when the
+//     data path waits for the connection's goroutine to feed it: they never
+//     wait for mu. Logout cuts the streaming hop and marks the session
+//     closed; whoever holds mu, or Logout itself when mu is free, then
+//     closes the next-hop connection (unlock).
+//   - A data path that go-smtp started for a transfer it reset before the
+//     goroutine got mu (BDAT 0, then RSET) finds its input closed at its
+//     first read and touches nothing (Data).
+//   - After Data returns, go-smtp's BDAT goroutine still reads a field of
+//     the connection (the channel for its result) that go-smtp replaces
+//     when the next transfer starts. Mail waits for that goroutine to be
+//     done before a new transaction can start (awaitTransferEnd), so a
+//     transfer's result can never be taken for the next one's.
 type session struct {
 	r    *Relay
 	leg  *leg
@@ -26,21 +60,60 @@ type session struct {
 	helo   string
 	tls    string // "" when plaintext
 
+	mu sync.Mutex // owns from, opts, rcpts, hop, st, route, routeFinal
+
 	from  string
 	opts  smtp.MailOptions
 	rcpts []string
 	hop   *hopConn
-
-	busy     atomic.Bool // a transaction is open
-	errors   int         // refused commands on this connection
-	authName string      // "cert:<name>" or "user:<name>" once authenticated
 
 	route      Route // tenant leg: the route decided (or guessed) at MAIL
 	routeFinal bool
 	// st is the configuration of the transaction in progress, read at
 	// MAIL FROM (Reload replaces the relay's between transactions).
 	st *state
+
+	// transfer is the pipe go-smtp fed the last BDAT transfer through
+	// (see awaitTransferEnd).
+	transfer *io.PipeReader
+
+	// streaming is the next-hop connection a message is being streamed to,
+	// nil otherwise: what Reset and Logout cut.
+	streaming atomic.Pointer[hopConn]
+	closed    atomic.Bool  // Logout was called
+	busy      atomic.Bool  // a transaction is open
+	errors    atomic.Int32 // refused commands on this connection
+	// authName is "cert:<name>" or "user:<name>" once authenticated.
+	authName atomic.Pointer[string]
 }
+
+// unlock releases mu; when Logout came while mu was held, it closes the
+// next-hop connection that Logout could not.
+func (s *session) unlock() {
+	s.mu.Unlock()
+	if s.closed.Load() && s.mu.TryLock() {
+		s.closeHop()
+		s.mu.Unlock()
+	}
+}
+
+// cutStreaming cuts the next-hop connection a message is being streamed
+// to, if any. Safe from any goroutine.
+func (s *session) cutStreaming() {
+	if hc := s.streaming.Load(); hc != nil {
+		hc.cut()
+	}
+}
+
+// auth returns the authenticated identity, "" before authentication.
+func (s *session) auth() string {
+	if p := s.authName.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (s *session) setAuth(name string) { s.authName.Store(&name) }
 
 func (r *Relay) newSession(l *leg, c *smtp.Conn) *session {
 	s := &session{r: r, leg: l, conn: unwrapGuarded(c.Conn()), helo: c.Hostname()}
@@ -50,7 +123,7 @@ func (r *Relay) newSession(l *leg, c *smtp.Conn) *session {
 	if st, ok := c.TLSConnectionState(); ok {
 		s.tls = tlsDescription(st)
 		if n := certName(st, l.lc.ClientCertNames); n != "" {
-			s.authName = "cert:" + n
+			s.setAuth("cert:" + n)
 		}
 	}
 	if s.conn != nil {
@@ -68,11 +141,11 @@ func (s *session) fail(err error) error {
 	if err == nil {
 		return nil
 	}
-	s.errors++
-	if s.errors >= s.leg.lc.MaxErrors && s.conn != nil {
+	n := int(s.errors.Add(1))
+	if n >= s.leg.lc.MaxErrors && s.conn != nil {
 		s.conn.closeAfter.Store(true)
-		s.log(zerolog.WarnLevel).Int("errors", s.errors).Msg("too many errors; closing")
-		return Reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many errors on this connection (%d); closing. Last: %s", s.errors, oneLine(err.Error()))
+		s.log(zerolog.WarnLevel).Int("errors", n).Msg("too many errors; closing")
+		return Reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many errors on this connection (%d); closing. Last: %s", n, oneLine(err.Error()))
 	}
 	return err
 }
@@ -85,10 +158,13 @@ func tlsDescription(st tls.ConnectionState) string {
 // the next hop's verdict on the sender and on each recipient reaches the
 // client in the same SMTP command.
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.mu.Lock()
+	defer s.unlock()
 	return s.fail(s.mail(from, opts))
 }
 
 func (s *session) mail(from string, opts *smtp.MailOptions) error {
+	s.awaitTransferEnd()
 	if s.r.shuttingDown() {
 		if s.conn != nil {
 			s.conn.closeAfter.Store(true)
@@ -98,7 +174,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if s.leg.lc.RequireTLS && s.tls == "" {
 		return Reply(530, smtp.EnhancedCode{5, 7, 0}, "Must issue a STARTTLS command first")
 	}
-	if s.leg.lc.authRequired() && s.authName == "" {
+	if s.leg.lc.authRequired() && s.auth() == "" {
 		s.log(zerolog.WarnLevel).Bool("tls", s.tls != "").Msg("MAIL before authentication refused")
 		return Reply(530, smtp.EnhancedCode{5, 7, 0}, "Authentication required: present an allowed client certificate or use AUTH after STARTTLS")
 	}
@@ -147,8 +223,42 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	}
 }
 
+// awaitTransferEnd waits until go-smtp's goroutine for the last BDAT
+// transfer is done. It is written around go-smtp (v0.25), whose BDAT
+// goroutine, after Data returns, sends Data's result on the connection's
+// current result channel and then closes the pipe's reader. When the
+// transfer was reset, nobody receives that result; if the next transfer
+// started first, its channel would get it, and a race detector sees the
+// field written by one goroutine and read by the other. go-smtp has
+// closed the pipe's writer before it lets a MAIL through, so reading the
+// pipe never blocks here: it answers the writer's error until the
+// goroutine closes the reader, then io.ErrClosedPipe, through the pipe's
+// own lock, which orders the goroutine's last steps before this
+// transaction's. The goroutine does nothing else in between, so the wait
+// is short; it is bounded all the same.
+func (s *session) awaitTransferEnd() {
+	p := s.transfer
+	if p == nil {
+		return
+	}
+	s.transfer = nil
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if _, err := p.Read(nil); err == io.ErrClosedPipe {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.log(zerolog.WarnLevel).Msg("last BDAT transfer's goroutine did not finish")
+			return
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
 // Rcpt forwards the recipient; the next hop's refusal is the client's.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.mu.Lock()
+	defer s.unlock()
 	return s.fail(s.rcpt(to))
 }
 
@@ -169,8 +279,13 @@ func (s *session) rcpt(to string) error {
 
 // Reset ends the transaction here and at the next hop. go-smtp calls it
 // after a transaction's final reply too; when the relay is stopping, the
-// connection, now idle, gets 421 and is closed.
+// connection, now idle, gets 421 and is closed. A message still being
+// transferred (RSET during BDAT) is abandoned: its next-hop connection is
+// cut before end-of-data, and Reset waits for its data path to end.
 func (s *session) Reset() {
+	s.cutStreaming()
+	s.mu.Lock()
+	defer s.unlock()
 	s.busy.Store(false)
 	s.from, s.rcpts = "", nil
 	if s.hop != nil {
@@ -181,9 +296,16 @@ func (s *session) Reset() {
 	}
 }
 
-// Logout closes the next-hop connection.
+// Logout closes the next-hop connection: at once when no handler holds
+// the session, else when that handler lets go (see session). A message
+// still being transferred is abandoned, its next-hop connection cut.
 func (s *session) Logout() error {
-	s.closeHop()
+	s.cutStreaming()
+	s.closed.Store(true)
+	if s.mu.TryLock() {
+		s.closeHop()
+		s.mu.Unlock()
+	}
 	s.r.track(s, false)
 	return nil
 }
@@ -227,17 +349,68 @@ type outcome struct {
 // Data receives one message, streams it to the next hop and answers only
 // with the next hop's verdict.
 func (s *session) Data(r io.Reader) error {
+	s.mu.Lock()
+	defer s.unlock()
+	// The first read tells a live transfer from one that go-smtp reset
+	// before this goroutine got mu (BDAT 0, then RSET): go-smtp closes a
+	// reset transfer's pipe before it calls Reset, so a transfer that
+	// yields data now is the open transaction's, and stays so while mu is
+	// held. One that does not has nothing to deliver, and the transaction
+	// now in the session may be another one: touch nothing.
+	if p, ok := r.(*io.PipeReader); ok {
+		s.transfer = p
+	}
+	pr := &primedReader{r: r}
+	if err := pr.prime(); err != nil {
+		s.log(zerolog.DebugLevel).Err(err).Msg("message data ended before it began")
+		return s.readError(err)
+	}
 	start := time.Now()
 	if s.conn != nil {
-		s.conn.receiving(s.leg.lc.DataTimeout)
-		defer s.conn.receiving(0)
+		s.conn.receiving(s.leg.lc.DataTimeout, s.leg.lc.MinDataRate)
+		defer s.conn.receiving(0, 0)
 	}
 	var o outcome
-	err := s.data(r, &o)
+	err := s.data(pr, &o)
 	s.logMessage(&o, start, err)
 	// busy stays set until Reset, which go-smtp calls once the final reply
 	// is written: a shutdown meanwhile leaves the reply alone.
 	return s.fail(err)
+}
+
+// primedReader reads from r once ahead (prime), then passes reads on.
+type primedReader struct {
+	r     io.Reader
+	first []byte
+}
+
+// prime reads one byte: go-smtp's DATA reader fills the whole buffer it is
+// given before it returns, and the transfer's timeouts start only after
+// prime.
+func (p *primedReader) prime() error {
+	buf := make([]byte, 1)
+	for {
+		n, err := p.r.Read(buf)
+		if n > 0 {
+			p.first = buf[:n]
+			return nil
+		}
+		if err == io.EOF {
+			return nil // an empty message: the header reader says so
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (p *primedReader) Read(b []byte) (int, error) {
+	if len(p.first) > 0 {
+		n := copy(b, p.first)
+		p.first = p.first[n:]
+		return n, nil
+	}
+	return p.r.Read(b)
 }
 
 // prepared is a leg's decision about one message once its header block has
@@ -246,22 +419,42 @@ type prepared struct {
 	// commit runs after the whole message was streamed to the next hop and
 	// before the next hop is told it is complete.
 	commit func(ctx context.Context) error
-	// settle runs once the outcome is known: delivered is true when the
-	// next hop answered 250.
-	settle func(delivered bool)
+	// settle runs once the outcome at the next hop is known.
+	settle func(res hopResult)
 	// skip means there is nothing to deliver (every recipient already has
 	// the message): the relay acknowledges without contacting the next hop.
 	skip bool
 }
+
+// hopResult is what became of a message at the next hop.
+type hopResult int
+
+const (
+	// notDelivered: the next hop never saw end-of-data, or answered it with
+	// a refusal. It does not have the message.
+	notDelivered hopResult = iota
+	// delivered: the next hop answered 250 to end-of-data.
+	delivered
+	// unknown: end-of-data was sent but no reply came (the connection
+	// broke, timed out or was cut). The next hop may have the message.
+	unknown
+)
 
 func (s *session) data(r io.Reader, o *outcome) error {
 	if s.hop == nil || s.hop.broken {
 		return Reply(451, smtp.EnhancedCode{4, 4, 2}, "%s connection lost; start again", s.hopName())
 	}
 	guard := newLineGuard(r, s.leg.lc.BareLineEndings)
-	h, body, err := headers.ReadHeader(guard, s.leg.lc.MaxHeaderBytes)
+	h, body, err := headers.ReadHeaderLimits(guard, headers.Limits{
+		MaxBytes: s.leg.lc.MaxHeaderBytes, MaxFields: s.leg.lc.MaxHeaderFields})
 	if err != nil {
-		s.hop.reset()
+		// Nothing was sent to the next hop yet; the Reset that follows
+		// every failed transfer ends its transaction there. The guard's
+		// own error comes first: a header parser may report the line it
+		// cut short rather than why it was cut.
+		if errors.Is(guard.err, errBare) {
+			err = guard.err
+		}
 		return s.readError(err)
 	}
 	o.messageID = h.MessageID()
@@ -301,25 +494,32 @@ func (s *session) data(r io.Reader, o *outcome) error {
 		}
 		return nil
 	}
-	delivered := false
+	res := notDelivered
 	if p.settle != nil {
-		defer func() { p.settle(delivered) }()
+		defer func() { p.settle(res) }()
 	}
 
-	w, err := s.hop.c.Data()
+	hop := s.hop
+	w, err := hop.c.Data()
 	if err != nil {
-		s.hop.noteErr(err)
+		hop.noteErr(err)
 		return hopError(s.hopName(), "DATA", err)
 	}
+	hop.dataOpen = true
+	s.streaming.Store(hop)
+	defer s.streaming.Store(nil)
 	if _, err := h.WriteTo(w); err != nil {
-		s.hop.abort()
+		hop.abort()
 		return hopError(s.hopName(), "message transfer", err)
 	}
 	if err := copyBody(w, body); err != nil {
-		s.hop.abort()
+		hop.abort()
 		var rerr readErr
 		if errors.As(err, &rerr) {
 			return s.readError(rerr.error)
+		}
+		if hop.interrupted.Load() {
+			return errAborted
 		}
 		return hopError(s.hopName(), "message transfer", err)
 	}
@@ -327,7 +527,7 @@ func (s *session) data(r io.Reader, o *outcome) error {
 	// go-smtp hands a BDAT chunk cut short by a closed connection to us as a
 	// complete message. Never let such a message be committed.
 	if s.conn != nil && s.conn.failed.Load() {
-		s.hop.abort()
+		hop.abort()
 		return errTruncated
 	}
 	if p.commit != nil {
@@ -338,18 +538,27 @@ func (s *session) data(r io.Reader, o *outcome) error {
 			s.log(zerolog.ErrorLevel).Err(err).Str("ref", o.ref).Msg("store write failed; passing the message on unrecorded (pass_unrecorded)")
 			o.unrecorded = true
 		} else if err != nil {
-			s.hop.abort()
+			hop.abort()
 			s.log(zerolog.ErrorLevel).Err(err).Msg("store write failed")
 			return errStore
 		}
 	}
-	if _, err := w.CloseWithResponse(); err != nil {
-		s.hop.noteErr(err)
-		s.hop.inTx = false
+	if hop.interrupted.Load() {
+		hop.abort()
+		return errAborted
+	}
+	hop.dataOpen = false
+	_, err = w.CloseWithResponse()
+	hop.inTx = false
+	if err != nil {
+		hop.noteErr(err)
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			res = unknown
+		}
 		return hopError(s.hopName(), "end of data", err)
 	}
-	s.hop.inTx = false
-	delivered = true
+	res = delivered
 	return nil
 }
 
@@ -385,8 +594,14 @@ func (s *session) readError(err error) error {
 	switch {
 	case errors.Is(err, errBare):
 		return errBareLineEnding
+	case errors.Is(err, headers.ErrTooManyFields):
+		return errTooManyFields(s.leg.lc.MaxHeaderFields)
 	case errors.Is(err, headers.ErrHeaderTooLarge):
 		return errHeaderTooLarge(s.leg.lc.MaxHeaderBytes)
+	case errors.Is(err, smtp.ErrDataReset):
+		return errAborted
+	case errors.Is(err, errDataTooSlow):
+		return dataTooSlowReply(s.leg.lc.MinDataRate)
 	case errors.Is(err, headers.ErrMalformedHeader):
 		return errMalformedHeader(err)
 	case errors.Is(err, smtp.ErrTooLongLine):
@@ -394,7 +609,7 @@ func (s *session) readError(err error) error {
 	case errors.As(err, &se):
 		return se // go-smtp's own, e.g. 552 5.3.4 message too large
 	case errors.As(err, &ne) && ne.Timeout():
-		return Reply(421, smtp.EnhancedCode{4, 4, 2}, "Idle for more than %s during message data", s.leg.lc.DataTimeout)
+		return dataIdleReply(s.leg.lc.DataTimeout)
 	default:
 		// The client went away (EOF, reset, RSET during BDAT): nobody will
 		// read this reply, and nothing was committed.
@@ -404,8 +619,8 @@ func (s *session) readError(err error) error {
 
 func (s *session) log(level zerolog.Level) *zerolog.Event {
 	e := s.r.cfg.Log.WithLevel(level).Str("leg", s.leg.name).Str("client", s.remote)
-	if s.authName != "" {
-		e = e.Str("auth", s.authName)
+	if a := s.auth(); a != "" {
+		e = e.Str("auth", a)
 	}
 	return e
 }
