@@ -66,6 +66,11 @@ type Config struct {
 	// whose reference is missing, invalid or names no stored record.
 	// Default: ReturnReject.
 	ReturnWithoutRecord ReturnPolicy `yaml:"return_without_record"`
+	// FallbackMatching decides whose returning mail may be matched to its
+	// record without the signed reference (by Message-ID, then by a
+	// fingerprint of Date, From, To, Cc and Subject), for vendors that
+	// strip the reference. Default: FallbackTrusted.
+	FallbackMatching FallbackPolicy `yaml:"fallback_matching"`
 
 	// Duplicates decides what the return listener does when a vendor sends
 	// a message back again for a recipient the tenant already accepted it
@@ -252,6 +257,9 @@ type Listener struct {
 	MaxMessageSize ByteSize `yaml:"max_message_size"`
 	// MaxHeaderSize is the largest header section accepted. Default: 1MiB.
 	MaxHeaderSize ByteSize `yaml:"max_header_size"`
+	// MaxHeaderFields is the most fields a header section may have (552
+	// 5.3.4 beyond), at least MinHeaderFields. Default: 1000.
+	MaxHeaderFields int `yaml:"max_header_fields"`
 	// MaxRecipients is the most RCPT TO per transaction. Default: 1000.
 	MaxRecipients int `yaml:"max_recipients"`
 	// MaxLineLength is the longest command or text line, in bytes, at least
@@ -263,12 +271,29 @@ type Listener struct {
 	// DataTimeout is how long the server waits between two reads during
 	// DATA or BDAT; it does not bound the whole transfer. Default: 5m.
 	DataTimeout Duration `yaml:"data_timeout"`
+	// MinDataRate bounds a whole DATA or BDAT transfer, in bytes per
+	// second: a transfer that has received n bytes must be complete within
+	// DataTimeout + n/MinDataRate of its start (421 4.4.2, then the
+	// connection closes), so that a client trickling a byte every few
+	// seconds, which never trips DataTimeout, cannot hold a connection for
+	// ever. Positive, or DataRateOff ("off" in the file) for no bound; 0 is
+	// invalid. Default: 500.
+	MinDataRate DataRate `yaml:"min_data_rate"`
 	// BareLineEndings is what to do with a CR or LF not part of CRLF in
 	// message data. Default: BareLineReject.
 	BareLineEndings BareLineEndings `yaml:"bare_line_endings"`
 	// AllowNets are the client networks (CIDR or single addresses, IPv4 or
-	// IPv6) allowed to connect; empty allows everyone.
+	// IPv6) allowed to connect; empty allows everyone. A listener that
+	// other hosts can reach needs AllowNets or client authentication,
+	// unless InsecureOpen is set.
 	AllowNets []string `yaml:"allow_nets"`
+	// InsecureOpen accepts an open listener: one whose Listen address is
+	// not loopback only (127.0.0.0/8, ::1, localhost), with no AllowNets
+	// and no client authentication (TLS.ClientCertNames or
+	// Auth.UsersFile), so that anyone on the network can use it. Without
+	// it, Validate refuses such a listener; with it, Warnings names it.
+	// Default: false.
+	InsecureOpen bool `yaml:"insecure_open"`
 	// MaxConnections bounds open connections in total.
 	MaxConnections int `yaml:"max_connections"`
 	// MaxConnectionsPerClient bounds open connections per client address.
@@ -402,6 +427,25 @@ const (
 	ReturnStrip ReturnPolicy = "strip"
 )
 
+// FallbackPolicy is the fallback_matching setting: whose returning mail
+// the return leg may match to its record without the signed reference.
+type FallbackPolicy string
+
+// Fallback matching policies.
+const (
+	// FallbackTrusted allows fallback matching only for clients that
+	// authenticated (client certificate or SMTP AUTH) or that the return
+	// listener's allow_nets admitted.
+	FallbackTrusted FallbackPolicy = "trusted"
+	// FallbackOff matches returning mail by its reference only.
+	FallbackOff FallbackPolicy = "off"
+	// FallbackAny allows fallback matching for every client of the return
+	// listener: anyone who can reach it and knows a recorded message's
+	// Message-ID (or its Date, From, To and Subject) and sender can have
+	// other content delivered with that message's organization headers.
+	FallbackAny FallbackPolicy = "any"
+)
+
 // Default values.
 const (
 	DefaultDataDir         = "./data"
@@ -411,11 +455,17 @@ const (
 	DefaultLoopMarkerValue = "true"
 	DefaultMaxMessageSize  = 150 * MB
 	DefaultMaxHeaderSize   = 1 * MiB
+	DefaultMaxHeaderFields = 1000
+	DefaultMinDataRate     = DataRate(500)
 	DefaultMaxRecipients   = 1000
 	DefaultMaxLineLength   = 2000
 	DefaultRedisKeyPrefix  = "rr"
 	DefaultRedisTimeout    = 2 * time.Second
 )
+
+// MinHeaderFields is the lowest max_header_fields accepted: real Exchange
+// Online messages carry up to about a hundred header fields.
+const MinHeaderFields = 100
 
 // minKeyBytes is the shortest reference key secret; it matches the minimum
 // the headers package's Signer enforces.
@@ -488,6 +538,7 @@ func base() *Config {
 		},
 		Tenant:              Tenant{Client: defaultClient()},
 		ReturnWithoutRecord: ReturnReject,
+		FallbackMatching:    FallbackTrusted,
 		Duplicates:          DuplicatesSuppress,
 		MaxDuplicateReturns: 10,
 	}
@@ -497,10 +548,12 @@ func defaultListener() Listener {
 	return Listener{
 		MaxMessageSize:  DefaultMaxMessageSize,
 		MaxHeaderSize:   DefaultMaxHeaderSize,
+		MaxHeaderFields: DefaultMaxHeaderFields,
 		MaxRecipients:   DefaultMaxRecipients,
 		MaxLineLength:   DefaultMaxLineLength,
 		CommandTimeout:  Duration(5 * time.Minute),
 		DataTimeout:     Duration(5 * time.Minute),
+		MinDataRate:     DefaultMinDataRate,
 		BareLineEndings: BareLineReject,
 
 		MaxConnections:          500,

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,6 +26,23 @@ func TestExampleFileValidates(t *testing.T) {
 	if c.Tenant.Address != "contoso-com.mail.protection.outlook.com:25" || c.Tenant.StartTLS != StartTLSRequired ||
 		c.DefaultVendor != "signatures" || c.Reference.SigningKey != "k1" || !c.Store.Embedded() {
 		t.Errorf("example file decoded unexpectedly:\n%s", c.Explain())
+	}
+
+	// Safe as shipped: the tenant listener admits Exchange Online's
+	// published outbound ranges only, the return listener a vendor network,
+	// and nothing is opened or weakened on purpose.
+	eop := []string{"40.92.0.0/15", "40.107.0.0/16", "52.100.0.0/14", "104.47.0.0/17", "2a01:111:f400::/48", "2a01:111:f403::/48"}
+	if !slices.Equal(c.Listeners.Tenant.AllowNets, eop) {
+		t.Errorf("listeners.tenant.allow_nets = %q, want Exchange Online's ranges %q", c.Listeners.Tenant.AllowNets, eop)
+	}
+	if !slices.Equal(c.Listeners.Return.AllowNets, []string{"192.0.2.0/24"}) {
+		t.Errorf("listeners.return.allow_nets = %q, want the placeholder 192.0.2.0/24", c.Listeners.Return.AllowNets)
+	}
+	if c.Listeners.Tenant.InsecureOpen || c.Listeners.Return.InsecureOpen || c.FallbackMatching != FallbackTrusted {
+		t.Errorf("example file opts into a weaker setting:\n%s", c.Explain())
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("example file has warnings: %v", w)
 	}
 
 	// Its key secret really comes from the environment.
@@ -88,12 +106,14 @@ func TestExplain(t *testing.T) {
 	for _, want := range []string{
 		"configuration: " + exampleFile,
 		"tenant listener: 0.0.0.0:25, no TLS, max message 150MB",
-		"return listener: 0.0.0.0:2526",
+		"bare line endings: reject, clients: 6 allowed networks\n",
+		"return listener: 0.0.0.0:2526, no TLS, max message 150MB, max 1000 recipients, bare line endings: reject, clients: 1 allowed network\n",
 		"store: Redis Cluster r1:6379, r2:6379 (key prefix \"rr\"), records kept 72h",
 		"reference: header X-RecallRelay-Ref, signing key k1, verifying keys k1, k0",
 		"vendor signatures (default): smtp.vendor.example:25, STARTTLS opportunistic",
 		"tenant: contoso-com.mail.protection.outlook.com:25, STARTTLS required",
-		"return without record: reject",
+		"return without record: reject\n",
+		"fallback matching: trusted (by Message-ID or fingerprint only for clients admitted by allow_nets or authenticated)\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("Explain lacks %q:\n%s", want, got)
@@ -101,6 +121,9 @@ func TestExplain(t *testing.T) {
 	}
 	if strings.Contains(got, strings.Repeat("z", 32)) {
 		t.Error("Explain shows a key secret")
+	}
+	if strings.Contains(got, "WARNING") {
+		t.Errorf("Explain of the example warns:\n%s", got)
 	}
 }
 

@@ -2,14 +2,16 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 )
 
 // Explain returns a short human-readable summary of c, one topic per line:
-// listeners, store, reference keys (by ID only), vendors, tenant target and
-// return policy. It never contains a secret; a Redis URL appears with its
-// password redacted.
+// listeners (with who may connect), store, reference keys (by ID only),
+// vendors, tenant target, return policy and fallback matching, then one
+// "WARNING: " line for each of Warnings. It never contains a secret; a
+// Redis URL appears with its password redacted.
 func (c *Config) Explain() string {
 	var b strings.Builder
 	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
@@ -77,6 +79,10 @@ func (c *Config) Explain() string {
 		line("rules: %s", c.rules.Summary())
 	}
 	line("return without record: %s", c.ReturnWithoutRecord)
+	line("fallback matching: %s", explainFallback(c.FallbackMatching))
+	for _, w := range c.Warnings() {
+		line("WARNING: %s", w.Error())
+	}
 	return b.String()
 }
 
@@ -88,8 +94,46 @@ func explainListener(l *Listener) string {
 	case l.TLS.CertFile != "":
 		t = "STARTTLS offered"
 	}
-	return fmt.Sprintf("%s, %s, max message %s, max %d recipients, bare line endings: %s",
-		l.Listen, t, l.MaxMessageSize, l.MaxRecipients, l.BareLineEndings)
+	return fmt.Sprintf("%s, %s, max message %s, max %d recipients, bare line endings: %s, clients: %s",
+		l.Listen, t, l.MaxMessageSize, l.MaxRecipients, l.BareLineEndings, explainClients(l))
+}
+
+// explainClients says who may use a listener.
+func explainClients(l *Listener) string {
+	var r []string
+	if n := len(l.AllowNets); n == 1 {
+		r = append(r, "1 allowed network")
+	} else if n > 1 {
+		r = append(r, fmt.Sprintf("%d allowed networks", n))
+	}
+	if len(l.TLS.ClientCertNames) > 0 {
+		r = append(r, "client certificates named "+strings.Join(l.TLS.ClientCertNames, ", "))
+	}
+	if l.Auth.UsersFile != "" {
+		r = append(r, "SMTP AUTH")
+	}
+	if len(r) > 0 {
+		return strings.Join(r, "; ")
+	}
+	if host, _, err := net.SplitHostPort(l.Listen); err == nil && loopbackHost(host) {
+		return "this machine only (loopback)"
+	}
+	if l.InsecureOpen {
+		return "anyone (insecure_open)"
+	}
+	return "anyone"
+}
+
+func explainFallback(p FallbackPolicy) string {
+	switch p {
+	case FallbackTrusted:
+		return "trusted (by Message-ID or fingerprint only for clients admitted by allow_nets or authenticated)"
+	case FallbackOff:
+		return "off (by reference only)"
+	case FallbackAny:
+		return "any (by Message-ID or fingerprint for every client)"
+	}
+	return string(p)
 }
 
 func explainClient(cl *Client) string {

@@ -87,9 +87,9 @@ func TestParseMinimalFillsDefaults(t *testing.T) {
 		{"headers.received", c.Headers.Received, true},
 		{"listeners.tenant.listen", c.Listeners.Tenant.Listen, "127.0.0.1:2525"},
 		{"listeners.return", c.Listeners.Return, Listener{
-			Listen: "127.0.0.1:2526", MaxMessageSize: 150 * MB, MaxHeaderSize: MiB,
+			Listen: "127.0.0.1:2526", MaxMessageSize: 150 * MB, MaxHeaderSize: MiB, MaxHeaderFields: 1000,
 			MaxRecipients: 1000, MaxLineLength: 2000,
-			CommandTimeout: Duration(5 * time.Minute), DataTimeout: Duration(5 * time.Minute),
+			CommandTimeout: Duration(5 * time.Minute), DataTimeout: Duration(5 * time.Minute), MinDataRate: 500,
 			BareLineEndings: BareLineReject,
 			MaxConnections:  500, MaxConnectionsPerClient: 50, MaxCommandsBeforeMail: 100, MaxErrors: 20,
 		}},
@@ -104,6 +104,10 @@ func TestParseMinimalFillsDefaults(t *testing.T) {
 		{"tenant.final_timeout", c.Tenant.FinalTimeout, Duration(10 * time.Minute)},
 		{"return_without_record", c.ReturnWithoutRecord, ReturnReject},
 		{"duplicates", c.Duplicates, DuplicatesSuppress},
+		{"fallback_matching", c.FallbackMatching, FallbackTrusted},
+		{"listeners.tenant.max_header_fields", c.Listeners.Tenant.MaxHeaderFields, 1000},
+		{"listeners.tenant.min_data_rate", c.Listeners.Tenant.MinDataRate, DataRate(500)},
+		{"listeners.tenant.insecure_open", c.Listeners.Tenant.InsecureOpen, false},
 		{"max_duplicate_returns", c.MaxDuplicateReturns, 10},
 		{"store.pass_unrecorded", c.Store.PassUnrecorded, false},
 	}
@@ -210,6 +214,13 @@ func TestParseTypeErrors(t *testing.T) {
 		{"string where mapping", "tenant: host:25\n", "tenant", 1, "must be a mapping"},
 		{"list where mapping", "vendors:\n  - [a]\n", "vendors[0]", 2, "must be a mapping"},
 		{"long value", "store:\n  redis:\n    db: a-very-long-value\n", "store.redis.db", 3, "must be an integer"},
+		{"data rate word", "listeners:\n  tenant:\n    min_data_rate: slow\n", "listeners.tenant.min_data_rate", 3, `invalid rate "slow": want a number of bytes per second, like 500, or off`},
+		{"data rate with unit", "listeners:\n  tenant:\n    min_data_rate: 500B/s\n", "listeners.tenant.min_data_rate", 3, "like 500, or off"},
+		{"data rate fraction", "listeners:\n  return:\n    min_data_rate: 0.5\n", "listeners.return.min_data_rate", 3, "like 500, or off"},
+		{"data rate negative", "listeners:\n  return:\n    min_data_rate: -1\n", "listeners.return.min_data_rate", 3, `invalid rate "-1": write off to set no minimum rate`},
+		{"data rate list", "listeners:\n  return:\n    min_data_rate: [500]\n", "listeners.return.min_data_rate", 3, "like 500, or off"},
+		{"header fields", "listeners:\n  return:\n    max_header_fields: many\n", "listeners.return.max_header_fields", 3, "must be an integer"},
+		{"insecure_open", "listeners:\n  return:\n    insecure_open: yes please\n", "listeners.return.insecure_open", 3, "must be true or false"},
 		{"repeated key", "log:\n  level: info\n  level: debug\n", "log.level", 3, "set more than once (first on line 2)"},
 		{"repeated key in list item", "vendors:\n  - name: a\n    name: b\n", "vendors[0].name", 3, "set more than once"},
 	}
@@ -321,6 +332,48 @@ func TestParseAliases(t *testing.T) {
 			errs := parseErrors(t, tt.yaml)
 			if !strings.Contains(errs.Error(), tt.msg) {
 				t.Errorf("got %v, want %q", errs, tt.msg)
+			}
+		})
+	}
+}
+
+// TestParseListenerLimits checks how max_header_fields, min_data_rate,
+// insecure_open and fallback_matching are read from a file.
+func TestParseListenerLimits(t *testing.T) {
+	tests := []struct {
+		name, listener string // listener: extra keys of the return listener
+		top            string // extra top-level keys
+		fields         int
+		rate           DataRate
+		open           bool
+		fallback       FallbackPolicy
+	}{
+		{name: "defaults", fields: 1000, rate: 500, fallback: FallbackTrusted},
+		{name: "set", listener: "max_header_fields: 300, min_data_rate: 2000, insecure_open: false", top: "fallback_matching: off",
+			fields: 300, rate: 2000, fallback: FallbackOff},
+		{name: "rate off", listener: "min_data_rate: off", fields: 1000, rate: DataRateOff, fallback: FallbackTrusted},
+		{name: "rate off quoted", listener: `min_data_rate: "off"`, fields: 1000, rate: DataRateOff, fallback: FallbackTrusted},
+		{name: "rate in YAML integer syntax", listener: "min_data_rate: 1_000", fields: 1000, rate: 1000, fallback: FallbackTrusted},
+		{name: "explicit zero reaches Validate", listener: "min_data_rate: 0", fields: 1000, rate: 0, fallback: FallbackTrusted},
+		{name: "opt in", listener: "insecure_open: true", top: "fallback_matching: any", fields: 1000, rate: 500, open: true, fallback: FallbackAny},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := minimalYAML
+			if tt.listener != "" {
+				data = strings.Replace(data, `return: {listen: "127.0.0.1:2526"}`, `return: {listen: "127.0.0.1:2526", `+tt.listener+`}`, 1)
+			}
+			if tt.top != "" {
+				data += tt.top + "\n"
+			}
+			c := mustParse(t, data)
+			l := c.Listeners.Return
+			if l.MaxHeaderFields != tt.fields || l.MinDataRate != tt.rate || l.InsecureOpen != tt.open || c.FallbackMatching != tt.fallback {
+				t.Errorf("got max_header_fields %d, min_data_rate %d, insecure_open %v, fallback_matching %q; want %d, %d, %v, %q",
+					l.MaxHeaderFields, l.MinDataRate, l.InsecureOpen, c.FallbackMatching, tt.fields, tt.rate, tt.open, tt.fallback)
+			}
+			if c.Listeners.Tenant.MaxHeaderFields != 1000 || c.Listeners.Tenant.MinDataRate != 500 {
+				t.Errorf("tenant listener lost its defaults: %+v", c.Listeners.Tenant)
 			}
 		})
 	}

@@ -169,6 +169,52 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML implements yaml.Marshaler.
 func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
 
+// DataRate is a transfer rate in bytes per second, written in the
+// configuration file as an integer (YAML integer syntax, no unit), or "off"
+// for DataRateOff. A negative number in the file is an error rather than a
+// second way of writing off; 0 is read as 0 so that Validate can refuse it.
+type DataRate int64
+
+// DataRateOff is the DataRate that sets no bound.
+const DataRateOff DataRate = -1
+
+// String formats r as "500 B/s", or "off".
+func (r DataRate) String() string {
+	if r == DataRateOff {
+		return "off"
+	}
+	return strconv.FormatInt(int64(r), 10) + " B/s"
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (r *DataRate) UnmarshalYAML(n *yaml.Node) error {
+	const want = "want a number of bytes per second, like 500, or off"
+	if n.Kind != yaml.ScalarNode {
+		return nodeError(n, want)
+	}
+	if n.Value == "off" {
+		*r = DataRateOff
+		return nil
+	}
+	var v int64
+	if n.ShortTag() != "!!int" || n.Decode(&v) != nil {
+		return nodeError(n, fmt.Sprintf("invalid rate %q: %s", n.Value, want))
+	}
+	if v < 0 {
+		return nodeError(n, fmt.Sprintf("invalid rate %q: write off to set no minimum rate", n.Value))
+	}
+	*r = DataRate(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler: "off", or the number.
+func (r DataRate) MarshalYAML() (any, error) {
+	if r == DataRateOff {
+		return "off", nil
+	}
+	return int64(r), nil
+}
+
 // nodeError reports a problem with a node as a *yaml.TypeError, so that
 // decoding goes on and collects every problem of the file; Parse turns the
 // position into the field's path.

@@ -134,19 +134,28 @@ func TestDurationString(t *testing.T) {
 	}
 }
 
-// TestUnitsYAML checks both types as YAML values, including YAML integer
+// TestUnitsYAML checks the three types as YAML values, including YAML integer
 // syntax and the rejection of non-scalars.
 func TestUnitsYAML(t *testing.T) {
 	type doc struct {
 		Size ByteSize `yaml:"size"`
 		Wait Duration `yaml:"wait"`
+		Rate DataRate `yaml:"rate"`
 	}
 	tests := []struct {
 		in       string
 		size     ByteSize
 		wait     Duration
+		rate     DataRate
 		errMatch string
 	}{
+		{in: "rate: 500\n", rate: 500},
+		{in: "rate: off\n", rate: DataRateOff},
+		{in: "rate: 0x10\n", rate: 16},
+		{in: "rate: -1\n", errMatch: "line 1: column 7: invalid rate \"-1\": write off"},
+		{in: "rate: fast\n", errMatch: "line 1: column 7: invalid rate \"fast\""},
+		{in: "rate: Off\n", errMatch: "invalid rate \"Off\""},
+		{in: "rate: {a: 1}\n", errMatch: "line 1: column 7: want a number of bytes per second"},
 		{in: "size: 150MB\nwait: 5m", size: 150 * MB, wait: Duration(5 * time.Minute)},
 		{in: "size: 1024\nwait: 1h", size: 1024, wait: Duration(time.Hour)},
 		{in: "size: 1_000\n", size: 1000},
@@ -166,8 +175,8 @@ func TestUnitsYAML(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || d.Size != tt.size || d.Wait != tt.wait {
-			t.Errorf("%q: got %v %v, %v; want %v %v", tt.in, d.Size, d.Wait, err, tt.size, tt.wait)
+		if err != nil || d.Size != tt.size || d.Wait != tt.wait || d.Rate != tt.rate {
+			t.Errorf("%q: got %v %v %v, %v; want %v %v %v", tt.in, d.Size, d.Wait, d.Rate, err, tt.size, tt.wait, tt.rate)
 		}
 		out, err := yaml.Marshal(d)
 		if err != nil {
@@ -176,6 +185,17 @@ func TestUnitsYAML(t *testing.T) {
 		var back doc
 		if err := yaml.Unmarshal(out, &back); err != nil || back != d {
 			t.Errorf("marshal round trip %q: %+v, %v", out, back, err)
+		}
+	}
+}
+
+func TestDataRateString(t *testing.T) {
+	for _, tt := range []struct {
+		r    DataRate
+		want string
+	}{{500, "500 B/s"}, {1, "1 B/s"}, {DataRateOff, "off"}, {0, "0 B/s"}} {
+		if got := tt.r.String(); got != tt.want {
+			t.Errorf("DataRate(%d).String() = %q, want %q", int64(tt.r), got, tt.want)
 		}
 	}
 }

@@ -79,8 +79,12 @@ func (c *Config) Validate() error {
 	v.store(&c.Store)
 	v.reference(&c.Reference)
 	v.headers(&c.Headers, c.Reference.Header)
-	v.listener("listeners.tenant", &c.Listeners.Tenant)
-	v.listener("listeners.return", &c.Listeners.Return)
+	for _, lg := range c.legs() {
+		v.listener(lg.path, lg.l)
+		if open, _ := lg.open(); open && !lg.l.InsecureOpen {
+			v.add(lg.path+".allow_nets", "%s; %s", lg.openProblem(), lg.fix)
+		}
+	}
 	if sameListenAddr(c.Listeners.Tenant.Listen, c.Listeners.Return.Listen) {
 		v.add("listeners.return.listen", "%s overlaps listeners.tenant.listen %s: the two listeners need different addresses",
 			c.Listeners.Return.Listen, c.Listeners.Tenant.Listen)
@@ -90,6 +94,7 @@ func (c *Config) Validate() error {
 	v.client("tenant", &c.Tenant.Client)
 	v.notOwnListener("tenant.address", c.Tenant.Address, c)
 	v.oneOf("return_without_record", string(c.ReturnWithoutRecord), string(ReturnReject), string(ReturnStrip))
+	v.oneOf("fallback_matching", string(c.FallbackMatching), string(FallbackTrusted), string(FallbackOff), string(FallbackAny))
 	v.oneOf("duplicates", string(c.Duplicates), string(DuplicatesSuppress), string(DuplicatesDeliver))
 	if c.MaxDuplicateReturns <= 0 {
 		v.add("max_duplicate_returns", "must be positive, not %d", c.MaxDuplicateReturns)
@@ -103,6 +108,97 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return v.errs
+}
+
+// Warnings lists the settings of c that weaken the relay on purpose: each
+// listener with insecure_open set (open to anyone who can reach it, or
+// else a flag that does nothing now but would silently accept the listener
+// if it ever became open) and fallback_matching: any. Each warning is a
+// FieldError with the setting's path and line; Explain ends with one
+// "WARNING: " line per warning. Meaningful for a Config that Validate
+// accepted; nil when there is nothing to warn about.
+func (c *Config) Warnings() []FieldError {
+	v := &validator{src: c.src}
+	for _, lg := range c.legs() {
+		if !lg.l.InsecureOpen {
+			continue
+		}
+		if open, closedBy := lg.open(); open {
+			v.add(lg.path+".insecure_open", "%s (accepted by insecure_open: true)", lg.openProblem())
+		} else {
+			v.add(lg.path+".insecure_open", "true has no effect: the listener is not open (%s); remove it, so that the listener is refused if it ever becomes open", closedBy)
+		}
+	}
+	if c.FallbackMatching == FallbackAny {
+		v.add("fallback_matching", "any: every client of the return listener may be matched without the signed reference, so whoever can reach it and knows a recorded message's Message-ID (or its Date, From, To and Subject) and sender can deliver other content with that message's internal headers to a recipient it has not reached yet; trusted (the default) allows this only for clients that allow_nets admitted or that authenticated")
+	}
+	return v.errs
+}
+
+// leg is one of the relay's listeners, with what anyone could do through
+// it if it were open to everyone, and how to restrict it.
+type leg struct {
+	path string // "listeners.tenant" or "listeners.return"
+	l    *Listener
+	risk string // what anyone could do: completes "so ..."
+	fix  string // how to restrict the listener, or accept the risk
+}
+
+// legs returns c's two listeners in the order of the schema.
+func (c *Config) legs() []leg {
+	return []leg{
+		{
+			path: "listeners.tenant", l: &c.Listeners.Tenant,
+			risk: "anyone can send mail with forged X-MS-Exchange-CrossPremises fields straight to the tenant through the bypass path",
+			fix:  "set allow_nets to Exchange Online's outbound IP ranges, require client certificates (tls.client_cert_names), or set insecure_open: true to accept the risk",
+		},
+		{
+			path: "listeners.return", l: &c.Listeners.Return,
+			risk: "anyone can send mail that the relay reinjects into the tenant and, by fallback matching, restore a recorded message's internal headers onto other content",
+			fix:  "set allow_nets to your vendors' sending addresses, require client certificates (tls.client_cert_names) or SMTP AUTH (auth.users_file), or set insecure_open: true to accept the risk",
+		},
+	}
+}
+
+// open reports whether the listener is open: anyone on the network can
+// use it, because its listen address is not loopback only (127.0.0.0/8,
+// ::1, localhost) and neither allow_nets nor client authentication
+// (tls.client_cert_names, auth.users_file: the relay then requires one or
+// the other before MAIL FROM) restricts its clients. TLS alone, or a client
+// CA without names, restricts nothing. When the listener is not open,
+// closedBy says why. A listen address that does not parse counts as not
+// open: Validate reports it at listen.
+func (lg leg) open() (open bool, closedBy string) {
+	l := lg.l
+	host, _, err := net.SplitHostPort(l.Listen)
+	switch {
+	case err != nil:
+		return false, "its listen address is invalid"
+	case loopbackHost(host):
+		return false, l.Listen + " is loopback only"
+	case len(l.AllowNets) > 0:
+		return false, "allow_nets restricts it"
+	case len(l.TLS.ClientCertNames) > 0 || l.Auth.UsersFile != "":
+		return false, "client authentication restricts it"
+	}
+	return true, ""
+}
+
+// openProblem describes the open listener and its risk in one sentence.
+func (lg leg) openProblem() string {
+	return fmt.Sprintf("open listener: %s is reachable from other hosts, and neither allow_nets nor client authentication restricts who connects, so %s",
+		lg.l.Listen, lg.risk)
+}
+
+// loopbackHost reports whether a listen address's host reaches only this
+// machine: localhost, or an address in 127.0.0.0/8 or ::1. An empty host
+// (every interface) and other names do not.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 // rules loads and compiles the rules file, or the default rules without
@@ -121,7 +217,7 @@ func (v *validator) rules(c *Config) *rules.Engine {
 	for i, vd := range c.Vendors {
 		names[i] = vd.Name
 	}
-	e, err := set.Compile(rules.CompileOptions{Vendors: names, LoopMarker: c.Headers.LoopMarker.Name})
+	e, err := set.Compile(rules.CompileOptions{Vendors: names, LoopMarker: c.Headers.LoopMarker.Name, RefHeader: c.Reference.Header})
 	if err != nil {
 		v.rulesError(err)
 		return nil
@@ -340,6 +436,9 @@ func (v *validator) listener(path string, l *Listener) {
 	} else if l.MaxMessageSize > 0 && l.MaxHeaderSize > l.MaxMessageSize {
 		v.add(path+".max_header_size", "%s exceeds max_message_size %s", l.MaxHeaderSize, l.MaxMessageSize)
 	}
+	if l.MaxHeaderFields < MinHeaderFields {
+		v.add(path+".max_header_fields", "%d is below %d: real Exchange Online messages carry up to about a hundred header fields", l.MaxHeaderFields, MinHeaderFields)
+	}
 	if l.MaxRecipients <= 0 {
 		v.add(path+".max_recipients", "must be positive, not %d", l.MaxRecipients)
 	}
@@ -348,6 +447,12 @@ func (v *validator) listener(path string, l *Listener) {
 	}
 	v.positiveDuration(path+".command_timeout", l.CommandTimeout)
 	v.positiveDuration(path+".data_timeout", l.DataTimeout)
+	switch {
+	case l.MinDataRate == 0:
+		v.add(path+".min_data_rate", "0 is not a rate: give a positive number of bytes per second, or off to set no minimum rate")
+	case l.MinDataRate < 0 && l.MinDataRate != DataRateOff:
+		v.add(path+".min_data_rate", "must be a positive number of bytes per second, or off, not %d", int64(l.MinDataRate))
+	}
 	v.oneOf(path+".bare_line_endings", string(l.BareLineEndings), string(BareLineReject), string(BareLineNormalize))
 	for i, n := range l.AllowNets {
 		if _, err := ParseNet(n); err != nil {

@@ -150,8 +150,16 @@ func TestValidate(t *testing.T) {
 		{name: "restore prefix inside capture prefix", mutate: func(c *Config) {
 			c.Headers.Restore = []string{"x-ms-exchange-crosspremises-auth*", "message-id"}
 		}},
-		{name: "listen on all interfaces, other port", mutate: func(c *Config) { c.Listeners.Tenant.Listen = ":25" }},
+		{name: "listen on all interfaces, other port", mutate: func(c *Config) {
+			c.Listeners.Tenant.Listen = ":25"
+			c.Listeners.Tenant.AllowNets = []string{"40.92.0.0/15"}
+		}},
 		{name: "ipv6 listen", mutate: func(c *Config) { c.Listeners.Tenant.Listen = "[::1]:2525" }},
+		{name: "header fields at the minimum", mutate: func(c *Config) { c.Listeners.Tenant.MaxHeaderFields = 100 }},
+		{name: "data rate off", mutate: func(c *Config) { c.Listeners.Tenant.MinDataRate = DataRateOff }},
+		{name: "data rate 1 byte per second", mutate: func(c *Config) { c.Listeners.Return.MinDataRate = 1 }},
+		{name: "fallback matching off", mutate: func(c *Config) { c.FallbackMatching = FallbackOff }},
+		{name: "fallback matching any", mutate: func(c *Config) { c.FallbackMatching = FallbackAny }},
 		{name: "address literal hostname", mutate: func(c *Config) { c.Hostname = "[192.0.2.1]"; c.Vendors[0].HELO = "relay_01.lan" }},
 
 		// host:port.
@@ -168,6 +176,10 @@ func TestValidate(t *testing.T) {
 		{"negative header size", func(c *Config) { c.Listeners.Tenant.MaxHeaderSize = -1 }, "listeners.tenant.max_header_size", "must be positive"},
 		{"header size above message size", func(c *Config) { c.Listeners.Tenant.MaxHeaderSize = 200 * MB }, "listeners.tenant.max_header_size", "exceeds max_message_size"},
 		{"zero recipients", func(c *Config) { c.Listeners.Tenant.MaxRecipients = 0 }, "listeners.tenant.max_recipients", "must be positive"},
+		{"few header fields", func(c *Config) { c.Listeners.Tenant.MaxHeaderFields = 99 }, "listeners.tenant.max_header_fields", "99 is below 100"},
+		{"zero header fields", func(c *Config) { c.Listeners.Return.MaxHeaderFields = 0 }, "listeners.return.max_header_fields", "0 is below 100"},
+		{"zero data rate", func(c *Config) { c.Listeners.Return.MinDataRate = 0 }, "listeners.return.min_data_rate", "0 is not a rate: give a positive number of bytes per second, or off"},
+		{"negative data rate", func(c *Config) { c.Listeners.Tenant.MinDataRate = -500 }, "listeners.tenant.min_data_rate", "must be a positive number of bytes per second, or off, not -500"},
 		{"short lines", func(c *Config) { c.Listeners.Tenant.MaxLineLength = 512 }, "listeners.tenant.max_line_length", "RFC 5321"},
 		{"zero command timeout", func(c *Config) { c.Listeners.Tenant.CommandTimeout = 0 }, "listeners.tenant.command_timeout", "positive duration"},
 		{"negative data timeout", func(c *Config) { c.Listeners.Return.DataTimeout = Duration(-time.Second) }, "listeners.return.data_timeout", "positive duration"},
@@ -183,6 +195,8 @@ func TestValidate(t *testing.T) {
 		{"starttls", func(c *Config) { c.Vendors[0].StartTLS = "yes" }, "vendors[0].starttls", "off, opportunistic, required"},
 		{"return policy", func(c *Config) { c.ReturnWithoutRecord = "drop" }, "return_without_record", "reject, strip"},
 		{"duplicates", func(c *Config) { c.Duplicates = "drop" }, "duplicates", "suppress, deliver"},
+		{"fallback matching", func(c *Config) { c.FallbackMatching = "signed" }, "fallback_matching", `"signed" is not one of trusted, off, any`},
+		{"fallback matching empty", func(c *Config) { c.FallbackMatching = "" }, "fallback_matching", `"" is not one of trusted, off, any`},
 		{"duplicate bound", func(c *Config) { c.MaxDuplicateReturns = 0 }, "max_duplicate_returns", "must be positive"},
 
 		// Access control.
@@ -259,7 +273,10 @@ func TestValidate(t *testing.T) {
 
 		// Listeners.
 		{"same listen address", func(c *Config) { c.Listeners.Return.Listen = "127.0.0.1:2525" }, "listeners.return.listen", "overlaps listeners.tenant.listen"},
-		{"wildcard overlaps", func(c *Config) { c.Listeners.Tenant.Listen = ":2526" }, "listeners.return.listen", "overlaps"},
+		{"wildcard overlaps", func(c *Config) {
+			c.Listeners.Tenant.Listen = ":2526"
+			c.Listeners.Tenant.AllowNets = []string{"40.92.0.0/15"}
+		}, "listeners.return.listen", "overlaps"},
 
 		// Store.
 		{"redis url and addrs", func(c *Config) { c.Store.Redis.URL = "redis://r:6379"; c.Store.Redis.Addrs = []string{"r:6379"} }, "store.redis", "exclusive"},
@@ -360,5 +377,178 @@ func TestValidateLines(t *testing.T) {
 	var ve2 ValidationErrors
 	if !errors.As(c.Validate(), &ve2) || len(ve2) != 1 || ve2[0].Path != "listeners.return.listen" || ve2[0].Line != 3 {
 		t.Fatalf("got %v, want listeners.return.listen on line 3", ve2)
+	}
+}
+
+// TestValidateOpenListener checks that a listener anyone on the network can
+// use (a listen address other hosts reach, no allow_nets, no client
+// authentication) is refused unless insecure_open accepts it.
+func TestValidateOpenListener(t *testing.T) {
+	cert, key, _ := tlsFiles(t)
+	users := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(users, []byte("vendor:$2y$10$abcdefghijklmnopqrstuuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const (
+		returnRisk = "anyone can send mail that the relay reinjects into the tenant and, by fallback matching, restore a recorded message's internal headers onto other content"
+		returnFix  = "set allow_nets to your vendors' sending addresses, require client certificates (tls.client_cert_names) or SMTP AUTH (auth.users_file), or set insecure_open: true to accept the risk"
+		tenantRisk = "anyone can send mail with forged X-MS-Exchange-CrossPremises fields straight to the tenant through the bypass path"
+		tenantFix  = "set allow_nets to Exchange Online's outbound IP ranges, require client certificates (tls.client_cert_names), or set insecure_open: true to accept the risk"
+	)
+	tests := []struct {
+		name   string
+		leg    string // "tenant" or "return"
+		listen string
+		mutate func(l *Listener)
+		msg    string // "" means valid
+	}{
+		// Open: reachable from other hosts, nothing restricts the clients.
+		{name: "return on every IPv4 interface", leg: "return", listen: "0.0.0.0:2526", msg: "open listener: 0.0.0.0:2526 is reachable from other hosts, and neither allow_nets nor client authentication restricts who connects, so " + returnRisk + "; " + returnFix},
+		{name: "return on every interface", leg: "return", listen: ":2526", msg: returnRisk},
+		{name: "return on every IPv6 interface", leg: "return", listen: "[::]:2526", msg: returnRisk},
+		{name: "return on a public address", leg: "return", listen: "198.51.100.7:2526", msg: returnRisk},
+		{name: "return on a private address", leg: "return", listen: "10.1.2.3:2526", msg: returnRisk},
+		{name: "return on a host name", leg: "return", listen: "relay.example.com:2526", msg: returnRisk},
+		{name: "tenant on every IPv4 interface", leg: "tenant", listen: "0.0.0.0:25", msg: "open listener: 0.0.0.0:25 is reachable from other hosts, and neither allow_nets nor client authentication restricts who connects, so " + tenantRisk + "; " + tenantFix},
+		{name: "tenant on every interface", leg: "tenant", listen: ":25", msg: tenantRisk},
+		{name: "tenant on every IPv6 interface", leg: "tenant", listen: "[::]:25", msg: tenantRisk},
+		{name: "TLS alone is no restriction", leg: "return", listen: ":2526", mutate: func(l *Listener) {
+			l.TLS = ListenerTLS{CertFile: cert, KeyFile: key, Require: true}
+		}, msg: returnRisk},
+		{name: "client CA without names is no restriction", leg: "return", listen: ":2526", mutate: func(l *Listener) {
+			l.TLS = ListenerTLS{CertFile: cert, KeyFile: key, ClientCAFile: cert}
+		}, msg: returnRisk},
+
+		// Closed: loopback only.
+		{name: "return on IPv4 loopback", leg: "return", listen: "127.0.0.1:25"},
+		{name: "return elsewhere in 127/8", leg: "return", listen: "127.0.0.53:2526"},
+		{name: "return on IPv6 loopback", leg: "return", listen: "[::1]:25"},
+		{name: "return on localhost", leg: "return", listen: "localhost:2526"},
+		{name: "tenant on IPv4 loopback", leg: "tenant", listen: "127.0.0.1:25"},
+		{name: "tenant on IPv6 loopback", leg: "tenant", listen: "[::1]:25"},
+		{name: "tenant on LOCALHOST", leg: "tenant", listen: "LOCALHOST:25"},
+
+		// Closed: restricted clients.
+		{name: "return with allow_nets", leg: "return", listen: "0.0.0.0:2526", mutate: func(l *Listener) { l.AllowNets = []string{"192.0.2.0/24"} }},
+		{name: "return with client certificate names", leg: "return", listen: ":2526", mutate: func(l *Listener) {
+			l.TLS = ListenerTLS{CertFile: cert, KeyFile: key, ClientCAFile: cert, ClientCertNames: []string{"vendor.example"}}
+		}},
+		{name: "return with AUTH", leg: "return", listen: "[::]:2526", mutate: func(l *Listener) {
+			l.TLS = ListenerTLS{CertFile: cert, KeyFile: key}
+			l.Auth.UsersFile = users
+		}},
+		{name: "tenant with allow_nets", leg: "tenant", listen: ":25", mutate: func(l *Listener) { l.AllowNets = []string{"40.92.0.0/15", "2a01:111:f400::/48"} }},
+		{name: "tenant with client certificate names", leg: "tenant", listen: "0.0.0.0:25", mutate: func(l *Listener) {
+			l.TLS = ListenerTLS{CertFile: cert, KeyFile: key, ClientCAFile: cert, ClientCertNames: []string{"mail.protection.outlook.com"}}
+		}},
+
+		// Open by explicit choice.
+		{name: "return opted in", leg: "return", listen: "0.0.0.0:2526", mutate: func(l *Listener) { l.InsecureOpen = true }},
+		{name: "tenant opted in", leg: "tenant", listen: "[::]:25", mutate: func(l *Listener) { l.InsecureOpen = true }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			l := &c.Listeners.Tenant
+			if tt.leg == "return" {
+				l = &c.Listeners.Return
+			}
+			l.Listen = tt.listen
+			if tt.mutate != nil {
+				tt.mutate(l)
+			}
+			c.ApplyEnv(noEnv)
+			err := c.Validate()
+			if tt.msg == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			assertOnlyError(t, err, "listeners."+tt.leg+".allow_nets", tt.msg)
+		})
+	}
+}
+
+// TestValidateOpenListenerLine checks that the refusal of an open listener
+// names the line of allow_nets, or of the listener when it is absent.
+func TestValidateOpenListenerLine(t *testing.T) {
+	data := strings.Replace(minimalYAML, `  return: {listen: "127.0.0.1:2526"}`, "  return:\n    listen: \"0.0.0.0:2526\"\n    allow_nets: []", 1)
+	c := mustParse(t, data)
+	c.ApplyEnv(noEnv)
+	var ve ValidationErrors
+	if !errors.As(c.Validate(), &ve) || len(ve) != 1 || ve[0].Path != "listeners.return.allow_nets" || ve[0].Line != 5 {
+		t.Fatalf("got %v, want listeners.return.allow_nets on line 5", ve)
+	}
+	c = mustParse(t, strings.Replace(minimalYAML, `tenant: {listen: "127.0.0.1:2525"}`, `tenant: {listen: ":25"}`, 1))
+	c.ApplyEnv(noEnv)
+	ve = nil
+	if !errors.As(c.Validate(), &ve) || len(ve) != 1 || ve[0].Path != "listeners.tenant.allow_nets" || ve[0].Line != 2 {
+		t.Fatalf("got %v, want listeners.tenant.allow_nets on line 2", ve)
+	}
+}
+
+// TestWarnings checks what a valid configuration that weakens the relay
+// says about itself, in Warnings and in Explain.
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(c *Config)
+		want   []string // "path: message" prefixes, in order
+	}{
+		{"defaults", func(*Config) {}, nil},
+		{"loopback listeners opted in", func(c *Config) { c.Listeners.Return.InsecureOpen = true }, []string{
+			"listeners.return.insecure_open: true has no effect: the listener is not open (127.0.0.1:2526 is loopback only); remove it, so that the listener is refused if it ever becomes open",
+		}},
+		{"open return listener opted in", func(c *Config) {
+			c.Listeners.Return.Listen, c.Listeners.Return.InsecureOpen = "0.0.0.0:2526", true
+		}, []string{
+			"listeners.return.insecure_open: open listener: 0.0.0.0:2526 is reachable from other hosts, and neither allow_nets nor client authentication restricts who connects, so anyone can send mail that the relay reinjects into the tenant and, by fallback matching, restore a recorded message's internal headers onto other content (accepted by insecure_open: true)",
+		}},
+		{"open tenant listener opted in", func(c *Config) {
+			c.Listeners.Tenant.Listen, c.Listeners.Tenant.InsecureOpen = ":25", true
+		}, []string{
+			"listeners.tenant.insecure_open: open listener: :25 is reachable from other hosts, and neither allow_nets nor client authentication restricts who connects, so anyone can send mail with forged X-MS-Exchange-CrossPremises fields straight to the tenant through the bypass path",
+		}},
+		{"restricted listener opted in", func(c *Config) {
+			c.Listeners.Tenant.Listen, c.Listeners.Tenant.InsecureOpen = ":25", true
+			c.Listeners.Tenant.AllowNets = []string{"40.92.0.0/15"}
+		}, []string{
+			"listeners.tenant.insecure_open: true has no effect: the listener is not open (allow_nets restricts it)",
+		}},
+		{"fallback any", func(c *Config) { c.FallbackMatching = FallbackAny }, []string{
+			"fallback_matching: any: every client of the return listener may be matched without the signed reference",
+		}},
+		{"fallback off", func(c *Config) { c.FallbackMatching = FallbackOff }, nil},
+		{"both", func(c *Config) {
+			c.Listeners.Return.Listen, c.Listeners.Return.InsecureOpen = "[::]:2526", true
+			c.FallbackMatching = FallbackAny
+		}, []string{"listeners.return.insecure_open: open listener: [::]:2526", "fallback_matching: any"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.mutate(c)
+			c.ApplyEnv(noEnv)
+			if err := c.Validate(); err != nil {
+				t.Fatalf("Validate() = %v", err)
+			}
+			ws := c.Warnings()
+			if len(ws) != len(tt.want) {
+				t.Fatalf("Warnings() = %v, want %d", ws, len(tt.want))
+			}
+			explain := c.Explain()
+			for i, w := range ws {
+				if !strings.HasPrefix(w.Error(), tt.want[i]) {
+					t.Errorf("warning %d = %q, want it to start with %q", i, w.Error(), tt.want[i])
+				}
+				if !strings.Contains(explain, "WARNING: "+w.Error()+"\n") {
+					t.Errorf("Explain lacks the warning line %q:\n%s", "WARNING: "+w.Error(), explain)
+				}
+			}
+			if len(ws) == 0 && strings.Contains(explain, "WARNING: listeners") {
+				t.Errorf("Explain warns without Warnings:\n%s", explain)
+			}
+		})
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"slices"
@@ -30,6 +32,7 @@ func cmdConformance(args []string, stdout, stderr io.Writer) error {
 	htmlOut := fs.String("html", "", "write a self-contained HTML report to `FILE`")
 	vendor := fs.String("vendor", "", "test the real vendor service at `HOST:PORT` instead of fake vendors")
 	returnListen := fs.String("return-listen", "", "with --vendor: the `ADDR` the vendor sends mail back to")
+	returnAllow := fs.String("return-allow", "", "with --vendor --path relay: the comma-separated `NETS` the vendor sends from, the return leg's allow_nets (default: --vendor's address when it is an IP address)")
 	pathFlag := fs.String("path", "", "direct, relay or both (default both; with --vendor, direct or relay is required)")
 	cases := fs.String("cases", "", "run only these comma-separated `CASES` of the matrix")
 	minSurvival := fs.Float64("require-relay-survival", -1, "exit 1 if a relay-path cell not in --expect-damage survives below `N` percent")
@@ -78,9 +81,16 @@ func cmdConformance(args []string, stdout, stderr io.Writer) error {
 			return usageError{errors.New("--cases selects fake-vendor behaviours; it cannot be used with --vendor")}
 		}
 		cfg.Cases = []conformance.Case{{Name: *vendor}}
+		if *returnAllow == "" {
+			if host, _, err := net.SplitHostPort(*vendor); err == nil {
+				if _, err := netip.ParseAddr(host); err == nil {
+					*returnAllow = host
+				}
+			}
+		}
 	} else {
-		if *returnListen != "" {
-			return usageError{errors.New("--return-listen is only used with --vendor")}
+		if *returnListen != "" || *returnAllow != "" {
+			return usageError{errors.New("--return-listen and --return-allow are only used with --vendor")}
 		}
 		cfg.Cases = conformance.DefaultCases()
 		if *cases != "" {
@@ -112,7 +122,7 @@ func cmdConformance(args []string, stdout, stderr io.Writer) error {
 	if *verbose {
 		logw = stderr
 	}
-	cfg.StartRelay = conformanceRelay(logw)
+	cfg.StartRelay = conformanceRelay(logw, splitList(*returnAllow))
 	cfg.Progress = newProgress(stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -230,7 +240,10 @@ func newProgress(w io.Writer) func(conformance.Progress) {
 // conformanceRelay returns the relay starter of the conformance command:
 // startLocalRelay, the relay exactly as demo and serve run it, unless the
 // return leg must listen on a fixed address (--vendor --return-listen).
-func conformanceRelay(logw io.Writer) conformance.StartRelayFunc {
+//
+// The return leg admits allow (the vendor's sending networks) only, as a
+// deployed one would: one reachable by everyone is refused.
+func conformanceRelay(logw io.Writer, allow []string) conformance.StartRelayFunc {
 	return func(c conformance.RelayConfig) (conformance.RunningRelay, error) {
 		var (
 			r    *relay.Relay
@@ -238,9 +251,9 @@ func conformanceRelay(logw io.Writer) conformance.StartRelayFunc {
 			err  error
 		)
 		if c.ReturnListen == "" {
-			r, _, stop, err = startLocalRelay(c.VendorAddr, c.TenantAddr, "", logw)
+			r, _, stop, err = startLocalRelay(c.VendorAddr, c.TenantAddr, "", nil, logw)
 		} else {
-			r, _, stop, err = startLocalRelay(c.VendorAddr, c.TenantAddr, c.ReturnListen, logw)
+			r, _, stop, err = startLocalRelay(c.VendorAddr, c.TenantAddr, c.ReturnListen, allow, logw)
 		}
 		if err != nil {
 			return conformance.RunningRelay{}, err

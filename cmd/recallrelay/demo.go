@@ -65,7 +65,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if *verbose {
 		logw = io.MultiWriter(logs, stderr)
 	}
-	r, data, stop, err := startLocalRelay(vendorAddr, tenant.Addr(), "", logw)
+	r, data, stop, err := startLocalRelay(vendorAddr, tenant.Addr(), "", nil, logw)
 	if err != nil {
 		return err
 	}
@@ -196,9 +196,11 @@ func summarize(names []string) string {
 // startLocalRelay starts a relay on the built-in defaults, as serve would
 // run it, on loopback ports, with its embedded store in a new temporary
 // directory: tenant leg → vendorAddr, return leg → tenantAddr. The return
-// leg listens on returnListen, or on a free loopback port when it is "".
+// leg listens on returnListen, or on a free loopback port when it is "",
+// and admits the clients in returnAllow (every client when it is empty: a
+// return leg other hosts can reach then fails validation).
 // stop shuts the relay down and removes the directory.
-func startLocalRelay(vendorAddr, tenantAddr, returnListen string, logw io.Writer) (r *relay.Relay, dataDir string, stop func(), err error) {
+func startLocalRelay(vendorAddr, tenantAddr, returnListen string, returnAllow []string, logw io.Writer) (r *relay.Relay, dataDir string, stop func(), err error) {
 	data, err := os.MkdirTemp("", "recallrelay-local-")
 	if err != nil {
 		return nil, "", nil, err
@@ -229,6 +231,7 @@ func startLocalRelay(vendorAddr, tenantAddr, returnListen string, logw io.Writer
 	cfg.Store.DataDir = data
 	cfg.Listeners.Tenant.Listen = tenantLeg
 	cfg.Listeners.Return.Listen = returnLeg
+	cfg.Listeners.Return.AllowNets = returnAllow
 	cfg.Vendors[0].Address = vendorAddr
 	cfg.Vendors[0].StartTLS = config.StartTLSOff
 	cfg.Tenant.Address = tenantAddr

@@ -131,7 +131,16 @@ func cmdCheck(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: valid\n\n%s", *path, cfg.Explain())
+	verdict := "valid"
+	switch n := len(cfg.Warnings()); n {
+	case 0:
+	case 1:
+		verdict += ", with 1 warning"
+	default:
+		verdict += fmt.Sprintf(", with %d warnings", n)
+	}
+	// Explain ends with the warnings, one "WARNING: " line each.
+	fmt.Fprintf(stdout, "%s: %s\n\n%s", *path, verdict, cfg.Explain())
 	return nil
 }
 
@@ -150,6 +159,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
+	logWarnings(log, cfg)
 	// go-redis logs connection trouble through a package-level logger; set
 	// once here, the process's entry point, it goes to the same log.
 	redis.SetLogger(redisLogger{log.With().Str("component", "redis").Logger()})
@@ -207,6 +217,7 @@ func reloadConfig(path string, started *config.Config, r *relay.Relay, st relay.
 	if err := r.Reload(rc); err != nil {
 		return err
 	}
+	logWarnings(log, next)
 	n, err := certs.reload()
 	if err != nil {
 		log.Error().Err(err).Int("reloaded", n).Msg("SIGHUP: some certificates failed to load; they stay as they were")
@@ -216,4 +227,12 @@ func reloadConfig(path string, started *config.Config, r *relay.Relay, st relay.
 	}
 	log.Info().Int("certificates", n).Str("rules", next.Rules().Summary()).Msg("SIGHUP: configuration reloaded")
 	return nil
+}
+
+// logWarnings logs each of cfg's warnings (an open listener accepted by
+// insecure_open, fallback_matching: any) at warn level, with its field.
+func logWarnings(log zerolog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn().Str("field", w.Path).Int("line", w.Line).Msg(w.Msg)
+	}
 }

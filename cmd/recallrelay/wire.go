@@ -131,6 +131,14 @@ func relayConfig(cfg *config.Config, st relay.Store, certs *certSet, log zerolog
 	if cfg.ReturnWithoutRecord == config.ReturnStrip {
 		rc.WithoutRecord = relay.StripUnrecorded
 	}
+	switch cfg.FallbackMatching {
+	case config.FallbackOff:
+		rc.FallbackMatching = relay.FallbackOff
+	case config.FallbackAny:
+		rc.FallbackMatching = relay.FallbackAny
+	default:
+		rc.FallbackMatching = relay.FallbackTrusted
+	}
 
 	if rc.Tenant, err = listenerConfig(cfg.Listeners.Tenant, certs); err != nil {
 		return rc, fmt.Errorf("listeners.tenant: %w", err)
@@ -160,16 +168,21 @@ func listenerConfig(l config.Listener, certs *certSet) (relay.ListenerConfig, er
 		Addr:                   l.Listen,
 		MaxMessageBytes:        int64(l.MaxMessageSize),
 		MaxHeaderBytes:         int(l.MaxHeaderSize),
+		MaxHeaderFields:        l.MaxHeaderFields,
 		MaxRecipients:          l.MaxRecipients,
 		MaxLineLength:          l.MaxLineLength,
 		CommandTimeout:         time.Duration(l.CommandTimeout),
 		DataTimeout:            time.Duration(l.DataTimeout),
+		MinDataRate:            int64(l.MinDataRate),
 		MaxConns:               l.MaxConnections,
 		MaxConnsPerIP:          l.MaxConnectionsPerClient,
 		MaxCommandsWithoutMail: l.MaxCommandsBeforeMail,
 		MaxErrors:              l.MaxErrors,
 		RequireTLS:             l.TLS.Require,
 		ClientCertNames:        l.TLS.ClientCertNames,
+	}
+	if l.MinDataRate == config.DataRateOff {
+		lc.MinDataRate = -1 // the relay's "no bound"; 0 would mean its default
 	}
 	if l.BareLineEndings == config.BareLineNormalize {
 		lc.BareLineEndings = relay.NormalizeBare
