@@ -4,11 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // admission decides at connect time who may talk to a listener.
@@ -65,11 +62,10 @@ func (a *admission) release(ip netip.Addr) {
 // guardedListener admits connections and wraps each in a guardedConn.
 type guardedListener struct {
 	net.Listener
-	adm      *admission
-	leg      string
-	log      zerolog.Logger
-	maxCmds  int
-	hostname string
+	adm     *admission
+	leg     string
+	obs     Observer
+	maxCmds int
 }
 
 func (l *guardedListener) Accept() (net.Conn, error) {
@@ -80,18 +76,14 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 		}
 		ip := remoteAddr(c)
 		if reply := l.adm.admit(ip); reply != "" {
-			l.log.Warn().Str("leg", l.leg).Str("client", ip.String()).Str("reply", reply).Msg("connection refused")
+			l.obs.ConnectionRefused(ConnectionRefused{Leg: l.leg, Client: ip.String(), Reply: reply})
 			go refuse(c, reply)
 			continue
 		}
 		gc := &guardedConn{Conn: c, maxCmds: l.maxCmds}
 		gc.onClose = func() { l.adm.release(ip) }
 		gc.limit = func(reason, reply string) {
-			level := zerolog.WarnLevel
-			if strings.HasPrefix(reason, "idle") {
-				level = zerolog.InfoLevel // senders keep idle connections; not a misdeed
-			}
-			l.log.WithLevel(level).Str("leg", l.leg).Str("client", ip.String()).Str("limit", reason).Str("reply", reply).Msg("limit reached")
+			l.obs.LimitHit(LimitHit{Leg: l.leg, Client: ip.String(), Limit: reason, Reply: reply})
 		}
 		return gc, nil
 	}

@@ -37,6 +37,8 @@ var (
 		"Message data ended before the announced chunk size; nothing was delivered")
 	errStore = Reply(451, smtp.EnhancedCode{4, 3, 0},
 		"Origin record store unavailable; try again later")
+	errInternal = Reply(451, smtp.EnhancedCode{4, 3, 0},
+		"Internal error; try again later")
 	errShuttingDown = Reply(421, smtp.EnhancedCode{4, 3, 2}, "Relay shutting down; try again later")
 )
 
@@ -77,10 +79,12 @@ func hopError(hop, stage string, err error) *smtp.SMTPError {
 			Message: fmt.Sprintf("%s answered %s: %d %s", hop, stage, se.Code, oneLine(se.Message))}
 	}
 	var ne net.Error
+	var tlsErr *tlsError
 	var te *tls.CertificateVerificationError
 	var re tls.RecordHeaderError
+	var ae tls.AlertError
 	switch {
-	case errors.As(err, &te), errors.As(err, &re), strings.Contains(err.Error(), "tls:"):
+	case errors.As(err, &tlsErr), errors.As(err, &te), errors.As(err, &re), errors.As(err, &ae):
 		return Reply(454, smtp.EnhancedCode{4, 7, 5}, "%s: TLS failed at %s: %s", hop, stage, oneLine(err.Error()))
 	case errors.As(err, &ne) && ne.Timeout():
 		return Reply(451, smtp.EnhancedCode{4, 4, 2}, "%s timed out at %s", hop, stage)
@@ -98,6 +102,13 @@ func oneLine(s string) string {
 		s = s[:400] + "…"
 	}
 	return s
+}
+
+// isVerdict reports whether err, from a next hop, is its reply on the
+// message (a 4xx or 5xx other than 421) rather than a failure of the hop.
+func isVerdict(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se) && se.Code != 421
 }
 
 // replyCode is the reply code an error would produce, for logs.

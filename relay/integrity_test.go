@@ -120,7 +120,7 @@ func TestSlowData(t *testing.T) {
 			if n := len(h.vendor.Deliveries()); n != 0 {
 				t.Fatalf("vendor got %d messages", n)
 			}
-			wantLog(t, h, `"limit":"message data too slow"`)
+			h.wantLimit(t, "message data too slow")
 		})
 	}
 }
@@ -193,7 +193,7 @@ func TestTooManyHeaderFields(t *testing.T) {
 	if d := h.vendor.Deliveries(); len(d) != 1 || !strings.Contains(string(d[0].Data), "at the limit") {
 		t.Fatalf("vendor got %d messages", len(d))
 	}
-	wantLog(t, h, `"code":552`)
+	h.waitOutcome(t, func(o relay.Outcome) bool { return o.Code == 552 && o.Result == "rejected" })
 }
 
 // A Router's header actions never touch a protected field, even when the

@@ -14,7 +14,8 @@ import (
 	"github.com/recallrelay/recallrelay/relay"
 )
 
-// wantLog waits briefly for a relay log line containing want.
+// wantLog waits briefly for a relay log line containing want: for what
+// only the log says (diagnostics); events are asserted on h.obs.
 func wantLog(t *testing.T, h *harness, want string) {
 	t.Helper()
 	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(h.logs.String(), want); time.Sleep(10 * time.Millisecond) {
@@ -23,6 +24,45 @@ func wantLog(t *testing.T, h *harness, want string) {
 			return
 		}
 	}
+}
+
+// wantLimit waits briefly for the observers to hear of limit, and returns
+// the event.
+func (h *harness) wantLimit(t *testing.T, limit string) relay.LimitHit {
+	t.Helper()
+	var got relay.LimitHit
+	err := h.obs.Wait(2*time.Second, func(m *relay.MemoryObserver) bool {
+		for _, l := range m.Limits() {
+			if l.Limit == limit {
+				got = l
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		t.Errorf("no limit %q among %+v", limit, h.obs.Limits())
+	}
+	return got
+}
+
+// waitOutcome waits briefly for a message outcome that match accepts.
+func (h *harness) waitOutcome(t *testing.T, match func(relay.Outcome) bool) relay.Outcome {
+	t.Helper()
+	var got relay.Outcome
+	err := h.obs.Wait(2*time.Second, func(m *relay.MemoryObserver) bool {
+		for _, o := range m.Outcomes() {
+			if match(o) {
+				got = o
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		t.Fatalf("no such outcome among %+v", h.obs.Outcomes())
+	}
+	return got
 }
 
 // greeting connects and returns the first reply.
@@ -49,8 +89,9 @@ func TestAdmission(t *testing.T) {
 		if code, text := greeting(t, h.relay.TenantAddr()); code != 554 || !strings.Contains(text, "5.7.1 127.0.0.1 is not allowed") {
 			t.Errorf("greeting %d %s", code, text)
 		}
-		if !strings.Contains(h.logs.String(), `"reply":"554 5.7.1 127.0.0.1 is not allowed to use this listener"`) {
-			t.Errorf("refusal not logged:\n%s", h.logs)
+		if err := h.obs.Wait(2*time.Second, func(m *relay.MemoryObserver) bool { return len(m.Refused()) == 1 }); err != nil ||
+			h.obs.Refused()[0] != (relay.ConnectionRefused{Leg: "tenant", Client: "127.0.0.1", Reply: "554 5.7.1 127.0.0.1 is not allowed to use this listener"}) {
+			t.Errorf("refusal not observed: %+v", h.obs.Refused())
 		}
 		// The return leg has its own list (empty: everyone).
 		if code, _ := greeting(t, h.relay.ReturnAddr()); code != 220 {
@@ -127,7 +168,7 @@ func TestSessionLimits(t *testing.T) {
 		if code != 421 || !strings.Contains(text, "More than 5 commands before MAIL") {
 			t.Errorf("reply %d %s", code, text)
 		}
-		wantLog(t, h, `"limit":"too many commands before MAIL"`)
+		h.wantLimit(t, "too many commands before MAIL")
 		if _, _, err := c.ReadResponse(0); err == nil {
 			t.Error("connection still open")
 		}
@@ -154,6 +195,7 @@ func TestSessionLimits(t *testing.T) {
 		if _, _, err := c.ReadResponse(0); err == nil {
 			t.Error("connection still open")
 		}
+		h.wantLimit(t, "too many errors")
 	})
 	t.Run("recipients per message", func(t *testing.T) {
 		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxRecipients = 2 })
@@ -164,7 +206,9 @@ func TestSessionLimits(t *testing.T) {
 		if text := c.cmd(452, "RCPT TO:<d@fabrikam.example>"); !strings.Contains(text, "4.5.3 Too many recipients: at most 2 per message") {
 			t.Errorf("reply %q", text)
 		}
-		wantLog(t, h, `"limit":"too many recipients"`)
+		if l := h.wantLimit(t, "too many recipients"); l.Reply != "452 4.5.3 Too many recipients: at most 2 per message" {
+			t.Errorf("limit %+v", l)
+		}
 		// The message still goes to the two accepted recipients.
 		c.cmd(354, "DATA")
 		c.write("Subject: two of three\r\n\r\nbody\r\n.\r\n")
@@ -179,7 +223,7 @@ func TestSessionLimits(t *testing.T) {
 		if code, text, _ := c.ReadResponse(0); code != 421 || !strings.Contains(text, "4.4.2") {
 			t.Errorf("after idling: %d %s, want 421 4.4.2", code, text)
 		}
-		wantLog(t, h, `"limit":"idle timeout waiting for a command"`)
+		h.wantLimit(t, "idle timeout waiting for a command")
 	})
 	t.Run("command line too long", func(t *testing.T) {
 		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxLineLength = 100 })
@@ -187,7 +231,7 @@ func TestSessionLimits(t *testing.T) {
 		if code, text := c.try("NOOP %s", strings.Repeat("x", 200)); code != 500 || !strings.Contains(text, "5.4.0") {
 			t.Errorf("long command: %d %s, want 500 5.4.0", code, text)
 		}
-		wantLog(t, h, `"limit":"command line too long"`)
+		h.wantLimit(t, "command line too long")
 	})
 	t.Run("TLS required before MAIL", func(t *testing.T) {
 		ca := newCA(t)

@@ -131,6 +131,12 @@ func dialHop(h NextHop) (*hopConn, error) {
 
 var errNoStartTLS = errors.New("next hop does not offer STARTTLS")
 
+// tlsError marks a failure of TLS with a next hop: a 454 upstream.
+type tlsError struct{ err error }
+
+func (e *tlsError) Error() string { return "tls: " + e.err.Error() }
+func (e *tlsError) Unwrap() error { return e.err }
+
 func dialHopTLS(h NextHop) (*hopConn, error) {
 	conn, err := net.DialTimeout("tcp", h.Address, h.ConnectTimeout)
 	if err != nil {
@@ -156,19 +162,22 @@ func dialHopTLS(h NextHop) (*hopConn, error) {
 		case errors.As(err, &se):
 			return nil, hopError(h.Name, "STARTTLS", err)
 		case strings.Contains(err.Error(), "doesn't support STARTTLS"):
+			// go-smtp (v0.25) says so only in an errors.New text;
+			// TestNextHopTLS ("required without offer", "opportunistic
+			// without offer") pins it.
 			if h.StartTLS == TLSRequired {
 				return nil, Reply(454, smtp.EnhancedCode{4, 7, 10}, "%s does not offer STARTTLS, which is required", h.Name)
 			}
 			return nil, errNoStartTLS
 		default:
-			return nil, hopError(h.Name, "STARTTLS", fmt.Errorf("tls: %w", err))
+			return nil, hopError(h.Name, "STARTTLS", &tlsError{err})
 		}
 	}
 	c.CommandTimeout = h.CommandTimeout
 	c.SubmissionTimeout = h.FinalTimeout
 	if err := c.Hello(h.Helo); err != nil { // the TLS handshake happens here
 		c.Close()
-		return nil, hopError(h.Name, "STARTTLS", fmt.Errorf("tls: %w", err))
+		return nil, hopError(h.Name, "STARTTLS", &tlsError{err})
 	}
 	conn.SetDeadline(time.Time{})
 	return &hopConn{hop: h, c: c, raw: conn, tls: true}, nil

@@ -231,7 +231,13 @@ type Config struct {
 	// ConnectTimeout + CommandTimeout + FinalTimeout + DataTimeout.
 	ClaimLease time.Duration
 
+	// Log receives the relay's log lines: a LogObserver over it is always
+	// the first observer.
 	Log zerolog.Logger
+	// Observers are told of every message's outcome and of the relay's
+	// other events (see Observer), after the log. They hold for the
+	// relay's life: Reload does not change them.
+	Observers []Observer
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -241,9 +247,9 @@ type Relay struct {
 	// cfg is the configuration the relay started with. Its listener
 	// settings, Hostname and Log hold for the relay's life; everything else
 	// is read from live, which Reload replaces.
-	cfg    Config
-	live   atomic.Pointer[state]
-	router atomic.Pointer[routerBox]
+	cfg  Config
+	live atomic.Pointer[state]
+	obs  observers
 
 	tenant, ret *leg
 
@@ -253,10 +259,12 @@ type Relay struct {
 }
 
 // state is the part of the configuration that Reload can replace while
-// the relay runs. A transaction reads one state from MAIL FROM to its end,
-// so a reload never mixes two configurations in one message.
+// the relay runs, the router included. A transaction reads one state from
+// MAIL FROM to its end, so a reload never mixes two configurations in one
+// message.
 type state struct {
 	cfg       Config
+	router    Router
 	restorer  *headers.Restorer
 	refMatch  headers.Matcher
 	loopMatch headers.Matcher
@@ -275,11 +283,12 @@ func (st *state) hopFor(rt Route) NextHop {
 
 // leg is one listener.
 type leg struct {
-	name string // "tenant" or "return"
-	lc   ListenerConfig
-	srv  *smtp.Server
-	ln   net.Listener
-	done chan struct{}
+	name   string // "tenant" or "return"
+	lc     ListenerConfig
+	policy legPolicy
+	srv    *smtp.Server
+	ln     net.Listener
+	done   chan struct{}
 }
 
 // loopbackOnly reports whether the leg listens on a loopback address
@@ -307,10 +316,10 @@ func New(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	r := &Relay{cfg: st.cfg, sessions: map[*session]struct{}{}}
+	r.obs = append(observers{LogObserver{Log: cfg.Log}}, cfg.Observers...)
 	r.live.Store(st)
-	r.router.Store(&routerBox{routerOf(cfg)})
-	r.tenant = &leg{name: "tenant", lc: cfg.Tenant.withDefaults()}
-	r.ret = &leg{name: "return", lc: cfg.Return.withDefaults()}
+	r.tenant = &leg{name: "tenant", lc: cfg.Tenant.withDefaults(), policy: tenantPolicy{}}
+	r.ret = &leg{name: "return", lc: cfg.Return.withDefaults(), policy: returnPolicy{}}
 	return r, nil
 }
 
@@ -323,12 +332,11 @@ func New(cfg Config) (*Relay, error) {
 // are those the relay started with: changing them needs a restart.
 func (r *Relay) Reload(cfg Config) error {
 	st, err := newState(cfg)
-	if err != nil {
-		return err
+	if err == nil {
+		r.live.Store(st)
 	}
-	r.live.Store(st)
-	r.router.Store(&routerBox{routerOf(cfg)})
-	return nil
+	r.obs.Reloaded(err)
+	return err
 }
 
 // routerOf is cfg's router, by default everything to the first vendor.
@@ -416,9 +424,11 @@ func newState(cfg Config) (*state, error) {
 		t := cfg.Target
 		cfg.ClaimLease = t.ConnectTimeout + t.CommandTimeout + t.FinalTimeout + t.DataTimeout
 	}
-	cfg.Router = nil // the live router is Relay.router
+	router := routerOf(cfg)
+	cfg.Router = nil // the state's router is state.router
 	return &state{
 		cfg:       cfg,
+		router:    router,
 		restorer:  headers.NewRestorer(*cfg.Restore),
 		vendors:   vendors,
 		refMatch:  headers.MustMatcher(cfg.RefHeader),
@@ -426,13 +436,18 @@ func newState(cfg Config) (*state, error) {
 	}, nil
 }
 
-type routerBox struct{ Router }
-
-// SetRouter replaces the router; sessions pick it up with their next
-// message. This is how rules reload (SIGHUP) without dropping sessions.
-func (r *Relay) SetRouter(rt Router) { r.router.Store(&routerBox{rt}) }
-
-func (r *Relay) routerNow() Router { return r.router.Load().Router }
+// SetRouter replaces the router and nothing else; sessions pick it up
+// with their next transaction, as with Reload.
+func (r *Relay) SetRouter(rt Router) {
+	for {
+		cur := r.live.Load()
+		next := *cur
+		next.router = rt
+		if r.live.CompareAndSwap(cur, &next) {
+			return
+		}
+	}
+}
 
 // Start binds both listeners and serves them in the background.
 func (r *Relay) Start() error {
@@ -449,8 +464,8 @@ func (r *Relay) Start() error {
 		l.done = make(chan struct{})
 		go func(l *leg) {
 			defer close(l.done)
-			gl := &guardedListener{Listener: l.ln, adm: newAdmission(l.lc), leg: l.name, log: r.cfg.Log,
-				maxCmds: l.lc.MaxCommandsWithoutMail, hostname: r.cfg.Hostname}
+			gl := &guardedListener{Listener: l.ln, adm: newAdmission(l.lc), leg: l.name, obs: r.obs,
+				maxCmds: l.lc.MaxCommandsWithoutMail}
 			if err := l.srv.Serve(gl); err != nil {
 				r.cfg.Log.Error().Str("leg", l.name).Err(err).Msg("listener stopped")
 			}

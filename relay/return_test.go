@@ -159,9 +159,9 @@ func TestReturnRestores(t *testing.T) {
 			if bytes.Contains(got, []byte("X-RecallRelay-Ref")) {
 				t.Error("reference header reached the tenant")
 			}
-			if !strings.Contains(h.logs.String(), `"matched_by":"`+tt.matchedBy+`"`) {
-				t.Errorf("log does not say matched_by %s:\n%s", tt.matchedBy, h.logs)
-			}
+			h.waitOutcome(t, func(o relay.Outcome) bool {
+				return o.Leg == "return" && o.MatchedBy == tt.matchedBy && o.Result == "delivered"
+			})
 		})
 	}
 }
@@ -285,9 +285,9 @@ func TestReturnSuppressesDuplicates(t *testing.T) {
 		}
 		t.Fatalf("tenant deliveries: %d, want bob once then eve once", len(d))
 	}
-	if !strings.Contains(h.logs.String(), `"result":"suppressed"`) || !strings.Contains(h.logs.String(), `"suppressed":["bob@fabrikam.example"]`) {
-		t.Errorf("suppression not logged:\n%s", h.logs)
-	}
+	h.waitOutcome(t, func(o relay.Outcome) bool {
+		return o.Result == "suppressed" && strings.Join(o.Suppressed, ",") == "bob@fabrikam.example"
+	})
 }
 
 // Two copies returning at the same moment: exactly one is delivered, the

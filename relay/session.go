@@ -144,8 +144,9 @@ func (s *session) fail(err error) error {
 	n := int(s.errors.Add(1))
 	if n >= s.leg.lc.MaxErrors && s.conn != nil {
 		s.conn.closeAfter.Store(true)
-		s.log(zerolog.WarnLevel).Int("errors", n).Msg("too many errors; closing")
-		return Reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many errors on this connection (%d); closing. Last: %s", n, oneLine(err.Error()))
+		reply := Reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many errors on this connection (%d); closing. Last: %s", n, oneLine(err.Error()))
+		s.limitHit("too many errors", reply)
+		return reply
 	}
 	return err
 }
@@ -188,16 +189,9 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil {
 		s.opts = *opts
 	}
-	target := s.st.cfg.Target
-	if s.leg == s.r.tenant {
-		// Open the hop the message most likely goes to, so the client
-		// hears that hop's verdict on each recipient; the route may change
-		// once the header block is known (switchHop).
-		s.route, s.routeFinal = s.r.routerNow().Envelope(from, nil)
-		if s.routeFinal && s.route.Action == Refuse {
-			return s.route.Reply
-		}
-		target = s.st.hopFor(s.route)
+	target, err := s.leg.policy.mailHop(s, from)
+	if err != nil {
+		return err
 	}
 	if s.hop != nil && (s.hop.hop.Name != target.Name || s.hop.hop.Address != target.Address) {
 		s.closeHop()
@@ -210,7 +204,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 			s.closeHop()
 			hc, err := dialHop(target)
 			if err != nil {
-				s.log(zerolog.WarnLevel).Str("stage", "connect").Err(err).Int("code", replyCode(err)).Msg("next hop unavailable")
+				s.hopFailed(target.Name, "connect", err)
 				return err
 			}
 			s.hop = hc
@@ -264,8 +258,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 func (s *session) rcpt(to string) error {
 	if max := s.leg.lc.MaxRecipients; len(s.rcpts) >= max {
-		s.log(zerolog.WarnLevel).Str("limit", "too many recipients").Int("max", max).Msg("limit reached")
-		return Reply(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients: at most %d per message", max)
+		reply := Reply(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients: at most %d per message", max)
+		s.limitHit("too many recipients", reply)
+		return reply
 	}
 	if s.hop == nil || s.hop.broken {
 		return Reply(451, smtp.EnhancedCode{4, 4, 2}, "%s connection lost; start again", s.hopName())
@@ -313,13 +308,59 @@ func (s *session) Logout() error {
 // hopName names the next hop in replies: the one connected, else the
 // kind of hop the leg proxies to.
 func (s *session) hopName() string {
-	switch {
-	case s.hop != nil:
+	if s.hop != nil {
 		return s.hop.hop.Name
-	case s.leg == s.r.tenant:
-		return "vendor"
 	}
-	return "tenant"
+	return s.leg.policy.hopKind()
+}
+
+// legPolicy is what differs between the two legs.
+type legPolicy interface {
+	// mailHop returns the next hop to open at MAIL FROM, or a refusal.
+	mailHop(s *session, from string) (NextHop, error)
+	// prepare decides about a message once its header block is in, and
+	// repairs the block for the next hop. The prepared body replaces body
+	// (the tenant leg may have spooled it). Its error is an
+	// *smtp.SMTPError, a *storeError or, for what should not happen, any
+	// other error (451 4.3.0, logged).
+	prepare(s *session, h *headers.Header, body io.Reader, o *Outcome) (*prepared, error)
+	// hopKind names the next hop in replies when none is connected.
+	hopKind() string
+}
+
+// limitHit tells the observers of a limit this session reached.
+func (s *session) limitHit(limit string, reply *smtp.SMTPError) {
+	s.r.obs.LimitHit(LimitHit{Leg: s.leg.name, Client: s.remote, Limit: limit, Reply: replyLine(reply)})
+}
+
+// hopFailed tells the observers of a next hop that failed before it gave
+// a verdict (no connection, a time-out, TLS, a dropped connection, 421).
+// Callers pass hop errors through isVerdict first: a 4xx or 5xx reply is
+// the next hop's verdict, no failure of it.
+func (s *session) hopFailed(hop, stage string, err error) {
+	s.r.obs.NextHopFailed(NextHopFailed{Leg: s.leg.name, Client: s.remote, Hop: hop, Stage: stage, Code: replyCode(err), Err: err})
+}
+
+// storeFailed tells the observers of a failed store operation.
+func (s *session) storeFailed(e *storeError) {
+	s.r.obs.StoreFailed(StoreFailed{Leg: s.leg.name, Client: s.remote, Op: e.op, Ref: e.ref, Err: e.err})
+}
+
+// addReceived prepends the relay's Received trace field.
+func (s *session) addReceived(h *headers.Header, id string, now time.Time) {
+	if s.st.cfg.NoReceived {
+		return
+	}
+	with := "ESMTP"
+	if s.tls != "" {
+		with = "ESMTPS"
+	}
+	var rcpt string
+	if len(s.rcpts) == 1 {
+		rcpt = s.rcpts[0]
+	}
+	h.Prepend(headers.Trace{Helo: s.helo, ClientIP: s.remote, By: s.r.cfg.Hostname, With: with,
+		TLS: s.tls, ID: id, For: rcpt, At: now}.Field())
 }
 
 func (s *session) closeHop() {
@@ -327,23 +368,6 @@ func (s *session) closeHop() {
 		s.hop.close()
 		s.hop = nil
 	}
-}
-
-// outcome is what one message did, for its log line.
-type outcome struct {
-	messageID  string
-	ref        string
-	size       int64
-	matchedBy  string
-	route      string   // "vendor-a", "vendor-a>vendor-b", "bypass", "refused"
-	rules      []string // rules that decided the route
-	decision   string   // the router's account of its decision
-	notes      []string // problems the router met
-	forwarded  bool     // return leg: sent on to the next vendor of a chain
-	restored   []string
-	removed    []string
-	suppressed []string // recipients that already had the message
-	unrecorded bool     // sent on although the record could not be written
 }
 
 // Data receives one message, streams it to the next hop and answers only
@@ -370,12 +394,33 @@ func (s *session) Data(r io.Reader) error {
 		s.conn.receiving(s.leg.lc.DataTimeout, s.leg.lc.MinDataRate)
 		defer s.conn.receiving(0, 0)
 	}
-	var o outcome
-	err := s.data(pr, &o)
-	s.logMessage(&o, start, err)
+	o := &Outcome{Leg: s.leg.name, Client: s.remote, Auth: s.auth(), TLS: s.tls, From: s.from, Rcpts: len(s.rcpts)}
+	err := s.fail(s.data(pr, o))
+	s.finish(o, start, err)
+	s.r.obs.MessageDone(o)
 	// busy stays set until Reset, which go-smtp calls once the final reply
 	// is written: a shutdown meanwhile leaves the reply alone.
-	return s.fail(err)
+	return err
+}
+
+// finish completes o with the client's reply.
+func (s *session) finish(o *Outcome, start time.Time, err error) {
+	o.Duration = time.Since(start)
+	o.Code = replyCode(err)
+	switch {
+	case err != nil && o.Code >= 500:
+		o.Result, o.Err = "rejected", err
+	case err != nil:
+		o.Result, o.Err = "tempfail", err
+	case len(o.Suppressed) == o.Rcpts && o.Rcpts > 0:
+		o.Result = "suppressed"
+	case o.Route == "bypass":
+		o.Result = "bypassed"
+	case o.Forwarded:
+		o.Result = "forwarded"
+	default:
+		o.Result = "delivered"
+	}
 }
 
 // primedReader reads from r once ahead (prime), then passes reads on.
@@ -416,6 +461,10 @@ func (p *primedReader) Read(b []byte) (int, error) {
 // prepared is a leg's decision about one message once its header block has
 // arrived.
 type prepared struct {
+	// body replaces the body read so far (a spooled copy); nil keeps it.
+	body io.Reader
+	// cleanup runs when the message is done with (removes a spool file).
+	cleanup func()
 	// commit runs after the whole message was streamed to the next hop and
 	// before the next hop is told it is complete.
 	commit func(ctx context.Context) error
@@ -440,13 +489,15 @@ const (
 	unknown
 )
 
-func (s *session) data(r io.Reader, o *outcome) error {
+func (s *session) data(r io.Reader, o *Outcome) error {
 	if s.hop == nil || s.hop.broken {
 		return Reply(451, smtp.EnhancedCode{4, 4, 2}, "%s connection lost; start again", s.hopName())
 	}
+	start := time.Now()
 	guard := newLineGuard(r, s.leg.lc.BareLineEndings)
 	h, body, err := headers.ReadHeaderLimits(guard, headers.Limits{
 		MaxBytes: s.leg.lc.MaxHeaderBytes, MaxFields: s.leg.lc.MaxHeaderFields})
+	o.Stages.Header = time.Since(start)
 	if err != nil {
 		// Nothing was sent to the next hop yet; the Reset that follows
 		// every failed transfer ends its transaction there. The guard's
@@ -457,30 +508,18 @@ func (s *session) data(r io.Reader, o *outcome) error {
 		}
 		return s.readError(err)
 	}
-	o.messageID = h.MessageID()
+	o.MessageID = h.MessageID()
 
-	var p *prepared
-	if s.leg == s.r.tenant {
-		var rt Route
-		var cleanup func()
-		rt, body, cleanup, err = s.decideRoute(h, body)
-		if cleanup != nil {
-			defer cleanup()
-		}
-		if err == nil {
-			p, err = s.prepareTenant(h, rt, o)
-		}
-	} else {
-		p, err = s.prepareReturn(h, o)
+	p, err := s.leg.policy.prepare(s, h, body, o)
+	if p != nil && p.cleanup != nil {
+		defer p.cleanup()
 	}
 	if err != nil {
 		s.hop.reset()
-		var se *smtp.SMTPError
-		if !errors.As(err, &se) {
-			s.log(zerolog.ErrorLevel).Err(err).Msg("store failed")
-			return errStore
-		}
-		return err
+		return s.prepareError(err)
+	}
+	if p.body != nil {
+		body = p.body
 	}
 	if p.skip {
 		s.hop.reset()
@@ -488,7 +527,7 @@ func (s *session) data(r io.Reader, o *outcome) error {
 		if err != nil {
 			return s.readError(err)
 		}
-		o.size = guard.n
+		o.Size = guard.n
 		if s.conn != nil && s.conn.failed.Load() {
 			return errTruncated
 		}
@@ -498,68 +537,104 @@ func (s *session) data(r io.Reader, o *outcome) error {
 	if p.settle != nil {
 		defer func() { p.settle(res) }()
 	}
+	res, err = s.stream(h, body, p, o)
+	o.Size = guard.n
+	return err
+}
 
+// stream sends the message to the next hop and, once the client's data is
+// complete and the record (if any) committed, ends it there: the next
+// hop's verdict is the client's.
+func (s *session) stream(h *headers.Header, body io.Reader, p *prepared, o *Outcome) (hopResult, error) {
+	start := time.Now()
 	hop := s.hop
 	w, err := hop.c.Data()
 	if err != nil {
 		hop.noteErr(err)
-		return hopError(s.hopName(), "DATA", err)
+		if !isVerdict(err) {
+			s.hopFailed(hop.hop.Name, "DATA", err)
+		}
+		return notDelivered, hopError(s.hopName(), "DATA", err)
 	}
 	hop.dataOpen = true
 	s.streaming.Store(hop)
 	defer s.streaming.Store(nil)
 	if _, err := h.WriteTo(w); err != nil {
 		hop.abort()
-		return hopError(s.hopName(), "message transfer", err)
+		s.hopFailed(hop.hop.Name, "message transfer", err)
+		return notDelivered, hopError(s.hopName(), "message transfer", err)
 	}
 	if err := copyBody(w, body); err != nil {
 		hop.abort()
 		var rerr readErr
-		if errors.As(err, &rerr) {
-			return s.readError(rerr.error)
+		switch {
+		case errors.As(err, &rerr):
+			return notDelivered, s.readError(rerr.error)
+		case hop.interrupted.Load():
+			return notDelivered, errAborted
 		}
-		if hop.interrupted.Load() {
-			return errAborted
-		}
-		return hopError(s.hopName(), "message transfer", err)
+		s.hopFailed(hop.hop.Name, "message transfer", err)
+		return notDelivered, hopError(s.hopName(), "message transfer", err)
 	}
-	o.size = guard.n
+	o.Stages.Transfer = time.Since(start)
 	// go-smtp hands a BDAT chunk cut short by a closed connection to us as a
 	// complete message. Never let such a message be committed.
 	if s.conn != nil && s.conn.failed.Load() {
 		hop.abort()
-		return errTruncated
+		return notDelivered, errTruncated
 	}
 	if p.commit != nil {
+		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), s.st.cfg.StoreTimeout)
 		err := p.commit(ctx)
 		cancel()
-		if err != nil && s.leg == s.r.tenant && s.st.cfg.PassUnrecorded {
-			s.log(zerolog.ErrorLevel).Err(err).Str("ref", o.ref).Msg("store write failed; passing the message on unrecorded (pass_unrecorded)")
-			o.unrecorded = true
-		} else if err != nil {
+		o.Stages.Store += time.Since(start)
+		if err != nil {
 			hop.abort()
-			s.log(zerolog.ErrorLevel).Err(err).Msg("store write failed")
-			return errStore
+			return notDelivered, s.prepareError(err)
 		}
 	}
 	if hop.interrupted.Load() {
 		hop.abort()
-		return errAborted
+		return notDelivered, errAborted
 	}
+	start = time.Now()
 	hop.dataOpen = false
-	_, err = w.CloseWithResponse()
+	resp, err := w.CloseWithResponse()
 	hop.inTx = false
+	o.Stages.HopReply = time.Since(start)
 	if err != nil {
 		hop.noteErr(err)
-		var se *smtp.SMTPError
-		if !errors.As(err, &se) {
-			res = unknown
+		if !isVerdict(err) {
+			s.hopFailed(hop.hop.Name, "end of data", err)
 		}
-		return hopError(s.hopName(), "end of data", err)
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			o.HopReply = se.Message
+			return notDelivered, hopError(s.hopName(), "end of data", err)
+		}
+		return unknown, hopError(s.hopName(), "end of data", err)
 	}
-	res = delivered
-	return nil
+	o.HopReply = resp.StatusText
+	return delivered, nil
+}
+
+// prepareError maps a leg's error to the client's reply, by its type: an
+// SMTP reply passes as it is; a store failure is 451 4.3.0; anything else
+// is a fault of the relay's, logged, and 451 4.3.0 too.
+func (s *session) prepareError(err error) error {
+	var se *smtp.SMTPError
+	var ste *storeError
+	switch {
+	case errors.As(err, &se):
+		return se
+	case errors.As(err, &ste):
+		s.storeFailed(ste)
+		return errStore
+	default:
+		s.log(zerolog.ErrorLevel).Err(err).Msg("internal error")
+		return errInternal
+	}
 }
 
 // readErr marks an error that came from reading the client's data.
@@ -623,55 +698,4 @@ func (s *session) log(level zerolog.Level) *zerolog.Event {
 		e = e.Str("auth", a)
 	}
 	return e
-}
-
-// logMessage writes the one line per message per leg.
-func (s *session) logMessage(o *outcome, start time.Time, err error) {
-	level, result := zerolog.InfoLevel, "delivered"
-	switch {
-	case err == nil && len(o.suppressed) == len(s.rcpts) && len(s.rcpts) > 0:
-		result = "suppressed"
-	case err == nil && o.route == "bypass":
-		result = "bypassed"
-	case err == nil && o.forwarded:
-		result = "forwarded"
-	}
-	if err != nil {
-		level, result = zerolog.WarnLevel, "tempfail"
-		if replyCode(err) >= 500 {
-			result = "rejected"
-		}
-	}
-	e := s.log(level).
-		Str("message_id", o.messageID).
-		Str("ref", o.ref).
-		Str("from", s.from).
-		Int("rcpt_count", len(s.rcpts)).
-		Int64("size", o.size).
-		Str("vendor", o.route).
-		Int64("duration_ms", time.Since(start).Milliseconds()).
-		Str("result", result).
-		Int("code", replyCode(err))
-	if len(o.rules) > 0 {
-		e = e.Strs("rules", o.rules)
-	}
-	if o.decision != "" {
-		e = e.Str("decision", o.decision)
-	}
-	if len(o.notes) > 0 {
-		e = e.Strs("route_notes", o.notes)
-	}
-	if s.leg == s.r.ret {
-		e = e.Str("matched_by", o.matchedBy).Strs("restored", o.restored).Strs("removed", o.removed)
-		if len(o.suppressed) > 0 {
-			e = e.Strs("suppressed", o.suppressed)
-		}
-	}
-	if o.unrecorded {
-		e = e.Bool("unrecorded", true)
-	}
-	if err != nil {
-		e = e.Str("error", err.Error())
-	}
-	e.Msg("message")
 }

@@ -1,0 +1,75 @@
+package relay_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/recallrelay/recallrelay/relay"
+)
+
+// The log is one observer: its message line has the same field names on
+// both legs, plus each leg's own, as the README documents them.
+func TestLogObserverMessageLine(t *testing.T) {
+	tests := []struct {
+		name string
+		o    relay.Outcome
+		keys string
+	}{
+		{"tenant, routed by rules", relay.Outcome{Leg: "tenant", Client: "192.0.2.1", MessageID: "<m@x>", Ref: "r", From: "a@x", Rcpts: 2,
+			Size: 10, Route: "signatures", Rules: []string{"sign"}, Decision: "route signatures", RouteNotes: []string{"n"},
+			Result: "delivered", Code: 250, Duration: time.Millisecond},
+			"client code decision duration_ms from leg level message message_id rcpt_count ref result route_notes rules size vendor"},
+		{"return, suppressed copy refused", relay.Outcome{Leg: "return", Client: "192.0.2.2", Auth: "cert:vendor", MatchedBy: "reference",
+			Suppressed: []string{"b@x"}, Result: "rejected", Code: 550, Err: errors.New("refused")},
+			"auth client code duration_ms error from leg level matched_by message message_id rcpt_count ref removed restored result size suppressed vendor"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			relay.LogObserver{Log: zerolog.New(&buf)}.MessageDone(&tt.o)
+			var line map[string]any
+			if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+				t.Fatalf("%v: %s", err, buf.String())
+			}
+			var keys []string
+			for k := range line {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			if got := strings.Join(keys, " "); got != tt.keys {
+				t.Errorf("fields\n got %s\nwant %s", got, tt.keys)
+			}
+			if line["message"] != "message" || line["result"] != tt.o.Result || line["leg"] != tt.o.Leg {
+				t.Errorf("line %s", buf.String())
+			}
+		})
+	}
+}
+
+// Every observer sees every message's outcome with its stages, and a
+// MemoryObserver can be waited on.
+func TestObserversSeeOutcomes(t *testing.T) {
+	h := newHarness(t, nil)
+	out := h.sendOut("ann@contoso.com", "bob@fabrikam.example")
+	if code, text := h.sendBack(vendorise(out, false, false), "ann@contoso.com", "bob@fabrikam.example"); code != 250 {
+		t.Fatalf("%d %s", code, text)
+	}
+	o := h.waitOutcome(t, func(o relay.Outcome) bool { return o.Leg == "return" })
+	tenant := h.waitOutcome(t, func(o relay.Outcome) bool { return o.Leg == "tenant" })
+	if tenant.Ref == "" || tenant.Ref != o.Ref || o.MatchedBy != "reference" || o.Result != "delivered" || o.Code != 250 ||
+		o.HopReply == "" || o.Size == 0 || o.Stages.Header <= 0 || o.Stages.Store <= 0 || o.Stages.HopReply <= 0 || o.Duration < o.Stages.HopReply {
+		t.Errorf("return outcome %+v", o)
+	}
+	if !reflect.DeepEqual(o.Restored, []string{"thread-topic", "x-ms-exchange-crosspremises-antispam-scancontext",
+		"x-ms-exchange-crosspremises-authas", "x-ms-exchange-crosspremises-authsource", "x-organizationheaderspreserved"}) {
+		t.Errorf("restored %v", o.Restored)
+	}
+}
