@@ -13,6 +13,10 @@
 //	...
 //	cfg.ApplyEnv(os.LookupEnv)
 //	if err := cfg.Validate(); err != nil { ... }
+//	engine, err := cfg.CompileRules() // the mail-flow rules the relay runs
+//
+// Validate only checks: it reads the files the configuration names, the
+// rules file included, but changes nothing in the Config.
 //
 // Secrets (Redis password, reference key material) are held in types that
 // redact themselves when printed, logged or marshalled; no error message and
@@ -28,7 +32,7 @@ import (
 	"time"
 
 	"github.com/recallrelay/recallrelay/headers"
-	"github.com/recallrelay/recallrelay/rules"
+	"github.com/recallrelay/recallrelay/store"
 )
 
 // Config is the whole configuration file. The YAML key of each field is in
@@ -83,9 +87,6 @@ type Config struct {
 	// src locates fields in the parsed file for error messages; nil for a
 	// Config that was not parsed. A pointer, so that fmt prints an address.
 	src *fileInfo
-	// rules is the rule engine Validate compiled from RulesFile (or the
-	// defaults) against Vendors and the loop marker.
-	rules *rules.Engine
 }
 
 // RestartOnly lists the sections that differ between c and next and that
@@ -109,10 +110,6 @@ func (c *Config) RestartOnly(next *Config) []string {
 	}
 	return out
 }
-
-// Rules returns the rule engine compiled by a successful Validate, nil
-// before it.
-func (c *Config) Rules() *rules.Engine { return c.rules }
 
 // Log configures logging.
 type Log struct {
@@ -148,8 +145,10 @@ func (s Store) Embedded() bool { return !s.Redis.Enabled() }
 // Several Addrs select Redis Cluster, unless MasterName selects Sentinel
 // (then Addrs are the sentinels); this is go-redis's UniversalOptions rule.
 type Redis struct {
-	// URL is a redis://, rediss:// or unix:// URL as go-redis's ParseURL
-	// understands it. It may carry a password; it is redacted when printed.
+	// URL is a redis://, rediss:// or unix:// URL as the store reads it
+	// (store.ParseRedisURL): go-redis's syntax, plus the parameters
+	// key_prefix (which takes precedence over KeyPrefix), master_name and
+	// addr. It may carry a password; it is redacted when printed.
 	// Overridden by the environment variable RECALLRELAY_REDIS_URL.
 	URL URL `yaml:"url"`
 	// Addrs are host:port addresses of Redis nodes or sentinels.
@@ -164,7 +163,8 @@ type Redis struct {
 	// DB is the database number for Addrs (Cluster has only database 0); with
 	// URL the database is the URL's path.
 	DB int `yaml:"db"`
-	// KeyPrefix is prepended to every key the relay writes. Default: rr.
+	// KeyPrefix is prepended to every key the relay writes, unless URL has
+	// a key_prefix parameter (see KeyPrefixInUse). Default: rr.
 	KeyPrefix string `yaml:"key_prefix"`
 	// TLS enables TLS to Redis (a rediss:// URL enables it too).
 	TLS bool `yaml:"tls"`
@@ -174,6 +174,17 @@ type Redis struct {
 
 // Enabled reports whether a Redis location is configured.
 func (r Redis) Enabled() bool { return r.URL != "" || len(r.Addrs) > 0 }
+
+// KeyPrefixInUse returns the prefix of the keys the store writes: the
+// key_prefix parameter of URL when it has a non-empty one, else KeyPrefix.
+func (r Redis) KeyPrefixInUse() string {
+	if r.URL != "" {
+		if rc, err := store.ParseRedisURL(string(r.URL)); err == nil && rc.KeyPrefix != "" {
+			return rc.KeyPrefix
+		}
+	}
+	return r.KeyPrefix
+}
 
 // Reference configures the reference header that ties a returning message
 // to its origin record.

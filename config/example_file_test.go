@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/recallrelay/recallrelay/rules"
 )
 
 const exampleFile = "../deploy/recallrelay.example.yaml"
@@ -25,7 +27,7 @@ func TestExampleFileValidates(t *testing.T) {
 	}
 	if c.Tenant.Address != "contoso-com.mail.protection.outlook.com:25" || c.Tenant.StartTLS != StartTLSRequired ||
 		c.DefaultVendor != "signatures" || c.Reference.SigningKey != "k1" || !c.Store.Embedded() {
-		t.Errorf("example file decoded unexpectedly:\n%s", c.Explain())
+		t.Errorf("example file decoded unexpectedly:\n%s", c.Explain(nil))
 	}
 
 	// Safe as shipped: the tenant listener admits Exchange Online's
@@ -39,7 +41,7 @@ func TestExampleFileValidates(t *testing.T) {
 		t.Errorf("listeners.return.allow_nets = %q, want the placeholder 192.0.2.0/24", c.Listeners.Return.AllowNets)
 	}
 	if c.Listeners.Tenant.InsecureOpen || c.Listeners.Return.InsecureOpen || c.FallbackMatching != FallbackTrusted {
-		t.Errorf("example file opts into a weaker setting:\n%s", c.Explain())
+		t.Errorf("example file opts into a weaker setting:\n%s", c.Explain(nil))
 	}
 	if w := c.Warnings(); len(w) != 0 {
 		t.Errorf("example file has warnings: %v", w)
@@ -102,7 +104,7 @@ func TestExplain(t *testing.T) {
 	}
 	c.Reference.Keys = append(c.Reference.Keys, Key{ID: "k0", Secret: Secret(strings.Repeat("z", 32))})
 	c.Store.Redis.Addrs = []string{"r1:6379", "r2:6379"}
-	got := c.Explain()
+	got := c.Explain(nil)
 	for _, want := range []string{
 		"configuration: " + exampleFile,
 		"tenant listener: 0.0.0.0:25, no TLS, max message 150MB",
@@ -127,38 +129,47 @@ func TestExplain(t *testing.T) {
 	}
 }
 
-// TestRulesFile checks that rules_file is loaded and compiled against the
-// configuration's vendors, and that its problems name the file, the rule,
-// the field and the line.
+// TestRulesFile checks that CompileRules loads rules_file and compiles it
+// against the configuration's vendors, that Validate reports the same
+// problems, and that they name the file, the rule, the field and the line.
 func TestRulesFile(t *testing.T) {
-	load := func(rulesFile string) (*Config, error) {
+	load := func(rulesFile string) *Config {
 		c, err := Load(exampleFile)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.ApplyEnv(mapEnv(exampleEnv))
 		c.RulesFile = rulesFile
-		return c, c.Validate()
+		return c
+	}
+	compile := func(t *testing.T, c *Config) *rules.Engine {
+		t.Helper()
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Validate: %v", err)
+		}
+		e, err := c.CompileRules()
+		if err != nil {
+			t.Fatalf("CompileRules: %v", err)
+		}
+		return e
 	}
 
-	c, err := load("../deploy/rules.example.yaml")
-	if err != nil {
-		t.Fatalf("example rules do not validate with the example configuration:\n%v", err)
-	}
-	if s := c.Rules().Summary(); !strings.Contains(s, "4 rules (internal-only, keep-crypto-intact, legal-sign-and-scan, no-executables)") ||
+	c := load("../deploy/rules.example.yaml")
+	e := compile(t, c)
+	if s := e.Summary(); !strings.Contains(s, "4 rules (internal-only, keep-crypto-intact, legal-sign-and-scan, no-executables)") ||
 		!strings.Contains(s, "otherwise route signatures") {
 		t.Errorf("Summary = %q", s)
 	}
-	if !strings.Contains(c.Explain(), "rules: ../deploy/rules.example.yaml: built-in defaults null-sender-bypass, loop-protection, recall-bypass, calendar-bypass") {
-		t.Errorf("Explain lacks the rules:\n%s", c.Explain())
+	const rulesLine = "rules: ../deploy/rules.example.yaml: built-in defaults null-sender-bypass, loop-protection, recall-bypass, calendar-bypass"
+	if !strings.Contains(c.Explain(e), rulesLine) {
+		t.Errorf("Explain lacks the rules:\n%s", c.Explain(e))
+	}
+	if strings.Contains(c.Explain(nil), "rules: ") {
+		t.Errorf("Explain without an engine shows rules:\n%s", c.Explain(nil))
 	}
 
 	// Without a file: the recall-safe defaults and the default vendor.
-	c, err = load("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s := c.Rules().Summary(); s != "default rules: built-in defaults null-sender-bypass, loop-protection, recall-bypass, calendar-bypass; no rules; otherwise route signatures" {
+	if s := compile(t, load("")).Summary(); s != "default rules: built-in defaults null-sender-bypass, loop-protection, recall-bypass, calendar-bypass; no rules; otherwise route signatures" {
 		t.Errorf("default Summary = %q", s)
 	}
 
@@ -166,11 +177,21 @@ func TestRulesFile(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("default_route: [signatures]\nrules:\n  - name: sign\n    actions:\n      route: [nosuch]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = load(bad)
-	assertOnlyError(t, err, "rules_file", bad+`: rule "sign": actions.route[0]: unknown vendor "nosuch" (vendors: signatures, scanner) (line 5)`)
-
-	_, err = load(t.TempDir() + "/missing.yaml")
-	assertOnlyError(t, err, "rules_file", "no such file or directory")
+	missing := t.TempDir() + "/missing.yaml"
+	for _, tc := range []struct {
+		file, msg string
+	}{
+		{bad, bad + `: rule "sign": actions.route[0]: unknown vendor "nosuch" (vendors: signatures, scanner) (line 5)`},
+		{missing, "no such file or directory"},
+	} {
+		c := load(tc.file)
+		assertOnlyError(t, c.Validate(), "rules_file", tc.msg)
+		e, err := c.CompileRules()
+		if e != nil {
+			t.Errorf("CompileRules(%s) returned an engine", tc.file)
+		}
+		assertOnlyError(t, err, "rules_file", tc.msg)
+	}
 }
 
 // TestRestartOnly names the sections a reload cannot change, and only

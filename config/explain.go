@@ -5,14 +5,17 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+
+	"github.com/recallrelay/recallrelay/rules"
 )
 
 // Explain returns a short human-readable summary of c, one topic per line:
 // listeners (with who may connect), store, reference keys (by ID only),
-// vendors, tenant target, return policy and fallback matching, then one
-// "WARNING: " line for each of Warnings. It never contains a secret; a
-// Redis URL appears with its password redacted.
-func (c *Config) Explain() string {
+// vendors, tenant target, the rules of engine when it is not nil (the
+// engine CompileRules returned for c), return policy and fallback
+// matching, then one "WARNING: " line for each of Warnings. It never
+// contains a secret; a Redis URL appears with its password redacted.
+func (c *Config) Explain(engine *rules.Engine) string {
 	var b strings.Builder
 	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 
@@ -51,7 +54,7 @@ func (c *Config) Explain() string {
 		if r.TLS {
 			tlsOn = ", TLS"
 		}
-		line("store: %s (key prefix %q%s%s), records kept %s", where, r.KeyPrefix, tlsOn, auth, s.RecordTTL)
+		line("store: %s (key prefix %q%s%s), records kept %s", where, r.KeyPrefixInUse(), tlsOn, auth, s.RecordTTL)
 	}
 
 	ids := make([]string, len(c.Reference.Keys))
@@ -75,8 +78,8 @@ func (c *Config) Explain() string {
 		line("vendor %s%s: %s, %s", v.Name, def, v.Address, explainClient(&v.Client))
 	}
 	line("tenant: %s, %s", c.Tenant.Address, explainClient(&c.Tenant.Client))
-	if c.rules != nil {
-		line("rules: %s", c.rules.Summary())
+	if engine != nil {
+		line("rules: %s", engine.Summary())
 	}
 	line("return without record: %s", c.ReturnWithoutRecord)
 	line("fallback matching: %s", explainFallback(c.FallbackMatching))

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/recallrelay/recallrelay/config/yamlpos"
+	"github.com/recallrelay/recallrelay/internal/yamlconf"
 )
 
 // Load reads the configuration file at path and parses it with Parse.
@@ -35,7 +35,7 @@ func Parse(data []byte, source string) (*Config, error) {
 
 	// Strict decoding over the defaults; the index places its errors.
 	c := base()
-	pos, diags := yamlpos.Decode(data, c, yamlpos.Options{Document: "a configuration file",
+	pos, diags := yamlconf.Decode(data, c, yamlconf.Options{Document: "a configuration file",
 		Limit: maxLocated, Unknown: unknownField})
 	if len(diags) > 0 {
 		errs := make(ValidationErrors, len(diags))
@@ -60,7 +60,7 @@ func Parse(data []byte, source string) (*Config, error) {
 // fileInfo remembers where each field of a parsed file is.
 type fileInfo struct {
 	name string
-	pos  *yamlpos.Index
+	pos  *yamlconf.Index
 }
 
 // maxLocated bounds the fields the index records, so that aliases cannot
@@ -68,9 +68,10 @@ type fileInfo struct {
 // hundred.
 const maxLocated = 100_000
 
-// has reports whether the file sets the field at path.
+// has reports whether the file sets the field at path; false for a Config
+// not parsed.
 func (s *fileInfo) has(path string) bool {
-	return s.pos.Has(path)
+	return s != nil && s.pos.Has(path)
 }
 
 // lineOf returns the line of path or, when the file leaves it out, of its

@@ -303,7 +303,7 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Vendors[0].Name != "sig" || !strings.Contains(c.Explain(), "configuration: "+p) {
+	if c.Vendors[0].Name != "sig" || !strings.Contains(c.Explain(nil), "configuration: "+p) {
 		t.Errorf("Load(%s) gave %+v", p, c)
 	}
 	_, err = Load(filepath.Join(dir, "missing.yaml"))

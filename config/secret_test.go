@@ -122,7 +122,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 			shown = append(shown, fmt.Sprintf(verb, v))
 		}
 	}
-	shown = append(shown, c.Explain(), c.Reference.Keys[1].String(), c.Store.Redis.URL.String())
+	shown = append(shown, c.Explain(nil), c.Reference.Keys[1].String(), c.Store.Redis.URL.String())
 	y, err := yaml.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +152,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	split.Store.Redis.URL = URL("redis://u:12/" + urlP + "@host:6379")
 	split.ApplyEnv(noEnv)
 	assertOnlyError(t, split.Validate(), "store.redis.url", "percent-encode")
-	shown = append(shown, split.Explain(), fmt.Sprint(split.Store.Redis.URL))
+	shown = append(shown, split.Explain(nil), fmt.Sprint(split.Store.Redis.URL))
 	_, perr := Parse([]byte("reference:\n  keys:\n    - id: k1\n      secrte: "+inFile+"\n"), "x.yaml")
 	if perr == nil {
 		t.Fatal("Parse accepted a misspelt key")
@@ -167,8 +167,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		}
 	}
 	// And the redaction says so, rather than printing nothing.
-	if !strings.Contains(fmt.Sprintf("%v", c.Store.Redis), redacted) || !strings.Contains(c.Explain(), "redis://user:xxxxx@redis.internal:6379/0") {
-		t.Errorf("redaction markers missing:\n%v\n%s", c.Store.Redis, c.Explain())
+	if !strings.Contains(fmt.Sprintf("%v", c.Store.Redis), redacted) || !strings.Contains(c.Explain(nil), "redis://user:xxxxx@redis.internal:6379/0") {
+		t.Errorf("redaction markers missing:\n%v\n%s", c.Store.Redis, c.Explain(nil))
 	}
 	if !strings.Contains(string(y), "password: '[redacted]'") {
 		t.Errorf("YAML form does not show the redacted password:\n%s", y)

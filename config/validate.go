@@ -15,10 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/recallrelay/recallrelay/headers"
 	"github.com/recallrelay/recallrelay/rules"
+	"github.com/recallrelay/recallrelay/store"
 )
 
 // FieldError is one problem with one field.
@@ -69,8 +68,9 @@ func (es ValidationErrors) Unwrap() []error {
 }
 
 // Validate checks c and returns a ValidationErrors listing every problem, or
-// nil. It reads the files c names (certificates, keys, secret files) to
-// check that they are usable. Call ApplyEnv first.
+// nil. It reads the files c names (certificates, keys, secret files, the
+// rules file) to check that they are usable, and changes nothing in c:
+// CompileRules compiles the rules the relay runs. Call ApplyEnv first.
 func (c *Config) Validate() error {
 	v := &validator{src: c.src}
 	v.hostname("hostname", c.Hostname)
@@ -101,13 +101,33 @@ func (c *Config) Validate() error {
 	}
 	if len(v.errs) == 0 {
 		// Rules are checked against a configuration that is otherwise
-		// sound: their route targets must be its vendors.
-		c.rules = v.rules(c)
+		// sound: their route targets must be its vendors. The engine is
+		// compiled to be checked, and dropped.
+		v.rules(c)
 	}
 	if len(v.errs) == 0 {
 		return nil
 	}
 	return v.errs
+}
+
+// CompileRules loads the rules file c names (rules_file), or without one
+// the default rules (the recall-safe defaults, every other message to
+// default_vendor), and compiles it against c's vendors, loop marker and
+// reference header: the engine returned is the one a relay with c runs.
+// Call it on a Config that Validate accepted; it reads the rules file
+// again, so an error is possible still, when the file changed in between.
+//
+// The error is a ValidationErrors, as Validate's: one FieldError at
+// rules_file for each problem, naming the file, the rule, the field and its
+// line, as rules.Error does.
+func (c *Config) CompileRules() (*rules.Engine, error) {
+	v := &validator{src: c.src}
+	e := v.rules(c)
+	if len(v.errs) > 0 {
+		return nil, v.errs
+	}
+	return e, nil
 }
 
 // Warnings lists the settings of c that weaken the relay on purpose: each
@@ -277,16 +297,14 @@ func (v *validator) store(s *Store) {
 	case r.URL != "" && len(r.Addrs) > 0:
 		v.add("store.redis", "url and addrs are exclusive: set one of them")
 	case r.URL != "":
-		if p, err := url.Parse(string(r.URL)); err == nil && misplacedAt(p) {
-			v.add("store.redis.url", "\"@\" outside the user info: percent-encode reserved characters such as / and @ in the password, or set the password apart in store.redis.password")
-		} else if _, err := redis.ParseURL(string(r.URL)); err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				// The parser's message quotes parts of the URL, and a password
-				// containing "/" or "@" is split into them: say nothing of it.
-				v.add("store.redis.url", "not a valid URL (percent-encode reserved characters such as / and @ in the password, or set the password apart in store.redis.password)")
-			} else {
-				v.add("store.redis.url", "invalid Redis URL: %v", err)
+		rc := v.redisURL("store.redis.url", string(r.URL))
+		if p := rc.KeyPrefix; p != "" {
+			// The URL's key_prefix is the one the store uses.
+			switch {
+			case badKeyPrefix(p):
+				v.add("store.redis.url", "key_prefix %q: must be without spaces or control characters", p)
+			case p != r.KeyPrefix && v.src.has("store.redis.key_prefix"):
+				v.add("store.redis.key_prefix", "%q, but the URL's key_prefix %q takes precedence: set the prefix in one place", r.KeyPrefix, p)
 			}
 		}
 		if r.DB != 0 {
@@ -302,10 +320,46 @@ func (v *validator) store(s *Store) {
 			v.add("store.redis.db", "several addrs select Redis Cluster, which has only database 0")
 		}
 	}
-	if r.KeyPrefix == "" || strings.ContainsFunc(r.KeyPrefix, func(c rune) bool { return c <= ' ' || c == 0x7f }) {
+	if badKeyPrefix(r.KeyPrefix) {
 		v.add("store.redis.key_prefix", "must be non-empty, without spaces or control characters")
 	}
 	v.positiveDuration("store.redis.timeout", r.Timeout)
+}
+
+// redisURL checks a Redis URL with the parser the store opens it with,
+// store.ParseRedisURL, so that it accepts what the store accepts (the
+// key_prefix, master_name and addr parameters included) and reports the
+// store's reason for what it refuses. Two refusals are worded here
+// instead, since a password with an unescaped "/", "?", "#" or "@" is
+// split into the other parts of the URL, which a message would quote: a
+// URL with an "@" outside its user info (refused even where the store
+// would take it, for it would reach the wrong host with a truncated
+// password), and one that does not parse as a URL at all.
+//
+// It returns what the store makes of the URL, the zero value when it
+// refuses it.
+func (v *validator) redisURL(path, raw string) store.RedisConfig {
+	const fix = "percent-encode reserved characters such as / and @ in the password, or set the password apart in store.redis.password"
+	p, perr := url.Parse(raw)
+	if perr == nil && misplacedAt(p) {
+		v.add(path, "\"@\" outside the user info: %s", fix)
+		return store.RedisConfig{}
+	}
+	rc, err := store.ParseRedisURL(raw)
+	if err != nil {
+		if perr != nil {
+			v.add(path, "not a valid URL (%s)", fix)
+			return store.RedisConfig{}
+		}
+		v.add(path, "%s", strings.TrimPrefix(err.Error(), "store: "))
+		return store.RedisConfig{}
+	}
+	return rc
+}
+
+// badKeyPrefix reports whether p cannot prefix the store's keys.
+func badKeyPrefix(p string) bool {
+	return p == "" || strings.ContainsFunc(p, func(c rune) bool { return c <= ' ' || c == 0x7f })
 }
 
 var keyIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)

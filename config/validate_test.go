@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -103,8 +104,8 @@ func TestDefaultValidates(t *testing.T) {
 	if !c.Store.Embedded() {
 		t.Error("Default store is not embedded")
 	}
-	if !strings.Contains(c.Explain(), "ephemeral key") {
-		t.Errorf("Explain does not warn about the ephemeral key:\n%s", c.Explain())
+	if !strings.Contains(c.Explain(nil), "ephemeral key") {
+		t.Errorf("Explain does not warn about the ephemeral key:\n%s", c.Explain(nil))
 	}
 }
 
@@ -537,7 +538,7 @@ func TestWarnings(t *testing.T) {
 			if len(ws) != len(tt.want) {
 				t.Fatalf("Warnings() = %v, want %d", ws, len(tt.want))
 			}
-			explain := c.Explain()
+			explain := c.Explain(nil)
 			for i, w := range ws {
 				if !strings.HasPrefix(w.Error(), tt.want[i]) {
 					t.Errorf("warning %d = %q, want it to start with %q", i, w.Error(), tt.want[i])
@@ -550,5 +551,120 @@ func TestWarnings(t *testing.T) {
 				t.Errorf("Explain warns without Warnings:\n%s", explain)
 			}
 		})
+	}
+}
+
+// TestValidateIsPure checks that Validate only checks: it compiles the
+// rules file to check it, but leaves the Config as it found it, whether
+// it accepts it or not.
+func TestValidateIsPure(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("default_route: [sig]\nrules:\n  - name: r\n    when: {size_over: 10MB}\n    actions: {bypass: true}\n"), 0o600)
+	os.WriteFile(bad, []byte("default_route: [nosuch]\n"), 0o600)
+	tests := []struct {
+		name, extra string
+		valid       bool
+	}{
+		{"default rules", "", true},
+		{"rules file", "rules_file: " + good + "\n", true},
+		{"invalid rules file", "rules_file: " + bad + "\n", false},
+		{"invalid configuration", "rules_file: " + good + "\nmax_duplicate_returns: 0\n", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustParse(t, minimalYAML+tt.extra)
+			c.ApplyEnv(noEnv)
+			before := *c
+			before.Vendors = slices.Clone(c.Vendors)
+			before.Reference.Keys = slices.Clone(c.Reference.Keys)
+			err := c.Validate()
+			if (err == nil) != tt.valid {
+				t.Fatalf("Validate() = %v, want valid %v", err, tt.valid)
+			}
+			if !reflect.DeepEqual(before, *c) {
+				t.Errorf("Validate changed the Config:\nbefore %+v\nafter  %+v", before, *c)
+			}
+		})
+	}
+}
+
+// TestRedisURL checks that store.redis.url is checked by the parser the
+// store opens it with: what the store accepts is valid, and what it
+// refuses is reported at the field's line with the store's reason.
+func TestRedisURL(t *testing.T) {
+	tests := []struct {
+		name, url string
+		extra     string // more lines of store.redis
+		msg       string // "" means valid
+		path      string // of the error, when not store.redis.url
+	}{
+		{name: "key prefix", url: "redis://r:6379/0?key_prefix=x"},
+		{name: "key prefix as the file's", url: "redis://r:6379/0?key_prefix=x", extra: "    key_prefix: x\n"},
+		{name: "key prefix unlike the file's", url: "redis://r:6379/0?key_prefix=x", extra: "    key_prefix: y\n",
+			path: "store.redis.key_prefix", msg: `"y", but the URL's key_prefix "x" takes precedence: set the prefix in one place`},
+		{name: "key prefix with a space", url: "redis://r:6379/0?key_prefix=a%20b",
+			msg: `key_prefix "a b": must be without spaces or control characters`},
+		{name: "sentinel in the URL", url: "redis://r1:26379?master_name=m&addr=r2:26379&key_prefix=rr"},
+		{name: "driver parameters", url: "rediss://u:pw@r:6380/2?dial_timeout=2s&skip_verify=true"},
+		{name: "unix socket", url: "unix:///run/redis.sock?db=1"},
+		{name: "unsupported parameter", url: "redis://u:sekrit@r:6379/0?pool_size=3",
+			msg: `parse redis URL redis://u:xxxxx@r:6379/0?pool_size=3: unsupported parameter "pool_size"`},
+		{name: "scheme", url: "http://r:6379", msg: "parse redis URL http://r:6379: redis: invalid URL scheme: http"},
+		{name: "database", url: "redis://r:6379/x", msg: `redis: invalid database number: "x"`},
+		{name: "not a URL", url: "redis://u:sekrit@r:port", msg: "not a valid URL (percent-encode reserved characters"},
+		{name: "@ outside the user info", url: "redis://u:12/sekrit@r:6379", msg: `"@" outside the user info`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustParse(t, minimalYAML+"store:\n  redis:\n    url: \""+tt.url+"\"\n"+tt.extra)
+			c.ApplyEnv(noEnv)
+			err := c.Validate()
+			if tt.msg == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			path, line := "store.redis.url", strings.Count(minimalYAML, "\n")+3
+			if tt.path != "" {
+				path, line = tt.path, line+1
+			}
+			assertOnlyError(t, err, path, tt.msg)
+			var ve ValidationErrors
+			errors.As(err, &ve)
+			if ve[0].Line != line {
+				t.Errorf("line %d, want %d", ve[0].Line, line)
+			}
+			if strings.Contains(err.Error(), "sekrit") {
+				t.Errorf("the error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+// TestKeyPrefixInUse checks that the key_prefix parameter of the Redis URL
+// takes precedence over store.redis.key_prefix, as the store is opened
+// with it, and that Explain shows the prefix in use.
+func TestKeyPrefixInUse(t *testing.T) {
+	tests := []struct {
+		url, keyPrefix, want string
+	}{
+		{"", "rr", "rr"},
+		{"redis://r:6379/0", "rr", "rr"},
+		{"redis://r:6379/0?key_prefix=", "rr", "rr"},
+		{"redis://r:6379/0?key_prefix=x", "rr", "x"},
+		{"redis://r:6379/0?key_prefix=x&pool_size=1", "rr", "rr"}, // refused by Validate
+	}
+	for _, tt := range tests {
+		r := Redis{URL: URL(tt.url), KeyPrefix: tt.keyPrefix}
+		if got := r.KeyPrefixInUse(); got != tt.want {
+			t.Errorf("URL %q, key_prefix %q: KeyPrefixInUse() = %q, want %q", tt.url, tt.keyPrefix, got, tt.want)
+		}
+	}
+	c := mustParse(t, minimalYAML+"store:\n  redis:\n    url: \"redis://r:6379/0?key_prefix=x\"\n")
+	if got := c.Explain(nil); !strings.Contains(got, `(key prefix "x")`) {
+		t.Errorf("Explain does not show the URL's key prefix:\n%s", got)
 	}
 }

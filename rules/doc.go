@@ -54,8 +54,10 @@
 //     organization.
 //   - recipients_outside_organization: any|all|none: how many recipients
 //     are outside the accepted domains.
-//   - size_over: 10MB: the message is larger (an integer, or a size with a
-//     unit as in the main configuration).
+//   - size_over: 10MB: the message is larger: a number of bytes, or a
+//     number with a unit, written as every size of recallrelay's files
+//     (10MB, 512KiB, 64k; the syntax is documented on yamlconf.ByteSize,
+//     go doc ./internal/yamlconf ByteSize).
 //   - attachment_extension: [pdf, .docx, tar.gz]: an attachment's file name
 //     ends in one of them, ignoring case.
 //   - attachment_content_type: [application/pdf, image/*]: an attachment

@@ -155,6 +155,9 @@ func TestConditions(t *testing.T) {
 		{"size equal", []string{"when: {size_over: 10MB}"}, msg{size: 10_000_000}, false},
 		{"size int", []string{"when: {size_over: 1024}"}, msg{size: 1025}, true},
 		{"size binary", []string{"when: {size_over: 1KiB}"}, msg{size: 1024}, false},
+		{"size short unit", []string{"when: {size_over: 2k}"}, msg{size: 2001}, true},
+		{"size unit any case, spaced", []string{"when: {size_over: 1 mIb}"}, msg{size: 1 << 20}, false},
+		{"size YAML integer", []string{"when: {size_over: 0x400}"}, msg{size: 1025}, true},
 
 		// attachments.
 		{"extension", []string{"when: {attachment_extension: [pdf]}"}, msg{body: pdf}, true},

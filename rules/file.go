@@ -9,7 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/recallrelay/recallrelay/config/yamlpos"
+	"github.com/recallrelay/recallrelay/internal/yamlconf"
 )
 
 // The schema of a rules file, as decoded by yaml with KnownFields(true).
@@ -186,8 +186,8 @@ func Load(path string) (*Set, error) {
 func Parse(data []byte, source string) (*Set, error) {
 	p := &parser{source: source, ruleNames: make(map[int]string)}
 	var f fileSchema
-	var diags []yamlpos.Diag
-	p.pos, diags = yamlpos.Decode(data, &f, yamlpos.Options{Document: "a rules file",
+	var diags []yamlconf.Diag
+	p.pos, diags = yamlconf.Decode(data, &f, yamlconf.Options{Document: "a rules file",
 		Limit: maxLocated, Mapping: p.ruleName, Unknown: unknownField})
 	for _, d := range diags {
 		p.problems = append(p.problems, withLine(p.locate(d.Path, d.Msg), d.Line))
@@ -208,7 +208,7 @@ func Parse(data []byte, source string) (*Set, error) {
 type parser struct {
 	source    string
 	problems  []Problem
-	pos       *yamlpos.Index
+	pos       *yamlconf.Index
 	ruleNames map[int]string // index in rules → name as written
 }
 

@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/recallrelay/recallrelay/headers"
+	"github.com/recallrelay/recallrelay/internal/yamlconf"
 )
 
 // Set is a checked rules file: the organization, the recall-safe defaults,
@@ -511,7 +512,8 @@ func parseClassPattern(s string) (classPattern, error) {
 	return classPattern{text: t, lower: strings.ToLower(body), prefix: prefix}, nil
 }
 
-// size parses size_over: an integer number of bytes or a size with a unit.
+// size parses size_over: an integer number of bytes or a size with a unit,
+// as yamlconf.ByteSize documents.
 func (p *parser) size(path string, n *yaml.Node) (int64, bool) {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return 0, false // reported by nullKeys
@@ -525,7 +527,9 @@ func (p *parser) size(path string, n *yaml.Node) (int64, bool) {
 	if n.Tag == "!!int" {
 		err = n.Decode(&v)
 	} else {
-		v, err = parseSize(n.Value)
+		var b yamlconf.ByteSize
+		b, err = yamlconf.ParseByteSize(n.Value)
+		v = int64(b)
 	}
 	if err != nil {
 		p.problem(path, "%v", err)
@@ -676,49 +680,4 @@ func parseEnhanced(s string) ([3]int, error) {
 		e[i] = n
 	}
 	return e, nil
-}
-
-// parseSize parses a size: an integer with an optional unit, decimal k, M,
-// G, T (powers of 1000) or binary Ki, Mi, Gi, Ti (powers of 1024), each
-// optionally followed by B, case-insensitive: "10MB", "512KiB", "1048576".
-// It is the syntax of the main configuration's sizes; the config package is
-// not imported so that it can load rules files itself.
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	i := 0
-	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
-		i++
-	}
-	bad := fmt.Errorf("invalid size %q: want an integer number of bytes or a size like 10MB, 512kB or 64KiB", s)
-	if i == 0 {
-		return 0, bad
-	}
-	var mult int64
-	switch strings.ToLower(strings.TrimSpace(t[i:])) {
-	case "", "b":
-		mult = 1
-	case "k", "kb":
-		mult = 1000
-	case "m", "mb":
-		mult = 1000 * 1000
-	case "g", "gb":
-		mult = 1000 * 1000 * 1000
-	case "t", "tb":
-		mult = 1000 * 1000 * 1000 * 1000
-	case "ki", "kib":
-		mult = 1 << 10
-	case "mi", "mib":
-		mult = 1 << 20
-	case "gi", "gib":
-		mult = 1 << 30
-	case "ti", "tib":
-		mult = 1 << 40
-	default:
-		return 0, bad
-	}
-	n, err := strconv.ParseInt(t[:i], 10, 64)
-	if err != nil || n > (1<<63-1)/mult {
-		return 0, fmt.Errorf("invalid size %q: too large", s)
-	}
-	return n * mult, nil
 }

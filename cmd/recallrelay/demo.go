@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -60,12 +57,12 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logs := &lineLog{}
-	var logw io.Writer = logs
+	var logw io.Writer = io.Discard
 	if *verbose {
-		logw = io.MultiWriter(logs, stderr)
+		logw = stderr
 	}
-	r, data, stop, err := startLocalRelay(vendorAddr, tenant.Addr(), "", nil, logw)
+	outcomes := &relay.MemoryObserver{}
+	r, data, stop, err := startLocalRelay(vendorAddr, tenant.Addr(), "", nil, logw, outcomes)
 	if err != nil {
 		return err
 	}
@@ -93,7 +90,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	var bypassed int
 	for i, m := range msgs {
 		start := time.Now()
-		mark, returnedBefore := logs.len(), len(vendor.Returned())
+		mark, returnedBefore := len(outcomes.Outcomes()), len(vendor.Returned())
 		res := sender.Send(context.Background(), m)
 		if !res.Accepted {
 			fmt.Fprintf(tw, "%s\t-\t-\tNOT ACCEPTED: %v\t-\n", m.Name, res.Err)
@@ -110,9 +107,9 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		total += elapsed
 		vendor.WaitIdle(5 * time.Second)
 		returned := vendor.Returned()
-		lines := logs.since(mark)
+		done := outcomes.Outcomes()[mark:]
 		broke, repaired := "-", "-"
-		switch tl := lines.leg("tenant"); {
+		switch tl := lastOf(done, "tenant"); {
 		case tl.Result == "bypassed":
 			// A recall request or report, looped or calendar mail: the
 			// rules kept it off the vendor, so there was nothing to break.
@@ -120,7 +117,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 			bypassed++
 		case len(returned) > returnedBefore:
 			broke = damage(relaytest.CompareIdentity(m.Data, returned[len(returned)-1].Delivery.Data))
-			restored := lines.leg("return").Restored
+			restored := lastOf(done, "return").Restored
 			restoredFields += len(restored)
 			repaired = summarize(restored)
 		}
@@ -200,7 +197,7 @@ func summarize(names []string) string {
 // and admits the clients in returnAllow (every client when it is empty: a
 // return leg other hosts can reach then fails validation).
 // stop shuts the relay down and removes the directory.
-func startLocalRelay(vendorAddr, tenantAddr, returnListen string, returnAllow []string, logw io.Writer) (r *relay.Relay, dataDir string, stop func(), err error) {
+func startLocalRelay(vendorAddr, tenantAddr, returnListen string, returnAllow []string, logw io.Writer, obs ...relay.Observer) (r *relay.Relay, dataDir string, stop func(), err error) {
 	data, err := os.MkdirTemp("", "recallrelay-local-")
 	if err != nil {
 		return nil, "", nil, err
@@ -236,7 +233,8 @@ func startLocalRelay(vendorAddr, tenantAddr, returnListen string, returnAllow []
 	cfg.Vendors[0].StartTLS = config.StartTLSOff
 	cfg.Tenant.Address = tenantAddr
 	cfg.Tenant.StartTLS = config.StartTLSOff
-	if err = cfg.Validate(); err != nil {
+	engine, err := checkConfig(cfg)
+	if err != nil {
 		return nil, "", nil, err
 	}
 	st, err := openStore(cfg.Store)
@@ -244,10 +242,11 @@ func startLocalRelay(vendorAddr, tenantAddr, returnListen string, returnAllow []
 		return nil, "", nil, err
 	}
 	closers = append(closers, func() { st.Close() })
-	rc, err := relayConfig(cfg, st, &certSet{}, zerolog.New(logw))
+	rc, err := relayConfig(cfg, engine, st, &certSet{}, zerolog.New(logw))
 	if err != nil {
 		return nil, "", nil, err
 	}
+	rc.Observers = obs
 	if r, err = relay.New(rc); err != nil {
 		return nil, "", nil, err
 	}
@@ -272,59 +271,12 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// lineLog keeps the relay's JSON log lines so the demo can report what the
-// return leg restored.
-type lineLog struct {
-	mu    sync.Mutex
-	lines [][]byte
-}
-
-func (l *lineLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, bytes.Clone(p))
-	return len(p), nil
-}
-
-// len returns the number of lines logged so far.
-func (l *lineLog) len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.lines)
-}
-
-// messageLine is the part of the relay's per-message log line the demo
-// reports.
-type messageLine struct {
-	Leg      string   `json:"leg"`
-	Message  string   `json:"message"`
-	Result   string   `json:"result"`
-	Rules    []string `json:"rules"`
-	Restored []string `json:"restored"`
-}
-
-type messageLines []messageLine
-
-// since returns the per-message lines logged after the first n lines.
-func (l *lineLog) since(n int) messageLines {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out messageLines
-	for _, b := range l.lines[n:] {
-		var e messageLine
-		if json.Unmarshal(b, &e) == nil && e.Message == "message" {
-			out = append(out, e)
+// lastOf returns the newest outcome of leg, zero when there is none.
+func lastOf(os []relay.Outcome, leg string) relay.Outcome {
+	for i := len(os) - 1; i >= 0; i-- {
+		if os[i].Leg == leg {
+			return os[i]
 		}
 	}
-	return out
-}
-
-// leg returns the newest line of leg, zero when there is none.
-func (ls messageLines) leg(leg string) messageLine {
-	for i := len(ls) - 1; i >= 0; i-- {
-		if ls[i].Leg == leg {
-			return ls[i]
-		}
-	}
-	return messageLine{}
+	return relay.Outcome{}
 }

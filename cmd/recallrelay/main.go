@@ -127,7 +127,7 @@ func cmdCheck(args []string, stdout io.Writer) error {
 	if *path == "" {
 		return usageError{errors.New("--config FILE is required")}
 	}
-	cfg, err := loadConfig(*path)
+	cfg, engine, err := loadConfig(*path)
 	if err != nil {
 		return err
 	}
@@ -140,7 +140,7 @@ func cmdCheck(args []string, stdout io.Writer) error {
 		verdict += fmt.Sprintf(", with %d warnings", n)
 	}
 	// Explain ends with the warnings, one "WARNING: " line each.
-	fmt.Fprintf(stdout, "%s: %s\n\n%s", *path, verdict, cfg.Explain())
+	fmt.Fprintf(stdout, "%s: %s\n\n%s", *path, verdict, cfg.Explain(engine))
 	return nil
 }
 
@@ -154,7 +154,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if *path == "" {
 		return usageError{errors.New("--config FILE is required")}
 	}
-	cfg, err := loadConfig(*path)
+	cfg, engine, err := loadConfig(*path)
 	if err != nil {
 		return err
 	}
@@ -169,7 +169,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	defer st.Close()
 	certs := &certSet{}
-	rc, err := relayConfig(cfg, st, certs, log)
+	rc, err := relayConfig(cfg, engine, st, certs, log)
 	if err != nil {
 		return err
 	}
@@ -180,7 +180,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err := r.Start(); err != nil {
 		return err
 	}
-	log.Info().Str("config", *path).Str("rules", cfg.Rules().Summary()).Msg("serving")
+	log.Info().Str("config", *path).Str("rules", engine.Summary()).Msg("serving")
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	var s os.Signal
@@ -206,11 +206,11 @@ func cmdServe(args []string, stderr io.Writer) error {
 // kept as they were at start (started) and named in a warning. An invalid
 // file changes nothing: the error says why.
 func reloadConfig(path string, started *config.Config, r *relay.Relay, st relay.Store, certs *certSet, log zerolog.Logger) error {
-	next, err := loadConfig(path)
+	next, engine, err := loadConfig(path)
 	if err != nil {
 		return err
 	}
-	rc, err := relayConfig(next, st, certs, log)
+	rc, err := relayConfig(next, engine, st, certs, log)
 	if err != nil {
 		return err
 	}
@@ -225,7 +225,7 @@ func reloadConfig(path string, started *config.Config, r *relay.Relay, st relay.
 	if changed := started.RestartOnly(next); len(changed) > 0 {
 		log.Warn().Strs("sections", changed).Msg("SIGHUP: these sections differ from the running ones and take effect only after a restart")
 	}
-	log.Info().Int("certificates", n).Str("rules", next.Rules().Summary()).Msg("SIGHUP: configuration reloaded")
+	log.Info().Int("certificates", n).Str("rules", engine.Summary()).Msg("SIGHUP: configuration reloaded")
 	return nil
 }
 

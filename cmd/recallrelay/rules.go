@@ -93,10 +93,11 @@ func rulesEngine(cfgPath, rulesPath, vendors string) (*rules.Engine, error) {
 			cfg.RulesFile = rulesPath
 		}
 		cfg.ApplyEnv(os.LookupEnv)
-		if err := cfg.Validate(); err != nil {
+		e, err := checkConfig(cfg)
+		if err != nil {
 			return nil, fmt.Errorf("config %s:\n%w", cfgPath, err)
 		}
-		return cfg.Rules(), nil
+		return e, nil
 	}
 	if rulesPath == "" || vendors == "" {
 		return nil, usageError{errors.New("give --config FILE, or --rules FILE with --vendors LIST")}

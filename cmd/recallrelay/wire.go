@@ -14,20 +14,32 @@ import (
 	"github.com/recallrelay/recallrelay/config"
 	"github.com/recallrelay/recallrelay/headers"
 	"github.com/recallrelay/recallrelay/relay"
+	"github.com/recallrelay/recallrelay/rules"
 	"github.com/recallrelay/recallrelay/store"
 )
 
-// loadConfig reads, overrides from the environment and validates.
-func loadConfig(path string) (*config.Config, error) {
+// loadConfig reads the configuration at path, overrides it from the
+// environment, validates it and compiles the rules it names: the engine is
+// the one the relay runs with it.
+func loadConfig(path string) (*config.Config, *rules.Engine, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.ApplyEnv(os.LookupEnv)
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s:\n%w", path, err)
+	engine, err := checkConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config %s:\n%w", path, err)
 	}
-	return cfg, nil
+	return cfg, engine, nil
+}
+
+// checkConfig validates cfg and compiles its rules.
+func checkConfig(cfg *config.Config) (*rules.Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg.CompileRules()
 }
 
 // newLogger builds the process logger from the log section.
@@ -72,7 +84,7 @@ func openStore(c config.Store) (closingStore, error) {
 	if r.Password != "" {
 		rc.Password = string(r.Password)
 	}
-	rc.KeyPrefix = r.KeyPrefix
+	rc.KeyPrefix = r.KeyPrefixInUse()
 	if r.TLS && rc.TLS == nil {
 		rc.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
@@ -81,9 +93,10 @@ func openStore(c config.Store) (closingStore, error) {
 	return store.NewRedis(rc)
 }
 
-// relayConfig maps a validated configuration onto relay.Config. The
-// certificates it loads are registered in certs for reloading.
-func relayConfig(cfg *config.Config, st relay.Store, certs *certSet, log zerolog.Logger) (relay.Config, error) {
+// relayConfig maps a validated configuration and the rule engine compiled
+// from it (see checkConfig) onto relay.Config. The certificates it loads
+// are registered in certs for reloading.
+func relayConfig(cfg *config.Config, engine *rules.Engine, st relay.Store, certs *certSet, log zerolog.Logger) (relay.Config, error) {
 	rc := relay.Config{
 		Hostname:       cfg.Hostname,
 		Store:          st,
@@ -97,8 +110,8 @@ func relayConfig(cfg *config.Config, st relay.Store, certs *certSet, log zerolog
 
 		MaxDuplicateReturns: cfg.MaxDuplicateReturns,
 	}
-	if e := cfg.Rules(); e != nil {
-		rc.Router = relay.NewRulesRouter(e)
+	if engine != nil {
+		rc.Router = relay.NewRulesRouter(engine)
 	}
 	var keys []headers.Key
 	for _, k := range cfg.Reference.Keys {

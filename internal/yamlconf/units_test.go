@@ -1,4 +1,4 @@
-package config
+package yamlconf
 
 import (
 	"strings"
@@ -28,6 +28,15 @@ func TestParseByteSize(t *testing.T) {
 		{in: "2GiB", want: 2 << 30},
 		{in: "3GB", want: 3_000_000_000},
 		{in: "1TiB", want: 1 << 40},
+		// The short units the rules file's size_over was documented with.
+		{in: "10K", want: 10_000},
+		{in: "2M", want: 2_000_000},
+		{in: "1g", want: 1_000_000_000},
+		{in: "3T", want: 3_000_000_000_000},
+		{in: "2Mi", want: 2 << 20},
+		{in: "1 gi", want: 1 << 30},
+		{in: "1Ti", want: 1 << 40},
+		{in: "10\tMB", want: 10_000_000},
 		{in: "12B", want: 12},
 		{in: " 7 ", want: 7},
 		{in: "-5MB", want: -5_000_000},

@@ -1,4 +1,4 @@
-package yamlpos
+package yamlconf
 
 import (
 	"errors"
@@ -296,8 +296,8 @@ func TestDecodeTypeErrors(t *testing.T) {
 		doc  string
 		want []Diag
 	}{
-		{"inner: {prot: 25}\n", []Diag{{"inner.prot", 1, "unknown prot at inner.prot in yamlpos.inner"}}},
-		{"name: a\nlist:\n  - x: 1\n", []Diag{{"list[0].x", 3, "unknown x at list[0].x in yamlpos.inner"}}},
+		{"inner: {prot: 25}\n", []Diag{{"inner.prot", 1, "unknown prot at inner.prot in yamlconf.inner"}}},
+		{"name: a\nlist:\n  - x: 1\n", []Diag{{"list[0].x", 3, "unknown x at list[0].x in yamlconf.inner"}}},
 		{"name: a\nname: b\n", []Diag{{"name", 2, "set more than once (first on line 1)"}}},
 		{"inner:\n  port: x\n", []Diag{{"inner.port", 2, `must be an integer, not "x"`}}},
 		{"inner: {size: [1]}\n", []Diag{{"inner.size", 1, "must be an integer, not a list"}}},
@@ -315,7 +315,7 @@ func TestDecodeTypeErrors(t *testing.T) {
 		}},
 		// Through a merge key: the path in the mapping merging it.
 		{"base: &b {port: x}\nlist:\n  - {<<: *b}\n", []Diag{
-			{"base", 1, "unknown base at base in yamlpos.outer"},
+			{"base", 1, "unknown base at base in yamlconf.outer"},
 			{"list[0].port", 1, `must be an integer, not "x"`},
 		}},
 	} {

@@ -1,15 +1,4 @@
-// Package yamlpos records the positions of the fields of a YAML document,
-// so that errors can name a field's path and line.
-//
-// It is in-house because yaml.v3 (go.yaml.in/yaml/v3) reports only lines:
-// its decode errors say "line 7: field tls not found in type ...", and a
-// reader of a long file wants "listeners.return.tls (line 7)". An Index
-// built from the document's node tree maps each field's path — keys joined
-// by ".", list indexes in brackets, as in "vendors[0].tls.cert_file" — to
-// its line, and SyntaxError and Index.TypeError turn yaml's errors into a
-// Diag with the path, the line and a message for people. Decode does it
-// all for a file decoded strictly into a Go value.
-package yamlpos
+package yamlconf
 
 import (
 	"bytes"
