@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -59,9 +60,12 @@ type Bolt struct {
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
+	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
 }
+
+var _ Store = (*Bolt)(nil)
 
 // Bucket layout. Every record and index value starts with the entry's expiry
 // as 8 bytes of big-endian Unix nanoseconds.
@@ -175,23 +179,35 @@ func liveRecord(tx *bolt.Tx, ref []byte, now int64) []byte {
 	return v
 }
 
+// view runs fn in a read-only transaction; update in a read-write one. A
+// database closed meanwhile reads as ErrClosed.
+func (b *Bolt) view(fn func(*bolt.Tx) error) error   { return dbErr(b.db.View(fn)) }
+func (b *Bolt) update(fn func(*bolt.Tx) error) error { return dbErr(b.db.Update(fn)) }
+
+func dbErr(err error) error {
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
 // Put stores rec under rec.Ref for ttl, replacing any record with that ref,
 // and indexes it by rec.MessageID and rec.Fingerprint when those are
 // non-empty. The delivery state of a live record with that ref is kept; that
 // of an expired one is discarded.
 func (b *Bolt) Put(ctx context.Context, rec *headers.Record, ttl time.Duration) error {
+	if err := usable(ctx, &b.closed); err != nil {
+		return fmt.Errorf("store: put: %w", err)
+	}
 	if err := checkPut(rec, ttl); err != nil {
 		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store: put %s: %w", rec.Ref, err)
 	}
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("store: put %s: %w", rec.Ref, err)
 	}
 	ref := []byte(rec.Ref)
-	err = b.db.Update(func(tx *bolt.Tx) error {
+	err = b.update(func(tx *bolt.Tx) error {
 		now := b.now()
 		if liveRecord(tx, ref, now.UnixNano()) == nil {
 			err := tx.Bucket(bucketDelivery).DeleteBucket(ref)
@@ -223,14 +239,14 @@ func (b *Bolt) Put(ctx context.Context, rec *headers.Record, ttl time.Duration) 
 
 // Get returns the record stored under ref, or an error wrapping ErrNotFound.
 func (b *Bolt) Get(ctx context.Context, ref string) (*headers.Record, error) {
+	if err := usable(ctx, &b.closed); err != nil {
+		return nil, fmt.Errorf("store: get: %w", err)
+	}
 	if err := lookupRef("get", ref); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("store: get %s: %w", ref, err)
-	}
 	var rec *headers.Record
-	err := b.db.View(func(tx *bolt.Tx) error {
+	err := b.view(func(tx *bolt.Tx) error {
 		v := liveRecord(tx, []byte(ref), b.now().UnixNano())
 		if v == nil {
 			return ErrNotFound
@@ -262,15 +278,15 @@ func (b *Bolt) ByFingerprint(ctx context.Context, fp string) ([]*headers.Record,
 }
 
 func (b *Bolt) byIndex(ctx context.Context, op string, bucket []byte, value string, match func(*headers.Record) bool) ([]*headers.Record, error) {
+	if err := usable(ctx, &b.closed); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
 	out := []*headers.Record{}
 	if value == "" {
 		return out, nil
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("store: %s: %w", op, err)
-	}
 	prefix := indexKey(value, "")
-	err := b.db.View(func(tx *bolt.Tx) error {
+	err := b.view(func(tx *bolt.Tx) error {
 		now := b.now().UnixNano()
 		c := tx.Bucket(bucket).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
@@ -300,15 +316,13 @@ func (b *Bolt) byIndex(ctx context.Context, op string, bucket []byte, value stri
 
 // deliveryOp runs fn in a writing transaction on the delivery-state bucket of
 // the live record ref, creating the bucket if needed. It returns an error
-// wrapping ErrNotFound if the record does not exist.
-func (b *Bolt) deliveryOp(ctx context.Context, op, ref string, fn func(d *bolt.Bucket, now int64) error) error {
+// wrapping ErrNotFound if the record does not exist. The caller has checked
+// usable.
+func (b *Bolt) deliveryOp(op, ref string, fn func(d *bolt.Bucket, now int64) error) error {
 	if err := lookupRef(op, ref); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store: %s %s: %w", op, ref, err)
-	}
-	err := b.db.Update(func(tx *bolt.Tx) error {
+	err := b.update(func(tx *bolt.Tx) error {
 		now := b.now().UnixNano()
 		if liveRecord(tx, []byte(ref), now) == nil {
 			return ErrNotFound
@@ -329,15 +343,18 @@ func (b *Bolt) deliveryOp(ctx context.Context, op, ref string, fn func(d *bolt.B
 // for lease. See ClaimResult for the outcomes. It returns an error wrapping
 // ErrNotFound if the record does not exist.
 func (b *Bolt) Claim(ctx context.Context, ref, rcpt string, lease time.Duration) (ClaimResult, error) {
+	if err := usable(ctx, &b.closed); err != nil {
+		return 0, fmt.Errorf("store: claim: %w", err)
+	}
 	key, err := rcptKey(rcpt)
 	if err != nil {
-		return 0, fmt.Errorf("store: claim %s: %w", ref, err)
+		return 0, fmt.Errorf("store: claim: %w", err)
 	}
-	if lease <= 0 {
-		return 0, fmt.Errorf("store: claim %s: non-positive lease %v", ref, lease)
+	if lease < minLease {
+		return 0, fmt.Errorf("store: claim: lease %v shorter than %v", lease, minLease)
 	}
 	var res ClaimResult
-	err = b.deliveryOp(ctx, "claim", ref, func(d *bolt.Bucket, now int64) error {
+	err = b.deliveryOp("claim", ref, func(d *bolt.Bucket, now int64) error {
 		field := []byte(fieldRcpt + key)
 		v := d.Get(field)
 		switch {
@@ -363,11 +380,14 @@ func (b *Bolt) Claim(ctx context.Context, ref, rcpt string, lease time.Duration)
 // life. It returns an error wrapping ErrNotFound if the record does not
 // exist.
 func (b *Bolt) Confirm(ctx context.Context, ref, rcpt string) error {
+	if err := usable(ctx, &b.closed); err != nil {
+		return fmt.Errorf("store: confirm: %w", err)
+	}
 	key, err := rcptKey(rcpt)
 	if err != nil {
-		return fmt.Errorf("store: confirm %s: %w", ref, err)
+		return fmt.Errorf("store: confirm: %w", err)
 	}
-	return b.deliveryOp(ctx, "confirm", ref, func(d *bolt.Bucket, _ int64) error {
+	return b.deliveryOp("confirm", ref, func(d *bolt.Bucket, _ int64) error {
 		return d.Put([]byte(fieldRcpt+key), []byte{stateDelivered})
 	})
 }
@@ -376,14 +396,17 @@ func (b *Bolt) Confirm(ctx context.Context, ref, rcpt string) error {
 // be claimed again at once. It does nothing when there is no claim, when the
 // delivery was confirmed, or when the record no longer exists.
 func (b *Bolt) Release(ctx context.Context, ref, rcpt string) error {
+	if err := usable(ctx, &b.closed); err != nil {
+		return fmt.Errorf("store: release: %w", err)
+	}
 	key, err := rcptKey(rcpt)
 	if err != nil {
-		return fmt.Errorf("store: release %s: %w", ref, err)
+		return fmt.Errorf("store: release: %w", err)
 	}
 	if checkRef(ref) != nil {
 		return nil
 	}
-	err = b.deliveryOp(ctx, "release", ref, func(d *bolt.Bucket, _ int64) error {
+	err = b.deliveryOp("release", ref, func(d *bolt.Bucket, _ int64) error {
 		field := []byte(fieldRcpt + key)
 		if v := d.Get(field); len(v) > 0 && v[0] == stateClaimed {
 			return d.Delete(field)
@@ -400,8 +423,11 @@ func (b *Bolt) Release(ctx context.Context, ref, rcpt string) error {
 // came back from the vendor and returns the new count. It returns an error
 // wrapping ErrNotFound if the record does not exist.
 func (b *Bolt) CountReturn(ctx context.Context, ref string) (int64, error) {
+	if err := usable(ctx, &b.closed); err != nil {
+		return 0, fmt.Errorf("store: count return: %w", err)
+	}
 	var n uint64
-	err := b.deliveryOp(ctx, "count return", ref, func(d *bolt.Bucket, _ int64) error {
+	err := b.deliveryOp("count return", ref, func(d *bolt.Bucket, _ int64) error {
 		field := []byte(fieldReturns)
 		if v := d.Get(field); len(v) == 8 {
 			n = binary.BigEndian.Uint64(v)
@@ -415,21 +441,24 @@ func (b *Bolt) CountReturn(ctx context.Context, ref string) (int64, error) {
 	return int64(n), nil
 }
 
-// Ping reports whether the database is open.
+// Ping opens and closes a read-only transaction: it returns nil while the
+// database is open, and an error wrapping ErrClosed after Close.
 func (b *Bolt) Ping(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
+	if err := usable(ctx, &b.closed); err != nil {
 		return fmt.Errorf("store: bolt ping: %w", err)
 	}
-	if err := b.db.View(func(*bolt.Tx) error { return nil }); err != nil {
+	if err := b.view(func(*bolt.Tx) error { return nil }); err != nil {
 		return fmt.Errorf("store: bolt ping: %w", err)
 	}
 	return nil
 }
 
 // Close stops the sweeper, waiting for a running sweep to finish, and closes
-// the file. Calling Close more than once returns the first result.
+// the file. Later calls of the store's other methods return an error
+// wrapping ErrClosed. Calling Close more than once returns the first result.
 func (b *Bolt) Close() error {
 	b.closeOnce.Do(func() {
+		b.closed.Store(true)
 		close(b.stop)
 		b.wg.Wait()
 		if err := b.db.Close(); err != nil {

@@ -50,15 +50,10 @@ func openBolt(t *testing.T, cfg store.BoltConfig) *store.Bolt {
 	return b
 }
 
-func TestBoltConformance(t *testing.T) {
-	runConformance(t, func(t *testing.T) harness {
-		clock := newFakeClock()
-		b := openBolt(t, store.BoltConfig{
-			Path: filepath.Join(t.TempDir(), "store.db"),
-			Now:  clock.Now,
-		})
-		return harness{s: b, short: time.Minute, elapse: clock.Advance}
-	})
+// TestBoltContract runs the store.Store contract, each case on a file of its
+// own, with the wall clock.
+func TestBoltContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return storetest.Bolt(t) })
 }
 
 func TestBoltHelper(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -183,9 +184,12 @@ type Redis struct {
 	ownClient bool
 	dlv       *redis.Script
 
+	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
 }
+
+var _ Store = (*Redis)(nil)
 
 // NewRedis returns a store on a new go-redis client built from cfg. It does
 // not connect; call Ping to check that Redis is reachable. Close closes the
@@ -277,6 +281,9 @@ func (r *Redis) fpKey(fp string) string { return r.prefix + ":{fp:" + fp + "}" }
 // The writes to each Cluster slot happen in one MULTI/EXEC transaction: on a
 // single node, Put is atomic.
 func (r *Redis) Put(ctx context.Context, rec *headers.Record, ttl time.Duration) error {
+	if err := usable(ctx, &r.closed); err != nil {
+		return fmt.Errorf("store: put: %w", err)
+	}
 	if err := checkPut(rec, ttl); err != nil {
 		return err
 	}
@@ -314,6 +321,9 @@ func (r *Redis) Put(ctx context.Context, rec *headers.Record, ttl time.Duration)
 
 // Get returns the record stored under ref, or an error wrapping ErrNotFound.
 func (r *Redis) Get(ctx context.Context, ref string) (*headers.Record, error) {
+	if err := usable(ctx, &r.closed); err != nil {
+		return nil, fmt.Errorf("store: get: %w", err)
+	}
 	if err := lookupRef("get", ref); err != nil {
 		return nil, err
 	}
@@ -334,6 +344,9 @@ func (r *Redis) Get(ctx context.Context, ref string) (*headers.Record, error) {
 // ByMessageID returns the live records whose MessageID is messageID, ordered
 // by ReceivedAt and then Ref. It returns an empty slice when there are none.
 func (r *Redis) ByMessageID(ctx context.Context, messageID string) ([]*headers.Record, error) {
+	if err := usable(ctx, &r.closed); err != nil {
+		return nil, fmt.Errorf("store: message-id lookup: %w", err)
+	}
 	if messageID == "" {
 		return []*headers.Record{}, nil
 	}
@@ -345,6 +358,9 @@ func (r *Redis) ByMessageID(ctx context.Context, messageID string) ([]*headers.R
 // ByFingerprint returns the live records whose Fingerprint is fp, ordered by
 // ReceivedAt and then Ref. It returns an empty slice when there are none.
 func (r *Redis) ByFingerprint(ctx context.Context, fp string) ([]*headers.Record, error) {
+	if err := usable(ctx, &r.closed); err != nil {
+		return nil, fmt.Errorf("store: fingerprint lookup: %w", err)
+	}
 	if fp == "" {
 		return []*headers.Record{}, nil
 	}
@@ -470,15 +486,18 @@ func (r *Redis) runDlv(ctx context.Context, ref, op, field string, leaseMS int64
 // Redis server's clock, so relay processes need not agree on the time. It
 // returns an error wrapping ErrNotFound if the record does not exist.
 func (r *Redis) Claim(ctx context.Context, ref, rcpt string, lease time.Duration) (ClaimResult, error) {
-	if err := lookupRef("claim", ref); err != nil {
-		return 0, err
+	if err := usable(ctx, &r.closed); err != nil {
+		return 0, fmt.Errorf("store: claim: %w", err)
 	}
 	key, err := rcptKey(rcpt)
 	if err != nil {
-		return 0, fmt.Errorf("store: claim %s: %w", ref, err)
+		return 0, fmt.Errorf("store: claim: %w", err)
 	}
-	if lease < time.Millisecond {
-		return 0, fmt.Errorf("store: claim %s: lease %v shorter than 1ms", ref, lease)
+	if lease < minLease {
+		return 0, fmt.Errorf("store: claim: lease %v shorter than %v", lease, minLease)
+	}
+	if err := lookupRef("claim", ref); err != nil {
+		return 0, err
 	}
 	n, err := r.runDlv(ctx, ref, "claim", fieldRcpt+key, lease.Milliseconds())
 	if err != nil {
@@ -514,15 +533,18 @@ func (r *Redis) Release(ctx context.Context, ref, rcpt string) error {
 }
 
 func (r *Redis) settle(ctx context.Context, op, ref, rcpt string) error {
+	if err := usable(ctx, &r.closed); err != nil {
+		return fmt.Errorf("store: %s: %w", op, err)
+	}
+	key, err := rcptKey(rcpt)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", op, err)
+	}
 	if err := lookupRef(op, ref); err != nil {
 		if op == "release" {
 			return nil
 		}
 		return err
-	}
-	key, err := rcptKey(rcpt)
-	if err != nil {
-		return fmt.Errorf("store: %s %s: %w", op, ref, err)
 	}
 	n, err := r.runDlv(ctx, ref, op, fieldRcpt+key, 0)
 	if err != nil {
@@ -538,6 +560,9 @@ func (r *Redis) settle(ctx context.Context, op, ref, rcpt string) error {
 // came back from the vendor and returns the new count. It returns an error
 // wrapping ErrNotFound if the record does not exist.
 func (r *Redis) CountReturn(ctx context.Context, ref string) (int64, error) {
+	if err := usable(ctx, &r.closed); err != nil {
+		return 0, fmt.Errorf("store: count return: %w", err)
+	}
 	if err := lookupRef("count return", ref); err != nil {
 		return 0, err
 	}
@@ -551,18 +576,25 @@ func (r *Redis) CountReturn(ctx context.Context, ref string) (int64, error) {
 	return n, nil
 }
 
-// Ping checks that Redis answers.
+// Ping sends PING through the client and returns nil if Redis answers (in
+// a Cluster, the node the client picks).
 func (r *Redis) Ping(ctx context.Context) error {
+	if err := usable(ctx, &r.closed); err != nil {
+		return fmt.Errorf("store: redis ping: %w", err)
+	}
 	if err := r.c.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("store: redis ping: %w", err)
 	}
 	return nil
 }
 
-// Close releases the store. It closes the client if NewRedis created it.
-// Calling Close more than once returns the first result.
+// Close releases the store. It closes the client if NewRedis created it;
+// a client passed to NewRedisClient stays open. Later calls of the store's
+// other methods return an error wrapping ErrClosed. Calling Close more than
+// once returns the first result.
 func (r *Redis) Close() error {
 	r.closeOnce.Do(func() {
+		r.closed.Store(true)
 		if r.ownClient {
 			if err := r.c.Close(); err != nil {
 				r.closeErr = fmt.Errorf("store: redis close: %w", err)

@@ -24,10 +24,10 @@ import (
 // Record TTLs and leases have millisecond precision in Redis.
 const redisShort = 300 * time.Millisecond
 
-func TestRedisConformance(t *testing.T) {
-	runConformance(t, func(t *testing.T) harness {
-		return harness{s: storetest.Redis(t), short: redisShort, elapse: time.Sleep}
-	})
+// TestRedisContract runs the store.Store contract, each case on a key prefix
+// of its own that is deleted afterwards.
+func TestRedisContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return storetest.Redis(t) })
 }
 
 // scanKeys returns every key of s, sorted.
@@ -225,7 +225,7 @@ func TestRedisSharedByProcesses(t *testing.T) {
 		t.Fatalf("second store Get = %v, %v", got, err)
 	}
 	for _, rcpt := range []string{"bob@contoso.example", "carol@contoso.example"} {
-		results := claimConcurrently(t, []storeAPI{s1, s2}, "shared", rcpt, 20)
+		results := claimConcurrently(t, []store.Store{s1, s2}, "shared", rcpt, 20)
 		if results[store.Claimed] != 1 || results[store.InFlight] != 19 {
 			t.Errorf("%s: results %v, want 1 Claimed and 19 InFlight", rcpt, results)
 		}

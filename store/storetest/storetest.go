@@ -1,6 +1,7 @@
-// Package storetest provides stores for tests: a Redis store on a private key
-// prefix of a shared Redis, a Bolt store in a temporary directory, and a
-// private redis-server process that a test may stop and start again.
+// Package storetest provides the contract suite of store.Store, Run, and
+// stores for tests: a Redis store on a private key prefix of a shared Redis,
+// a Bolt store in a temporary directory, and private redis-server processes
+// that a test may stop and start again.
 //
 // Where a dependency is missing (no Redis reachable, no redis-server
 // installed), the helpers skip the test, unless the environment variable CI
@@ -37,9 +38,9 @@ func unavailable(t testing.TB, msg string) {
 
 // Redis returns a store on the Redis named by the environment variable
 // REDIS_URL (DefaultRedisURL when unset), with a key prefix of its own,
-// "rrtest:<random>:". When the test ends, every key with that prefix is
-// deleted and the store closed. If Redis does not answer PING within one
-// second, the test is skipped (failed under CI=true).
+// "rrtest:<random>:". When the test ends, the store is closed (the test may
+// close it first) and every key with that prefix deleted. If Redis does not
+// answer PING within one second, the test is skipped (failed under CI=true).
 func Redis(t testing.TB) *store.Redis {
 	t.Helper()
 	rawURL := os.Getenv("REDIS_URL")
@@ -62,13 +63,21 @@ func Redis(t testing.TB) *store.Redis {
 		unavailable(t, fmt.Sprintf("redis not reachable at %s: %v; set REDIS_URL or start redis-server", redactURL(rawURL), err))
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := DeleteKeys(ctx, s.Client(), s.KeyPrefix()+":*"); err != nil {
-			t.Errorf("storetest: delete test keys: %v", err)
-		}
 		if err := s.Close(); err != nil {
 			t.Errorf("storetest: %v", err)
+		}
+		// The test may have closed the store, and with it its client:
+		// delete through a client of its own.
+		c, err := store.NewRedis(cfg)
+		if err != nil {
+			t.Errorf("storetest: delete test keys: %v", err)
+			return
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := DeleteKeys(ctx, c.Client(), cfg.KeyPrefix+":*"); err != nil {
+			t.Errorf("storetest: delete test keys: %v", err)
 		}
 	})
 	return s
