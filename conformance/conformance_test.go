@@ -107,6 +107,7 @@ func caseByName(t *testing.T, r *Report, name string) CaseResult {
 }
 
 func TestRunSmallMatrix(t *testing.T) {
+	t.Parallel()
 	rep := runSmall(t)
 	msgs := relaytest.Generate(relaytest.GenerateOptions{Seed: 1})
 	rcpts := 0
@@ -273,6 +274,7 @@ func TestRunSmallMatrix(t *testing.T) {
 }
 
 func TestRunIncompleteCellIsAFinding(t *testing.T) {
+	t.Parallel()
 	start := time.Now()
 	msgs := relaytest.Generate(relaytest.GenerateOptions{Seed: 1})[:2]
 	rep, err := Run(context.Background(), Config{
@@ -285,7 +287,9 @@ func TestRunIncompleteCellIsAFinding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
+	// The vendor holds every message for 30 s: a run that ends before that
+	// was ended by the cell timeout, however busy the machine is.
+	if d := time.Since(start); d >= 30*time.Second {
 		t.Errorf("run took %v; the cell timeout must bound it", d)
 	}
 	c := rep.Cases[0].Direct
@@ -295,6 +299,7 @@ func TestRunIncompleteCellIsAFinding(t *testing.T) {
 }
 
 func TestRunCancelled(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := Run(ctx, Config{Cases: []Case{{Name: "passthrough"}}, Paths: []Path{PathDirect}})
@@ -304,6 +309,7 @@ func TestRunCancelled(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
+	t.Parallel()
 	start := func(RelayConfig) (RunningRelay, error) { return RunningRelay{}, nil }
 	tests := []struct {
 		name string
@@ -333,6 +339,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestMessageSetNeedsUniqueFingerprints(t *testing.T) {
+	t.Parallel()
 	gen := relaytest.Generate(relaytest.GenerateOptions{Seed: 1})
 	noFP := relaytest.Message{Name: "bare", To: []string{"a@example.com"}, Data: []byte("X-Foo: bar\r\n\r\nbody\r\n")}
 	copyOf := gen[3]
@@ -368,6 +375,7 @@ func TestMessageSetNeedsUniqueFingerprints(t *testing.T) {
 // The shared corpus of real Exchange messages must be usable as a message
 // set: no two messages may share a fingerprint.
 func TestCorpusFingerprintsUnique(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join("..", "..", "shared", "corpus", "exchange")
 	if _, err := os.Stat(dir); err != nil {
 		t.Skipf("no Exchange corpus at %s", dir)
@@ -382,6 +390,7 @@ func TestCorpusFingerprintsUnique(t *testing.T) {
 }
 
 func TestEvaluate(t *testing.T) {
+	t.Parallel()
 	gen := relaytest.Generate(relaytest.GenerateOptions{Seed: 1})
 	var plain, multi relaytest.Message
 	for _, m := range gen {
@@ -491,6 +500,7 @@ func mimeWithTNEF(typ, stream string) []byte {
 }
 
 func TestClassifyRecall(t *testing.T) {
+	t.Parallel()
 	b64 := func(class string) string {
 		var sb strings.Builder
 		enc := base64.NewEncoder(base64.StdEncoding, &sb)
@@ -550,6 +560,7 @@ func TestClassifyRecall(t *testing.T) {
 }
 
 func TestDefaultCases(t *testing.T) {
+	t.Parallel()
 	cases := DefaultCases()
 	names := map[string]string{}
 	for _, c := range cases {

@@ -11,6 +11,7 @@ import (
 // verifying when a signed field or the body changes; fields it does not
 // cover (the relay's Received and loop marker) do not matter.
 func TestDKIMKey(t *testing.T) {
+	t.Parallel()
 	k, err := newDKIMKey()
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ func synthetic(relay map[string]int) *Report {
 }
 
 func TestGate(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		gate  Gate
@@ -72,6 +73,7 @@ func TestGate(t *testing.T) {
 // TestGateRecallToVendor: through the relay, recall traffic must never reach
 // the vendor; a cell where it cannot be observed is not held to it.
 func TestGateRecallToVendor(t *testing.T) {
+	t.Parallel()
 	r := synthetic(map[string]int{"passthrough": 10, "flatten-tnef": 10})
 	r.Cases[0].Relay.RecallToVendor = &RecallCount{Requests: 2, Reports: 1}
 	r.Cases[1].Relay.RecallToVendor = &RecallCount{}

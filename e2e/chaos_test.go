@@ -251,6 +251,7 @@ func abort(conn net.Conn) {
 // and resets every connection part-way when told to, without delivering
 // the byte that exhausted the budget.
 func TestChaosProxy(t *testing.T) {
+	t.Parallel()
 	const size = 64 << 10
 	payload := make([]byte, size)
 	for i := range payload {
@@ -268,6 +269,7 @@ func TestChaosProxy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			// An echo server: what goes up comes back down.
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,22 +19,15 @@ import (
 // broken one changes nothing: the relay is the real binary, the SMTP
 // connection from the tenant stays open across both reloads.
 func TestSIGHUPReloadsRules(t *testing.T) {
+	t.Parallel()
 	bin := buildRelay(t)
 	dir := t.TempDir()
 	tenant := startTenant(t)
 	tenantListen, returnListen := freeAddr(t), freeAddr(t)
 	vendors := map[string]*relaytest.Vendor{}
 	for _, name := range []string{"signature", "scanner"} {
-		v, err := relaytest.NewVendor(relaytest.VendorConfig{Name: name, Listen: "127.0.0.1:0", ReturnAddr: returnListen,
+		vendors[name] = startVendor(t, relaytest.VendorConfig{Name: name, Listen: "127.0.0.1:0", ReturnAddr: returnListen,
 			Behaviors: relaytest.MustParseBehaviors("strip-ms-headers,footer-text")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := v.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { v.Close() })
-		vendors[name] = v
 	}
 
 	rulesPath := filepath.Join(dir, "rules.yaml")
@@ -46,7 +38,6 @@ func TestSIGHUPReloadsRules(t *testing.T) {
 		}
 	}
 	writeRules("default_route: [signature]\n")
-	cfgPath := filepath.Join(dir, "recallrelay.yaml")
 	cfg := fmt.Sprintf(`hostname: relay.reload.test
 store:
   data_dir: %q
@@ -63,16 +54,7 @@ vendors:
 tenant: {address: %q, starttls: "off"}
 rules_file: %q
 `, filepath.Join(dir, "data"), tenantListen, returnListen, vendors["signature"].Addr(), vendors["scanner"].Addr(), tenant.Addr(), rulesPath)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	key := "base64:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0x42}, 32))
-	p := &relayProcess{bin: bin, config: cfgPath, logPath: filepath.Join(dir, "relay.log"),
-		env: append(os.Environ(), "RECALLRELAY_KEY_K1="+key), tenantAddr: tenantListen, returnAddr: returnListen}
-	if err := p.start(); err != nil {
-		t.Fatalf("relay: %v\n%s", err, p.tail(30))
-	}
-	t.Cleanup(func() { p.stop(10 * time.Second) })
+	p := startRelayProcess(t, bin, cfg, tenantListen, returnListen)
 
 	var plain []relaytest.Message
 	for _, m := range relaytest.Generate(relaytest.GenerateOptions{Seed: 7}) {
@@ -120,10 +102,7 @@ rules_file: %q
 	hup := func(wantLog string) {
 		t.Helper()
 		before := strings.Count(p.tail(1<<20), wantLog)
-		p.mu.Lock()
-		err := p.cmd.Process.Signal(syscall.SIGHUP)
-		p.mu.Unlock()
-		if err != nil {
+		if err := p.signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 		for deadline := time.Now().Add(10 * time.Second); strings.Count(p.tail(1<<20), wantLog) == before; time.Sleep(20 * time.Millisecond) {

@@ -6,21 +6,15 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/recallrelay/recallrelay/headers"
 	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/relaytest"
 	"github.com/recallrelay/recallrelay/store"
-	"github.com/recallrelay/recallrelay/store/storetest"
 )
 
 // loop is tenant → relay → vendor → relay → tenant.
@@ -31,91 +25,30 @@ type loop struct {
 	sender relaytest.Sender
 }
 
-var signingKey = headers.Key{ID: "e2e", Secret: bytes.Repeat([]byte("s"), 32)}
-
-func newSigner(t testing.TB) *headers.Signer {
-	t.Helper()
-	s, err := headers.NewSigner(headers.SignerConfig{SigningKey: signingKey.ID, Keys: []headers.Key{signingKey}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// startTenant starts a recording fake tenant on a free loopback port; it
-// is closed when the test ends.
-func startTenant(t *testing.T) *relaytest.Tenant {
-	t.Helper()
-	tn, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tn.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tn.Close() })
-	return tn
-}
-
 // newLoop starts a tenant, a relay on st and a vendor with the given
 // behaviours.
 func newLoop(t *testing.T, st relay.Store, behaviors string) *loop {
 	t.Helper()
 	l := &loop{tenant: startTenant(t)}
-	var err error
-
 	vendorAddr := freeAddr(t)
-	l.relay = startRelay(t, st, vendorAddr, l.tenant.Addr(), "127.0.0.1:0")
-
-	l.vendor, err = relaytest.NewVendor(relaytest.VendorConfig{
+	l.relay = startOneVendorRelay(t, st, vendorAddr, l.tenant.Addr())
+	l.vendor = startVendor(t, relaytest.VendorConfig{
 		Listen: vendorAddr, ReturnAddr: l.relay.ReturnAddr(),
 		Behaviors: relaytest.MustParseBehaviors(behaviors), Backoff: 50 * time.Millisecond,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.vendor.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.vendor.Close() })
 	l.sender = relaytest.Sender{Addr: l.relay.TenantAddr(), Backoff: 50 * time.Millisecond}
 	return l
 }
 
-func startRelay(t *testing.T, st relay.Store, vendorAddr, tenantAddr, returnListen string) *relay.Relay {
+// startOneVendorRelay starts a relay on st that sends everything to the
+// vendor at vendorAddr and returns it to the tenant at tenantAddr.
+func startOneVendorRelay(t *testing.T, st relay.Store, vendorAddr, tenantAddr string) *relay.Relay {
 	t.Helper()
-	r, err := relay.New(relay.Config{
-		Hostname: "relay.e2e.test",
-		Tenant:   relay.ListenerConfig{Addr: "127.0.0.1:0"},
-		Return:   relay.ListenerConfig{Addr: returnListen},
-		Vendors:  []relay.NextHop{{Name: "vendor", Address: vendorAddr, StartTLS: relay.TLSOff}},
-		Target:   relay.NextHop{Name: "tenant", Address: tenantAddr, StartTLS: relay.TLSOff},
-		Store:    st,
-		Signer:   newSigner(t),
-		Log:      zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	return startRelay(t, relay.Config{
+		Vendors: []relay.NextHop{hop("vendor", vendorAddr)},
+		Target:  hop("tenant", tenantAddr),
+		Store:   st,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		r.Shutdown(ctx)
-	})
-	return r
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // messages is the generated Exchange set plus the shared corpus of real
@@ -123,22 +56,7 @@ func freeAddr(t *testing.T) string {
 func messages(t *testing.T) []relaytest.Message {
 	t.Helper()
 	msgs := relaytest.Generate(relaytest.GenerateOptions{Seed: 7, BigAttachmentBytes: 12 << 20})
-	dir := filepath.Join("..", "..", "shared", "corpus", "exchange")
-	if _, err := os.Stat(dir); err != nil {
-		t.Logf("no Exchange corpus at %s: running on generated messages only", dir)
-		return msgs
-	}
-	corpus, err := relaytest.LoadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(msgs, corpus...)
-}
-
-// stores runs f once against real Redis and once against the embedded store.
-func stores(t *testing.T, f func(t *testing.T, st relay.Store)) {
-	t.Run("redis", func(t *testing.T) { f(t, storetest.Redis(t)) })
-	t.Run("embedded", func(t *testing.T) { f(t, storetest.Bolt(t)) })
+	return append(msgs, corpusMessages(t)...)
 }
 
 // Every message goes through a vendor that strips all X-MS-* headers,
@@ -147,6 +65,7 @@ func stores(t *testing.T, f func(t *testing.T, st relay.Store)) {
 // CrossPremises, X-OrganizationHeadersPreserved, TNEF correlator, recall
 // markers, winmail.dat) byte-identical to what the tenant sent.
 func TestRoundTripRestoresRecallIdentity(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st relay.Store) {
 		l := newLoop(t, st, "strip-ms-headers,rewrite-message-id,footer-text")
 		msgs := messages(t)
@@ -227,18 +146,10 @@ func returnedFor(v *relaytest.Vendor, d relaytest.Delivery) []byte {
 	return nil
 }
 
-func messageID(t *testing.T, data []byte) string {
-	t.Helper()
-	h, _, err := headers.ReadHeader(bytes.NewReader(data), 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h.MessageID()
-}
-
 // The embedded store keeps records on disk: a relay restarted between the
 // two legs still restores the message.
 func TestRestartBetweenLegs(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "records.db")
 	open := func() *store.Bolt {
 		b, err := store.OpenBolt(store.BoltConfig{Path: path})
@@ -254,7 +165,7 @@ func TestRestartBetweenLegs(t *testing.T) {
 
 	// Leg one on the first relay process.
 	st1 := open()
-	r1 := startRelay(t, st1, vendor.Addr(), tenant.Addr(), "127.0.0.1:0")
+	r1 := startOneVendorRelay(t, st1, vendor.Addr(), tenant.Addr())
 	if res := (&relaytest.Sender{Addr: r1.TenantAddr()}).Send(context.Background(), m); !res.Accepted {
 		t.Fatalf("tenant leg: %v", res.Err)
 	}
@@ -275,7 +186,7 @@ func TestRestartBetweenLegs(t *testing.T) {
 	// ...and delivers to the restarted relay.
 	st2 := open()
 	defer st2.Close()
-	r2 := startRelay(t, st2, vendor.Addr(), tenant.Addr(), "127.0.0.1:0")
+	r2 := startOneVendorRelay(t, st2, vendor.Addr(), tenant.Addr())
 	res := (&relaytest.Sender{Addr: r2.ReturnAddr(), MaxAttempts: 1}).Send(context.Background(),
 		relaytest.Message{Name: m.Name, From: m.From, To: m.To, Data: back})
 	if !res.Accepted {

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/recallrelay/recallrelay/headers"
 	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/relaytest"
@@ -50,49 +48,24 @@ func newRulesLoop(t *testing.T, st relay.Store, set *rules.Set, specs ...vendorS
 	for _, s := range specs {
 		addrs[s.name] = freeAddr(t)
 		names = append(names, s.name)
-		hops = append(hops, relay.NextHop{Name: s.name, Address: addrs[s.name], StartTLS: relay.TLSOff})
+		hops = append(hops, hop(s.name, addrs[s.name]))
 	}
 	l.engine, err = set.Compile(rules.CompileOptions{Vendors: names, LoopMarker: loopMarkerName})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.relay, err = relay.New(relay.Config{
-		Hostname: "relay.e2e.test",
-		Tenant:   relay.ListenerConfig{Addr: "127.0.0.1:0"},
-		Return:   relay.ListenerConfig{Addr: "127.0.0.1:0"},
+	l.relay = startRelay(t, relay.Config{
 		Vendors:  hops,
 		Router:   relay.NewRulesRouter(l.engine),
 		SpoolDir: t.TempDir(),
-		Target:   relay.NextHop{Name: "tenant", Address: l.tenant.Addr(), StartTLS: relay.TLSOff},
+		Target:   hop("tenant", l.tenant.Addr()),
 		Store:    st,
-		Signer:   newSigner(t),
-		Log:      zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.relay.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		l.relay.Shutdown(ctx)
-	})
-
 	for _, s := range specs {
-		v, err := relaytest.NewVendor(relaytest.VendorConfig{
+		l.vendors[s.name] = startVendor(t, relaytest.VendorConfig{
 			Name: s.name, Listen: addrs[s.name], ReturnAddr: l.relay.ReturnAddr(),
 			Behaviors: relaytest.MustParseBehaviors(s.behaviors), Backoff: 50 * time.Millisecond,
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := v.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { v.Close() })
-		l.vendors[s.name] = v
 	}
 	l.sender = relaytest.Sender{Addr: l.relay.TenantAddr(), Backoff: 50 * time.Millisecond}
 	return l
@@ -166,7 +139,7 @@ func generated(t *testing.T, seed int64, kind string) relaytest.Message {
 // splitHeader returns the fields of data's top-level header and its body.
 func splitHeader(t *testing.T, data []byte) ([]headers.Field, []byte) {
 	t.Helper()
-	h, body, err := headers.ReadHeader(bytes.NewReader(data), 1<<20)
+	h, body, err := headers.ReadHeader(bytes.NewReader(data), maxHeaderBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +224,7 @@ func tnefClassOnlyRecall(t *testing.T, e *rules.Engine, seed int64) relaytest.Me
 	}
 	m.Data = data
 
-	h, body, err := headers.ReadHeader(bytes.NewReader(data), 1<<20)
+	h, body, err := headers.ReadHeader(bytes.NewReader(data), maxHeaderBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,6 +249,7 @@ func tnefClassOnlyRecall(t *testing.T, e *rules.Engine, seed int64) relaytest.Me
 // and loop marker. An ordinary message sent alongside does go through the
 // vendor.
 func TestRecallTrafficBypassesVendors(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st relay.Store) {
 		l := newRulesLoop(t, st, rules.Default("vendor"),
 			vendorSpec{"vendor", "strip-ms-headers,rewrite-message-id,footer-text"})
@@ -368,6 +342,7 @@ rules:
 // and its recall identity restored byte for byte. A message from outside
 // the organization goes to the signature service only.
 func TestVendorChain(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st relay.Store) {
 		set, err := rules.Parse([]byte(chainRules), "chain.yaml")
 		if err != nil {
@@ -477,6 +452,7 @@ rules:
 // everything else, subdomains and look-alikes included, to the signature
 // service only; each message reaches the tenant once, intact.
 func TestSenderDomainRouting(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st relay.Store) {
 		set, err := rules.Parse([]byte(senderRules), "sender.yaml")
 		if err != nil {

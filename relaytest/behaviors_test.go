@@ -96,6 +96,7 @@ func transform(t *testing.T, spec string, data []byte) []byte {
 }
 
 func TestPassthroughIsByteIdentical(t *testing.T) {
+	t.Parallel()
 	for _, m := range testMessages(t) {
 		if out := transform(t, "passthrough", m.Data); !bytes.Equal(out, m.Data) {
 			t.Errorf("%s changed", m.Name)
@@ -104,6 +105,7 @@ func TestPassthroughIsByteIdentical(t *testing.T) {
 }
 
 func TestHeaderTransformsKeepBody(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		spec  string
 		check func(t *testing.T, m Message, in, out []exactField)
@@ -187,6 +189,7 @@ func assertSameFields(t *testing.T, name string, got, want []exactField) {
 }
 
 func TestRewriteMessageIDBreaksOnlyMessageID(t *testing.T) {
+	t.Parallel()
 	m := genKind(t, KindTNEF)
 	out := transform(t, "rewrite-message-id", m.Data)
 	r := CompareIdentity(m.Data, out)
@@ -201,6 +204,7 @@ func TestRewriteMessageIDBreaksOnlyMessageID(t *testing.T) {
 }
 
 func TestFooterText(t *testing.T) {
+	t.Parallel()
 	for _, m := range testMessages(t) {
 		out := transform(t, "footer-text", m.Data)
 		in, got := leaves(t, m.Data), leaves(t, out)
@@ -228,6 +232,7 @@ func TestFooterText(t *testing.T) {
 }
 
 func TestFooterHTML(t *testing.T) {
+	t.Parallel()
 	for _, m := range testMessages(t) {
 		out := transform(t, "footer-html", m.Data)
 		in, got := leaves(t, m.Data), leaves(t, out)
@@ -281,6 +286,7 @@ func TestFooterHTML(t *testing.T) {
 }
 
 func TestReencode(t *testing.T) {
+	t.Parallel()
 	changed := 0
 	for _, m := range testMessages(t) {
 		out := transform(t, "reencode", m.Data)
@@ -346,6 +352,7 @@ func TestReencode(t *testing.T) {
 }
 
 func TestRefoldKeepsMeaning(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ in, want string }{
 		{"Subject: short\r\n", "Subject: short\r\n"},
 		{"Message-ID:\r\n <a@b>\r\n", "Message-ID: <a@b>\r\n"},
@@ -367,6 +374,7 @@ func TestRefoldKeepsMeaning(t *testing.T) {
 }
 
 func TestFlattenTNEF(t *testing.T) {
+	t.Parallel()
 	for _, m := range testMessages(t) {
 		out := transform(t, "flatten-tnef", m.Data)
 		in, got := leaves(t, m.Data), leaves(t, out)
@@ -405,6 +413,7 @@ func TestFlattenTNEF(t *testing.T) {
 }
 
 func TestParseBehaviors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		list    string
 		names   string // joined Name()s; "" with wantErr
@@ -455,6 +464,7 @@ func TestParseBehaviors(t *testing.T) {
 }
 
 func TestBehaviorsListsEveryName(t *testing.T) {
+	t.Parallel()
 	want := []string{"passthrough", "footer-text", "footer-html", "reencode", "strip-ms-headers",
 		"strip-unknown-headers", "rewrite-message-id", "split-recipients", "tempfail-first", "delay",
 		"drop-mid-data", "duplicate", "flatten-tnef", "stamp-marker", "signature-service"}
@@ -479,6 +489,7 @@ func TestBehaviorsListsEveryName(t *testing.T) {
 }
 
 func TestTempfailFirstIsPerMessage(t *testing.T) {
+	t.Parallel()
 	f := newTempfailFirst()
 	a, b := &Delivery{Data: []byte("a")}, &Delivery{Data: []byte("b")}
 	for i, tc := range []struct {
@@ -496,6 +507,7 @@ func TestTempfailFirstIsPerMessage(t *testing.T) {
 }
 
 func TestPlanners(t *testing.T) {
+	t.Parallel()
 	base := func() ReturnPlan {
 		return ReturnPlan{Transactions: []Envelope{{From: "f@x", To: []string{"a@x", "b@x", "c@x"}}}}
 	}

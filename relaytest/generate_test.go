@@ -13,6 +13,7 @@ import (
 )
 
 func TestGenerateIsDeterministic(t *testing.T) {
+	t.Parallel()
 	a := Generate(GenerateOptions{Seed: 42, BigAttachmentBytes: 4096})
 	b := Generate(GenerateOptions{Seed: 42, BigAttachmentBytes: 4096})
 	c := Generate(GenerateOptions{Seed: 43, BigAttachmentBytes: 4096})
@@ -40,6 +41,7 @@ func TestGenerateIsDeterministic(t *testing.T) {
 }
 
 func TestGenerateKinds(t *testing.T) {
+	t.Parallel()
 	const big = 300 << 10
 	msgs := Generate(GenerateOptions{Seed: 9, OrgDomain: "fabrikam.example", BigAttachmentBytes: big})
 	kinds := []string{KindPlain, KindHTML, KindRelated, KindAttachment, KindTNEF, KindEightBit, KindSMTPUTF8,
@@ -142,6 +144,7 @@ func TestGenerateKinds(t *testing.T) {
 var prodOutlookID = regexp.MustCompile(`^<[A-Z0-9]+@[A-Z0-9]+\.[a-z]+prd[0-9]+\.prod\.outlook\.com>$`)
 
 func TestGeneratedMessagesLookLikeExchange(t *testing.T) {
+	t.Parallel()
 	spellings := map[string]bool{}
 	for _, seed := range []int64{1, 2, 3} {
 		for _, m := range Generate(GenerateOptions{Seed: seed, BigAttachmentBytes: 1000}) {
@@ -309,6 +312,7 @@ func parseProps(b []byte, out *parsedTNEF) error {
 }
 
 func TestTNEFWriterChecksums(t *testing.T) {
+	t.Parallel()
 	b := tnefMessage{Key: 0x1234, MessageClass: "IPM.Note", Subject: "s", Body: "b", Correlator: "<x@y>"}.bytes()
 	if _, err := parseTNEF(b); err != nil {
 		t.Fatal(err)

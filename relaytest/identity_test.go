@@ -46,6 +46,7 @@ func tnefBase64(t *testing.T, data []byte) []byte {
 }
 
 func TestCompareIdentity(t *testing.T) {
+	t.Parallel()
 	tnef := genKind(t, KindTNEF)
 	report := genKind(t, KindRecallReport)
 	cp := `(?i)^x-ms-exchange-crosspremises-authas:`
@@ -184,6 +185,7 @@ func TestCompareIdentity(t *testing.T) {
 }
 
 func TestCompareIdentityCorpusSelf(t *testing.T) {
+	t.Parallel()
 	for _, m := range loadCorpus(t) {
 		if r := CompareIdentity(m.Data, append([]byte(nil), m.Data...)); !r.Intact {
 			t.Errorf("%s: %v", m.Name, r)

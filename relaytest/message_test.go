@@ -9,6 +9,7 @@ import (
 )
 
 func TestToCRLF(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ in, want string }{
 		{"", ""},
 		{"a\nb\n", "a\r\nb\r\n"},
@@ -25,6 +26,7 @@ func TestToCRLF(t *testing.T) {
 }
 
 func TestLoadDir(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	files := map[string]string{
 		"b.eml":    "From: Adele Vance <AdeleV@contoso.com>\nTo: a@contoso.com, \"Lee, Gu\" <LeeG@contoso.com>\nCc: A@contoso.com, c@contoso.com\nSubject: lf\n\nline 1\nline 2",
@@ -98,6 +100,7 @@ func TestLoadDir(t *testing.T) {
 }
 
 func TestLoadCorpus(t *testing.T) {
+	t.Parallel()
 	msgs := loadCorpus(t)
 	for i, m := range msgs {
 		raw, err := os.ReadFile(filepath.Join(corpusDir, m.Name+".eml"))

@@ -7,6 +7,7 @@ import (
 )
 
 func TestEntityRoundTripIsByteExact(t *testing.T) {
+	t.Parallel()
 	crafted := []string{
 		// Preamble, transport padding after a delimiter, LF-only part, epilogue.
 		"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\npreamble\r\n--b  \r\nContent-Type: text/plain\r\n\r\none\r\n--b\nContent-Type: text/plain\n\ntwo\n--b--\r\nepilogue\r\n",
@@ -43,6 +44,7 @@ func TestEntityRoundTripIsByteExact(t *testing.T) {
 }
 
 func TestEntitySplitsParts(t *testing.T) {
+	t.Parallel()
 	msg := "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\npre\r\n--b  \r\nContent-Type: text/plain\r\n\r\none\r\n--b\r\nContent-Type: application/ms-tnef\r\n\r\ntwo\r\n--b--\r\nepi\r\n"
 	e, err := parseEntity([]byte(msg))
 	if err != nil {
@@ -66,6 +68,7 @@ func TestEntitySplitsParts(t *testing.T) {
 }
 
 func TestTransferEncodingRoundTrip(t *testing.T) {
+	t.Parallel()
 	inputs := [][]byte{
 		[]byte("plain ascii\r\nsecond line\r\n"),
 		[]byte("no final newline"),

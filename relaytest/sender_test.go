@@ -19,6 +19,7 @@ func smtpErr(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
 }
 
 func TestSenderRetryPolicy(t *testing.T) {
+	t.Parallel()
 	msg := Message{
 		Name: "t", From: "adelev@contoso.com",
 		To:   []string{"a@contoso.com", "b@contoso.com", "c@contoso.com"},
@@ -141,6 +142,7 @@ func TestSenderRetryPolicy(t *testing.T) {
 }
 
 func TestSenderBackoffDoubles(t *testing.T) {
+	t.Parallel()
 	tn := startTenant(t, TenantConfig{})
 	tn.RejectNextData(3, smtpErr(451, smtp.EnhancedCode{4, 0, 0}, "later"))
 	s := &Sender{Addr: tn.Addr(), Backoff: 40 * time.Millisecond}
@@ -156,6 +158,7 @@ func TestSenderBackoffDoubles(t *testing.T) {
 }
 
 func TestSenderConnectionFailures(t *testing.T) {
+	t.Parallel()
 	msg := Message{Name: "x", From: "a@b.c", To: []string{"d@e.f"}, Data: []byte("x\r\n")}
 
 	t.Run("connection refused is retried", func(t *testing.T) {
@@ -234,6 +237,7 @@ func TestSenderConnectionFailures(t *testing.T) {
 }
 
 func TestSenderAbortDataNeverDeliversTruncated(t *testing.T) {
+	t.Parallel()
 	big := Generate(GenerateOptions{Seed: 3, BigAttachmentBytes: 300 << 10})
 	tests := []struct {
 		name string

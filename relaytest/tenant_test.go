@@ -14,6 +14,7 @@ import (
 )
 
 func TestTenantRecordsDeliveryExactly(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		msg  Message
@@ -75,6 +76,7 @@ func TestTenantRecordsDeliveryExactly(t *testing.T) {
 }
 
 func TestTenantReturnsCopies(t *testing.T) {
+	t.Parallel()
 	tn := startTenant(t, TenantConfig{})
 	m := Message{From: "a@contoso.com", To: []string{"b@contoso.com"}, Data: []byte("Subject: x\r\n\r\nx\r\n")}
 	if res := fastSender(tn.Addr()).Send(testContext(t), m); !res.Accepted {
@@ -88,6 +90,7 @@ func TestTenantReturnsCopies(t *testing.T) {
 }
 
 func TestTenantWaitDeliveries(t *testing.T) {
+	t.Parallel()
 	tn := startTenant(t, TenantConfig{})
 	start := time.Now()
 	got, err := tn.WaitDeliveries(1, 50*time.Millisecond)
@@ -115,6 +118,7 @@ func TestTenantWaitDeliveries(t *testing.T) {
 }
 
 func TestTenantTLS(t *testing.T) {
+	t.Parallel()
 	serverTLS, clientTLS := selfSignedTLS(t)
 	tn := startTenant(t, TenantConfig{TLSConfig: serverTLS, RequireTLS: true})
 	m := Message{From: "a@contoso.com", To: []string{"b@contoso.com"}, Data: []byte("Subject: tls\r\n\r\nx\r\n")}
@@ -141,6 +145,7 @@ func TestTenantTLS(t *testing.T) {
 }
 
 func TestTenantDataHookConcurrentSafe(t *testing.T) {
+	t.Parallel()
 	tn := startTenant(t, TenantConfig{})
 	var mu sync.Mutex
 	seen := 0
@@ -234,6 +239,7 @@ func TestTenantCloseStopsEverything(t *testing.T) {
 // TestTenantAcceptsBDAT speaks CHUNKING by hand (go-smtp's client has no
 // BDAT), as Exchange Online does towards servers that offer it.
 func TestTenantAcceptsBDAT(t *testing.T) {
+	t.Parallel()
 	tn := startTenant(t, TenantConfig{})
 	conn, err := net.DialTimeout("tcp", tn.Addr(), 5*time.Second)
 	if err != nil {

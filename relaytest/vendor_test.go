@@ -61,6 +61,7 @@ func assertExactlyOnce(t *testing.T, msgs []Message, ds []Delivery) {
 }
 
 func TestVendorPassthroughKeepsMailIntact(t *testing.T) {
+	t.Parallel()
 	sources := []struct {
 		name string
 		msgs func(t *testing.T) []Message
@@ -98,6 +99,7 @@ func genKind(t *testing.T, kind string) Message {
 }
 
 func TestVendorBehaviorsOverSMTP(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		behaviors string
 		kinds     []string
@@ -212,6 +214,7 @@ func TestVendorBehaviorsOverSMTP(t *testing.T) {
 }
 
 func TestVendorTempfailFirst(t *testing.T) {
+	t.Parallel()
 	tn := startTenant(t, TenantConfig{})
 	v := startVendor(t, VendorConfig{ReturnAddr: tn.Addr(), Behaviors: MustParseBehaviors("tempfail-first")})
 	s := fastSender(v.Addr())
@@ -244,6 +247,7 @@ func TestVendorTempfailFirst(t *testing.T) {
 }
 
 func TestVendorRetriesTenantFailures(t *testing.T) {
+	t.Parallel()
 	tn := startTenant(t, TenantConfig{})
 	tn.RejectNextData(2, smtpErr(451, [3]int{4, 3, 2}, "queue full"))
 	v := startVendor(t, VendorConfig{ReturnAddr: tn.Addr()})
@@ -312,6 +316,7 @@ func TestVendorCloseStopsQueue(t *testing.T) {
 }
 
 func TestNewVendorValidates(t *testing.T) {
+	t.Parallel()
 	if _, err := NewVendor(VendorConfig{}); err == nil {
 		t.Error("missing ReturnAddr accepted")
 	}

@@ -53,6 +53,7 @@ func readSample(t testing.TB, name string) []byte {
 // README beside the samples and from a hex dump of each file: files whose
 // README entry is "(none)" carry the class only as PidTagMessageClass.
 func TestSamples(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		file       string
 		key        uint16
@@ -129,6 +130,7 @@ func TestSamples(t *testing.T) {
 // TestExchangeCorpus reads the winmail.dat parts of real Exchange Online
 // messages.
 func TestExchangeCorpus(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob(filepath.Join(corpusDir, "01[6-9]-*.eml"))
 	if err != nil {
 		t.Fatal(err)
@@ -367,6 +369,7 @@ func propsOnlyStream(classProp []byte) []byte {
 }
 
 func TestSynthetic(t *testing.T) {
+	t.Parallel()
 	recall, _ := recallStream()
 	big := tnef.Limits{MaxAttributeBytes: 1 << 40, MaxTotalBytes: 1 << 40}
 	tests := []struct {
@@ -465,6 +468,7 @@ func TestSynthetic(t *testing.T) {
 // no end marker, so a cut at an attribute boundary is itself a valid stream;
 // every other cut must be reported as truncated.
 func TestTruncated(t *testing.T) {
+	t.Parallel()
 	recall, ends := recallStream()
 	const classAttr = 2 // index of attMessageClass in recallStream
 	boundary := map[int]int{6: -1}
@@ -556,6 +560,7 @@ func TestHugeLength(t *testing.T) {
 // TestReadError checks that an I/O error of the underlying reader is
 // returned as such, not mistaken for a truncated or malformed stream.
 func TestReadError(t *testing.T) {
+	t.Parallel()
 	recall, ends := recallStream()
 	boom := errors.New("boom")
 	for _, n := range []int{0, 3, 6, ends[0], ends[2] - 5, ends[5] - 5, ends[len(ends)-1] - 1} {
@@ -570,6 +575,7 @@ func TestReadError(t *testing.T) {
 }
 
 func TestKey(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		data []byte

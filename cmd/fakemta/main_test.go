@@ -41,6 +41,7 @@ func runApp(t *testing.T, ctx context.Context, args ...string) (int, string, str
 }
 
 func TestUsageErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		args []string
 		code int
@@ -69,6 +70,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestBehaviorsCommand(t *testing.T) {
+	t.Parallel()
 	code, out, _ := runApp(t, context.Background(), "behaviors")
 	if code != exitOK {
 		t.Fatalf("exit %d", code)
@@ -81,6 +83,7 @@ func TestBehaviorsCommand(t *testing.T) {
 }
 
 func TestSendToTenant(t *testing.T) {
+	t.Parallel()
 	tn, err := relaytest.NewTenant(relaytest.TenantConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +130,7 @@ func TestSendToTenant(t *testing.T) {
 }
 
 func TestServersRunUntilCancelled(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addrs := make(chan string, 2)

@@ -1,0 +1,381 @@
+package e2e
+
+// Helpers shared by the end-to-end tests: the fake tenant and vendors, the
+// relay in-process and as the real binary, the two stores, the messages, and
+// header look-ups. Every helper gives the test its own listeners (port 0, or
+// freeAddr), temporary directories and Redis key prefix, so that tests may
+// run in parallel; what it starts is stopped when the test ends.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/recallrelay/recallrelay/headers"
+	"github.com/recallrelay/recallrelay/relay"
+	"github.com/recallrelay/recallrelay/relaytest"
+	"github.com/recallrelay/recallrelay/store/storetest"
+)
+
+// corpusDir holds the real Exchange Online messages of the shared corpus,
+// relative to this package's directory.
+const corpusDir = "../../shared/corpus/exchange"
+
+// maxHeaderBytes bounds every header block these tests read.
+const maxHeaderBytes = 1 << 20
+
+// corpusMessages returns the real Exchange Online messages of the shared
+// corpus, or none when it is not there.
+func corpusMessages(t *testing.T) []relaytest.Message {
+	t.Helper()
+	if _, err := os.Stat(corpusDir); err != nil {
+		t.Logf("no Exchange corpus at %s (%v): generated messages only", corpusDir, err)
+		return nil
+	}
+	msgs, err := relaytest.LoadDir(corpusDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d real Exchange messages from %s", len(msgs), corpusDir)
+	return msgs
+}
+
+// stores runs f once against real Redis, under a key prefix of its own, and
+// once against the embedded store, in a temporary directory: the two at
+// once.
+func stores(t *testing.T, f func(t *testing.T, st relay.Store)) {
+	t.Run("redis", func(t *testing.T) {
+		t.Parallel()
+		f(t, storetest.Redis(t))
+	})
+	t.Run("embedded", func(t *testing.T) {
+		t.Parallel()
+		f(t, storetest.Bolt(t))
+	})
+}
+
+// freeAddr returns a loopback address no one listens on, for a server that
+// must be told its address before another one starts.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startTenant starts a recording fake tenant on a free loopback port.
+func startTenant(t *testing.T) *relaytest.Tenant {
+	t.Helper()
+	tn, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0"})
+	return started(t, tn, err)
+}
+
+// startVendor starts a fake vendor.
+func startVendor(t *testing.T, cfg relaytest.VendorConfig) *relaytest.Vendor {
+	t.Helper()
+	v, err := relaytest.NewVendor(cfg)
+	return started(t, v, err)
+}
+
+// server is what a fake tenant and a fake vendor have in common.
+type server interface {
+	Start() error
+	Close() error
+}
+
+// started fails the test if s could not be made (err), starts it, and
+// closes it when the test ends.
+func started[S server](t *testing.T, s S, err error) S {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// hop is a next hop spoken to without TLS, as everything on loopback is.
+func hop(name, addr string) relay.NextHop {
+	return relay.NextHop{Name: name, Address: addr, StartTLS: relay.TLSOff}
+}
+
+// newSigner returns the signer of the in-process relays.
+func newSigner(t testing.TB) *headers.Signer {
+	t.Helper()
+	key := headers.Key{ID: "e2e", Secret: bytes.Repeat([]byte("s"), 32)}
+	s, err := headers.NewSigner(headers.SignerConfig{SigningKey: key.ID, Keys: []headers.Key{key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startRelay starts the relay in-process on cfg, completed with what every
+// in-process relay here shares: the hostname relay.e2e.test, a tenant leg on
+// a free port, a return leg on one too unless cfg names it, the test signer
+// and a log of warnings in the test's output.
+func startRelay(t *testing.T, cfg relay.Config) *relay.Relay {
+	t.Helper()
+	cfg.Hostname = "relay.e2e.test"
+	cfg.Tenant = relay.ListenerConfig{Addr: "127.0.0.1:0"}
+	if cfg.Return.Addr == "" {
+		cfg.Return.Addr = "127.0.0.1:0"
+	}
+	cfg.Signer = newSigner(t)
+	cfg.Log = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	r, err := relay.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		r.Shutdown(ctx)
+	})
+	return r
+}
+
+// readHeader reads the top-level header block of a message.
+func readHeader(data []byte) (*headers.Header, error) {
+	h, _, err := headers.ReadHeader(bytes.NewReader(data), maxHeaderBytes)
+	return h, err
+}
+
+// readMessageID returns the message's Message-ID.
+func readMessageID(data []byte) (string, error) {
+	h, err := readHeader(data)
+	if err != nil {
+		return "", err
+	}
+	return h.MessageID(), nil
+}
+
+// messageID returns the message's Message-ID, failing the test when its
+// header cannot be read.
+func messageID(t *testing.T, data []byte) string {
+	t.Helper()
+	h, err := readHeader(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.MessageID()
+}
+
+// headerValue returns the value of the first field called name in the
+// message's header, "" when there is none.
+func headerValue(data []byte, name string) string {
+	h, err := readHeader(data)
+	if err != nil {
+		return ""
+	}
+	return h.Get(name)
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// buildRelay builds the relay binary from the module root (the parent of
+// this package's directory) into a temporary directory.
+func buildRelay(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "recallrelay")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/recallrelay")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/recallrelay: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startRelayProcess runs the relay binary bin on the configuration config,
+// written to a file in a temporary directory, and waits until both of its
+// listeners, tenantListen and returnListen, greet. The signing key k1 comes
+// from the environment, as in production; no other RECALLRELAY_ variable
+// of this process's environment reaches the relay (RECALLRELAY_REDIS_URL
+// would move it to another Redis than the test's). The relay's log goes to
+// relay.log beside the configuration. The relay is stopped with SIGTERM when
+// the test ends.
+func startRelayProcess(t *testing.T, bin, config, tenantListen, returnListen string) *relayProcess {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "recallrelay.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key := "base64:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0x5a}, 32))
+	p := &relayProcess{
+		bin: bin, config: path, logPath: filepath.Join(dir, "relay.log"),
+		env: append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "RECALLRELAY_") }),
+			"RECALLRELAY_KEY_K1="+key),
+		tenantAddr: tenantListen, returnAddr: returnListen,
+	}
+	if err := p.start(); err != nil {
+		t.Fatalf("relay: %v\nlog:\n%s", err, p.tail(40))
+	}
+	t.Cleanup(func() {
+		if err := p.stop(10 * time.Second); err != nil {
+			t.Errorf("relay: %v", err)
+		}
+	})
+	return p
+}
+
+// relayProcess runs the relay binary; its standard error (JSON log lines)
+// is appended to logPath across restarts.
+type relayProcess struct {
+	bin, config, logPath   string
+	env                    []string
+	tenantAddr, returnAddr string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// start starts the relay and waits until both listeners greet.
+func (p *relayProcess) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		return errors.New("relay already running")
+	}
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close() // the child has its own descriptor
+	cmd := exec.Command(p.bin, "serve", "--config", p.config, "--grace", "5s")
+	cmd.Env, cmd.Stdout, cmd.Stderr = p.env, logf, logf
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start relay: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for _, addr := range []string{p.tenantAddr, p.returnAddr} {
+		for {
+			err := greets(addr)
+			if err == nil {
+				break
+			}
+			select {
+			case <-done:
+				return fmt.Errorf("relay exited before %s answered: %v", addr, cmd.ProcessState)
+			default:
+			}
+			if time.Now().After(deadline) {
+				_ = cmd.Process.Kill()
+				<-done
+				return fmt.Errorf("relay: %s did not answer within 15s: %w", addr, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	p.cmd, p.done = cmd, done
+	return nil
+}
+
+// signal sends the running relay sig.
+func (p *relayProcess) signal(sig os.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return errors.New("relay not running")
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
+// kill ends the relay with SIGKILL: no chance to finish anything.
+func (p *relayProcess) kill() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return errors.New("relay not running")
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("kill relay: %w", err)
+	}
+	<-p.done
+	p.cmd = nil
+	return nil
+}
+
+// stop ends the relay with SIGTERM, killing it after wait.
+func (p *relayProcess) stop(wait time.Duration) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return nil
+	}
+	defer func() { p.cmd = nil }()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(wait):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("relay did not stop within %v of SIGTERM; killed", wait)
+	}
+}
+
+// tail returns the last n lines of the relay's log.
+func (p *relayProcess) tail(n int) string {
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// greets connects to an SMTP server and reads its 220 greeting.
+func greets(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(2 * time.Second)); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "220") {
+		return fmt.Errorf("greeting %q", strings.TrimSpace(line))
+	}
+	_, _ = c.Write([]byte("QUIT\r\n"))
+	return nil
+}
