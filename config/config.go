@@ -26,10 +26,14 @@ package config
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"reflect"
 	"slices"
 	"time"
+
+	"github.com/recallrelay/recallrelay/relay"
+	"github.com/recallrelay/recallrelay/rules"
 
 	"github.com/recallrelay/recallrelay/headers"
 	"github.com/recallrelay/recallrelay/store"
@@ -68,18 +72,18 @@ type Config struct {
 	Tenant Tenant `yaml:"tenant"`
 	// ReturnWithoutRecord decides what happens to mail arriving from a vendor
 	// whose reference is missing, invalid or names no stored record.
-	// Default: ReturnReject.
-	ReturnWithoutRecord ReturnPolicy `yaml:"return_without_record"`
+	// Default: relay.ReturnReject.
+	ReturnWithoutRecord relay.ReturnPolicy `yaml:"return_without_record"`
 	// FallbackMatching decides whose returning mail may be matched to its
 	// record without the signed reference (by Message-ID, then by a
 	// fingerprint of Date, From, To, Cc and Subject), for vendors that
-	// strip the reference. Default: FallbackTrusted.
-	FallbackMatching FallbackPolicy `yaml:"fallback_matching"`
+	// strip the reference. Default: relay.FallbackTrusted.
+	FallbackMatching relay.FallbackMatching `yaml:"fallback_matching"`
 
 	// Duplicates decides what the return listener does when a vendor sends
 	// a message back again for a recipient the tenant already accepted it
 	// for: suppress (acknowledge, do not deliver again) or deliver.
-	Duplicates DuplicatePolicy `yaml:"duplicates"`
+	Duplicates relay.DuplicatePolicy `yaml:"duplicates"`
 	// MaxDuplicateReturns bounds the suppressed copies of one message the
 	// return listener acknowledges; further copies get 550 5.7.1.
 	MaxDuplicateReturns int `yaml:"max_duplicate_returns"`
@@ -87,6 +91,64 @@ type Config struct {
 	// src locates fields in the parsed file for error messages; nil for a
 	// Config that was not parsed. A pointer, so that fmt prints an address.
 	src *fileInfo
+}
+
+// RelayPolicy maps c onto the relay's reloadable settings, with the rules
+// engine compiled from it (CompileRules) as the router. The vendors come
+// default vendor first; their TLS, and the tenant target's, is the
+// caller's to add (it loads files). A reload passes the result to
+// relay.Relay.Reload; what RestartOnly names stays as it was.
+func (c *Config) RelayPolicy(engine *rules.Engine) (relay.Policy, error) {
+	p := relay.Policy{
+		RefHeader:           c.Reference.Header,
+		NoReceived:          !c.Headers.Received,
+		RecordTTL:           time.Duration(c.Store.RecordTTL),
+		PassUnrecorded:      c.Store.PassUnrecorded,
+		ReturnWithoutRecord: c.ReturnWithoutRecord,
+		FallbackMatching:    c.FallbackMatching,
+		Duplicates:          c.Duplicates,
+		MaxDuplicateReturns: c.MaxDuplicateReturns,
+	}
+	if engine != nil {
+		p.Router = relay.NewRulesRouter(engine)
+	}
+	var keys []headers.Key
+	for _, k := range c.Reference.Keys {
+		b, err := k.Bytes()
+		if err != nil {
+			return p, fmt.Errorf("reference key %s: %w", k.ID, err)
+		}
+		keys = append(keys, headers.Key{ID: k.ID, Secret: b})
+	}
+	signer, err := headers.NewSigner(headers.SignerConfig{SigningKey: c.Reference.SigningKey, Keys: keys})
+	if err != nil {
+		return p, err
+	}
+	p.Signer = signer
+	capture, err := headers.NewMatcher(c.Headers.Capture)
+	if err != nil {
+		return p, fmt.Errorf("headers.capture: %w", err)
+	}
+	restore, err := headers.NewMatcher(c.Headers.Restore)
+	if err != nil {
+		return p, fmt.Errorf("headers.restore: %w", err)
+	}
+	p.Capture, p.Restore = &capture, &restore
+	marker, err := headers.NewField(c.Headers.LoopMarker.Name, c.Headers.LoopMarker.Value)
+	if err != nil {
+		return p, fmt.Errorf("headers.loop_marker: %w", err)
+	}
+	p.LoopMarker = &marker
+	for _, v := range c.Vendors {
+		h := v.Client.RelayNextHop(v.Name, v.Address)
+		if v.Name == c.DefaultVendor { // the default vendor first
+			p.Vendors = append([]relay.NextHop{h}, p.Vendors...)
+		} else {
+			p.Vendors = append(p.Vendors, h)
+		}
+	}
+	p.Target = c.Tenant.Client.RelayNextHop("tenant", c.Tenant.Address)
+	return p, nil
 }
 
 // RestartOnly lists the sections that differ between c and next and that
@@ -291,8 +353,8 @@ type Listener struct {
 	// invalid. Default: 500.
 	MinDataRate DataRate `yaml:"min_data_rate"`
 	// BareLineEndings is what to do with a CR or LF not part of CRLF in
-	// message data. Default: BareLineReject.
-	BareLineEndings BareLineEndings `yaml:"bare_line_endings"`
+	// message data. Default: relay.BareLineReject.
+	BareLineEndings relay.BareLineEndings `yaml:"bare_line_endings"`
 	// AllowNets are the client networks (CIDR or single addresses, IPv4 or
 	// IPv6) allowed to connect; empty allows everyone. A listener that
 	// other hosts can reach needs AllowNets or client authentication,
@@ -319,6 +381,39 @@ type Listener struct {
 	TLS ListenerTLS `yaml:"tls"`
 }
 
+// RelayListener maps l onto the relay's listener settings, field by
+// field. The files l names (certificates, client CAs, the users file) are
+// the caller's to load into TLS and Users: their reloading is the
+// caller's too.
+func (l Listener) RelayListener() (relay.ListenerConfig, error) {
+	lc := relay.ListenerConfig{
+		Listen:                  l.Listen,
+		MaxMessageSize:          int64(l.MaxMessageSize),
+		MaxHeaderSize:           int(l.MaxHeaderSize),
+		MaxHeaderFields:         l.MaxHeaderFields,
+		MaxRecipients:           l.MaxRecipients,
+		MaxLineLength:           l.MaxLineLength,
+		CommandTimeout:          time.Duration(l.CommandTimeout),
+		DataTimeout:             time.Duration(l.DataTimeout),
+		MinDataRate:             int64(l.MinDataRate), // DataRateOff is the relay's "no bound" too
+		BareLineEndings:         l.BareLineEndings,
+		MaxConnections:          l.MaxConnections,
+		MaxConnectionsPerClient: l.MaxConnectionsPerClient,
+		MaxCommandsBeforeMail:   l.MaxCommandsBeforeMail,
+		MaxErrors:               l.MaxErrors,
+		RequireTLS:              l.TLS.Require,
+		ClientCertNames:         l.TLS.ClientCertNames,
+	}
+	for _, n := range l.AllowNets {
+		p, err := ParseNet(n)
+		if err != nil {
+			return lc, fmt.Errorf("allow_nets: %w", err)
+		}
+		lc.AllowNets = append(lc.AllowNets, p)
+	}
+	return lc, nil
+}
+
 // ListenerTLS configures STARTTLS on a listener.
 type ListenerTLS struct {
 	// CertFile is a PEM certificate chain; set with KeyFile, or neither.
@@ -341,15 +436,6 @@ type ListenerAuth struct {
 	// and LOGIN are offered only after STARTTLS, so it needs tls.cert_file.
 	UsersFile string `yaml:"users_file"`
 }
-
-// DuplicatePolicy is the duplicates setting.
-type DuplicatePolicy string
-
-// Duplicate policies.
-const (
-	DuplicatesSuppress DuplicatePolicy = "suppress"
-	DuplicatesDeliver  DuplicatePolicy = "deliver"
-)
 
 // Vendor is a third-party service the relay hands mail to.
 type Vendor struct {
@@ -375,8 +461,8 @@ type Tenant struct {
 type Client struct {
 	// HELO is the name sent in EHLO. Default: Config.Hostname.
 	HELO string `yaml:"helo"`
-	// StartTLS is the STARTTLS policy. Default: StartTLSOpportunistic.
-	StartTLS StartTLSMode `yaml:"starttls"`
+	// StartTLS is the STARTTLS policy. Default: relay.StartTLSOpportunistic.
+	StartTLS relay.StartTLSMode `yaml:"starttls"`
 	// TLSServerName is the name verified in the server's certificate.
 	// Default: the host of the address.
 	TLSServerName string `yaml:"tls_server_name"`
@@ -401,77 +487,30 @@ type Client struct {
 	FinalTimeout Duration `yaml:"final_timeout"`
 }
 
-// StartTLSMode is an SMTP client's STARTTLS policy.
-type StartTLSMode string
+// RelayNextHop maps c onto the relay's next-hop settings for the hop name
+// at address. The files c names (client certificate, CA bundle) are the
+// caller's to load into TLS.
+func (c Client) RelayNextHop(name, address string) relay.NextHop {
+	return relay.NextHop{
+		Name:           name,
+		Address:        address,
+		HELO:           c.HELO,
+		StartTLS:       c.StartTLS,
+		ConnectTimeout: time.Duration(c.ConnectTimeout),
+		CommandTimeout: time.Duration(c.CommandTimeout),
+		DataTimeout:    time.Duration(c.DataTimeout),
+		FinalTimeout:   time.Duration(c.FinalTimeout),
+	}
+}
 
-// STARTTLS policies.
+// Defaults of this file's own settings. Every setting the relay uses has
+// its default in package relay (relay.DefaultListener, relay.DefaultNextHop
+// and the relay.Default* constants), and base takes it from there: each
+// default is written once.
 const (
-	// StartTLSOff never uses STARTTLS.
-	StartTLSOff StartTLSMode = "off"
-	// StartTLSOpportunistic uses STARTTLS when the server offers it.
-	StartTLSOpportunistic StartTLSMode = "opportunistic"
-	// StartTLSRequired fails delivery when STARTTLS is not available.
-	StartTLSRequired StartTLSMode = "required"
-)
-
-// BareLineEndings is a listener's policy for bare CR or LF in message data.
-type BareLineEndings string
-
-// Bare line ending policies.
-const (
-	// BareLineReject rejects the message.
-	BareLineReject BareLineEndings = "reject"
-	// BareLineNormalize converts bare line endings to CRLF.
-	BareLineNormalize BareLineEndings = "normalize"
-)
-
-// ReturnPolicy is what the return leg does with a message that has no
-// usable origin record.
-type ReturnPolicy string
-
-// Return policies.
-const (
-	// ReturnReject refuses the message with 550 5.7.1.
-	ReturnReject ReturnPolicy = "reject"
-	// ReturnStrip delivers it with every organization header removed, so
-	// that the tenant treats it as external mail.
-	ReturnStrip ReturnPolicy = "strip"
-)
-
-// FallbackPolicy is the fallback_matching setting: whose returning mail
-// the return leg may match to its record without the signed reference.
-type FallbackPolicy string
-
-// Fallback matching policies.
-const (
-	// FallbackTrusted allows fallback matching only for clients that
-	// authenticated (client certificate or SMTP AUTH) or that the return
-	// listener's allow_nets admitted.
-	FallbackTrusted FallbackPolicy = "trusted"
-	// FallbackOff matches returning mail by its reference only.
-	FallbackOff FallbackPolicy = "off"
-	// FallbackAny allows fallback matching for every client of the return
-	// listener: anyone who can reach it and knows a recorded message's
-	// Message-ID (or its Date, From, To and Subject) and sender can have
-	// other content delivered with that message's organization headers.
-	FallbackAny FallbackPolicy = "any"
-)
-
-// Default values.
-const (
-	DefaultDataDir         = "./data"
-	DefaultRecordTTL       = 72 * time.Hour
-	DefaultRefHeader       = "X-RecallRelay-Ref"
-	DefaultLoopMarkerName  = "X-RecallRelay-Processed"
-	DefaultLoopMarkerValue = "true"
-	DefaultMaxMessageSize  = 150 * MB
-	DefaultMaxHeaderSize   = 1 * MiB
-	DefaultMaxHeaderFields = 1000
-	DefaultMinDataRate     = DataRate(500)
-	DefaultMaxRecipients   = 1000
-	DefaultMaxLineLength   = 2000
-	DefaultRedisKeyPrefix  = "rr"
-	DefaultRedisTimeout    = 2 * time.Second
+	DefaultDataDir        = "./data"
+	DefaultRedisKeyPrefix = "rr"
+	DefaultRedisTimeout   = 2 * time.Second
 )
 
 // MinHeaderFields is the lowest max_header_fields accepted: real Exchange
@@ -534,13 +573,13 @@ func base() *Config {
 				Timeout:   Duration(DefaultRedisTimeout),
 			},
 			DataDir:   DefaultDataDir,
-			RecordTTL: Duration(DefaultRecordTTL),
+			RecordTTL: Duration(relay.DefaultRecordTTL),
 		},
-		Reference: Reference{Header: DefaultRefHeader},
+		Reference: Reference{Header: headers.DefaultRefHeader},
 		Headers: Headers{
 			Capture:    slices.Clone(headers.DefaultCapture),
 			Restore:    slices.Clone(headers.DefaultRestore),
-			LoopMarker: LoopMarker{Name: DefaultLoopMarkerName, Value: DefaultLoopMarkerValue},
+			LoopMarker: LoopMarker{Name: relay.DefaultLoopMarkerName, Value: relay.DefaultLoopMarkerValue},
 			Received:   true,
 		},
 		Listeners: Listeners{
@@ -548,39 +587,42 @@ func base() *Config {
 			Return: defaultListener(),
 		},
 		Tenant:              Tenant{Client: defaultClient()},
-		ReturnWithoutRecord: ReturnReject,
-		FallbackMatching:    FallbackTrusted,
-		Duplicates:          DuplicatesSuppress,
-		MaxDuplicateReturns: 10,
+		ReturnWithoutRecord: relay.ReturnReject,
+		FallbackMatching:    relay.FallbackTrusted,
+		Duplicates:          relay.DuplicatesSuppress,
+		MaxDuplicateReturns: relay.DefaultMaxDuplicateReturns,
 	}
 }
 
+// defaultListener is the relay's listener defaults in this file's terms.
 func defaultListener() Listener {
+	d := relay.DefaultListener()
 	return Listener{
-		MaxMessageSize:  DefaultMaxMessageSize,
-		MaxHeaderSize:   DefaultMaxHeaderSize,
-		MaxHeaderFields: DefaultMaxHeaderFields,
-		MaxRecipients:   DefaultMaxRecipients,
-		MaxLineLength:   DefaultMaxLineLength,
-		CommandTimeout:  Duration(5 * time.Minute),
-		DataTimeout:     Duration(5 * time.Minute),
-		MinDataRate:     DefaultMinDataRate,
-		BareLineEndings: BareLineReject,
-
-		MaxConnections:          500,
-		MaxConnectionsPerClient: 50,
-		MaxCommandsBeforeMail:   100,
-		MaxErrors:               20,
+		MaxMessageSize:          ByteSize(d.MaxMessageSize),
+		MaxHeaderSize:           ByteSize(d.MaxHeaderSize),
+		MaxHeaderFields:         d.MaxHeaderFields,
+		MaxRecipients:           d.MaxRecipients,
+		MaxLineLength:           d.MaxLineLength,
+		CommandTimeout:          Duration(d.CommandTimeout),
+		DataTimeout:             Duration(d.DataTimeout),
+		MinDataRate:             DataRate(d.MinDataRate),
+		BareLineEndings:         d.BareLineEndings,
+		MaxConnections:          d.MaxConnections,
+		MaxConnectionsPerClient: d.MaxConnectionsPerClient,
+		MaxCommandsBeforeMail:   d.MaxCommandsBeforeMail,
+		MaxErrors:               d.MaxErrors,
 	}
 }
 
+// defaultClient is the relay's next-hop defaults in this file's terms.
 func defaultClient() Client {
+	d := relay.DefaultNextHop()
 	return Client{
-		StartTLS:       StartTLSOpportunistic,
-		ConnectTimeout: Duration(30 * time.Second),
-		CommandTimeout: Duration(5 * time.Minute),
-		DataTimeout:    Duration(5 * time.Minute),
-		FinalTimeout:   Duration(10 * time.Minute),
+		StartTLS:       d.StartTLS,
+		ConnectTimeout: Duration(d.ConnectTimeout),
+		CommandTimeout: Duration(d.CommandTimeout),
+		DataTimeout:    Duration(d.DataTimeout),
+		FinalTimeout:   Duration(d.FinalTimeout),
 	}
 }
 

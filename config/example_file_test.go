@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/recallrelay/recallrelay/relay"
 	"os"
 	"reflect"
 	"slices"
@@ -25,7 +26,7 @@ func TestExampleFileValidates(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate:\n%v", err)
 	}
-	if c.Tenant.Address != "contoso-com.mail.protection.outlook.com:25" || c.Tenant.StartTLS != StartTLSRequired ||
+	if c.Tenant.Address != "contoso-com.mail.protection.outlook.com:25" || c.Tenant.StartTLS != relay.StartTLSRequired ||
 		c.DefaultVendor != "signatures" || c.Reference.SigningKey != "k1" || !c.Store.Embedded() {
 		t.Errorf("example file decoded unexpectedly:\n%s", c.Explain(nil))
 	}
@@ -40,7 +41,7 @@ func TestExampleFileValidates(t *testing.T) {
 	if !slices.Equal(c.Listeners.Return.AllowNets, []string{"192.0.2.0/24"}) {
 		t.Errorf("listeners.return.allow_nets = %q, want the placeholder 192.0.2.0/24", c.Listeners.Return.AllowNets)
 	}
-	if c.Listeners.Tenant.InsecureOpen || c.Listeners.Return.InsecureOpen || c.FallbackMatching != FallbackTrusted {
+	if c.Listeners.Tenant.InsecureOpen || c.Listeners.Return.InsecureOpen || c.FallbackMatching != relay.FallbackTrusted {
 		t.Errorf("example file opts into a weaker setting:\n%s", c.Explain(nil))
 	}
 	if w := c.Warnings(); len(w) != 0 {
@@ -214,7 +215,7 @@ func TestRestartOnly(t *testing.T) {
 			c.Vendors[0].Address = "other.vendor.example:25"
 			c.Tenant.Address = "other.mail.protection.outlook.com:25"
 			c.RulesFile = "rules.yaml"
-			c.ReturnWithoutRecord = ReturnStrip
+			c.ReturnWithoutRecord = relay.ReturnStrip
 		}, ""},
 		{"listener address", func(c *Config) { c.Listeners.Tenant.Listen = "127.0.0.1:2626" }, "listeners.tenant"},
 		{"store and log", func(c *Config) { c.Store.DataDir = "/elsewhere"; c.Log.Level = "debug" }, "log,store"},

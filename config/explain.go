@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/recallrelay/recallrelay/relay"
 	"net"
 	"path/filepath"
 	"strings"
@@ -127,13 +128,13 @@ func explainClients(l *Listener) string {
 	return "anyone"
 }
 
-func explainFallback(p FallbackPolicy) string {
+func explainFallback(p relay.FallbackMatching) string {
 	switch p {
-	case FallbackTrusted:
+	case relay.FallbackTrusted:
 		return "trusted (by Message-ID or fingerprint only for clients admitted by allow_nets or authenticated)"
-	case FallbackOff:
+	case relay.FallbackOff:
 		return "off (by reference only)"
-	case FallbackAny:
+	case relay.FallbackAny:
 		return "any (by Message-ID or fingerprint for every client)"
 	}
 	return string(p)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"github.com/recallrelay/recallrelay/relay"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -90,21 +91,21 @@ func TestParseMinimalFillsDefaults(t *testing.T) {
 			Listen: "127.0.0.1:2526", MaxMessageSize: 150 * MB, MaxHeaderSize: MiB, MaxHeaderFields: 1000,
 			MaxRecipients: 1000, MaxLineLength: 2000,
 			CommandTimeout: Duration(5 * time.Minute), DataTimeout: Duration(5 * time.Minute), MinDataRate: 500,
-			BareLineEndings: BareLineReject,
+			BareLineEndings: relay.BareLineReject,
 			MaxConnections:  500, MaxConnectionsPerClient: 50, MaxCommandsBeforeMail: 100, MaxErrors: 20,
 		}},
 		{"vendors[0]", c.Vendors[0], Vendor{Name: "sig", Address: "127.0.0.1:10025", Client: Client{
-			HELO: host, StartTLS: StartTLSOpportunistic,
+			HELO: host, StartTLS: relay.StartTLSOpportunistic,
 			ConnectTimeout: Duration(30 * time.Second), CommandTimeout: Duration(5 * time.Minute),
 			DataTimeout: Duration(5 * time.Minute), FinalTimeout: Duration(10 * time.Minute),
 		}}},
 		{"default_vendor", c.DefaultVendor, "sig"},
 		{"tenant.helo", c.Tenant.HELO, host},
-		{"tenant.starttls", c.Tenant.StartTLS, StartTLSOpportunistic},
+		{"tenant.starttls", c.Tenant.StartTLS, relay.StartTLSOpportunistic},
 		{"tenant.final_timeout", c.Tenant.FinalTimeout, Duration(10 * time.Minute)},
-		{"return_without_record", c.ReturnWithoutRecord, ReturnReject},
-		{"duplicates", c.Duplicates, DuplicatesSuppress},
-		{"fallback_matching", c.FallbackMatching, FallbackTrusted},
+		{"return_without_record", c.ReturnWithoutRecord, relay.ReturnReject},
+		{"duplicates", c.Duplicates, relay.DuplicatesSuppress},
+		{"fallback_matching", c.FallbackMatching, relay.FallbackTrusted},
 		{"listeners.tenant.max_header_fields", c.Listeners.Tenant.MaxHeaderFields, 1000},
 		{"listeners.tenant.min_data_rate", c.Listeners.Tenant.MinDataRate, DataRate(500)},
 		{"listeners.tenant.insecure_open", c.Listeners.Tenant.InsecureOpen, false},
@@ -141,7 +142,7 @@ store:
 		{"loop marker name kept", c.Headers.LoopMarker.Name, "X-RecallRelay-Processed"},
 		{"record_ttl set", c.Store.RecordTTL, Duration(24 * time.Hour)},
 		{"data_dir kept", c.Store.DataDir, "./data"},
-		{"vendor starttls set", c2.Vendors[0].StartTLS, StartTLSRequired},
+		{"vendor starttls set", c2.Vendors[0].StartTLS, relay.StartTLSRequired},
 		{"vendor final_timeout set", c2.Vendors[0].FinalTimeout, Duration(time.Minute)},
 		{"vendor helo set", c2.Vendors[0].HELO, "out.example"},
 		{"vendor connect_timeout default", c2.Vendors[0].ConnectTimeout, Duration(30 * time.Second)},
@@ -318,7 +319,7 @@ func TestParseAliases(t *testing.T) {
 		"vendors:\n  - name: sig\n    address: 127.0.0.1:10025\n    <<: &client {connect_timeout: 7s, starttls: required}\n  - name: two\n    address: v2.example:25\n    <<: *client\n", 1)
 	c := mustParse(t, data)
 	for i, v := range c.Vendors {
-		if v.ConnectTimeout != Duration(7*time.Second) || v.StartTLS != StartTLSRequired || v.FinalTimeout != Duration(10*time.Minute) {
+		if v.ConnectTimeout != Duration(7*time.Second) || v.StartTLS != relay.StartTLSRequired || v.FinalTimeout != Duration(10*time.Minute) {
 			t.Errorf("vendors[%d] = %+v", i, v)
 		}
 	}
@@ -346,16 +347,16 @@ func TestParseListenerLimits(t *testing.T) {
 		fields         int
 		rate           DataRate
 		open           bool
-		fallback       FallbackPolicy
+		fallback       relay.FallbackMatching
 	}{
-		{name: "defaults", fields: 1000, rate: 500, fallback: FallbackTrusted},
+		{name: "defaults", fields: 1000, rate: 500, fallback: relay.FallbackTrusted},
 		{name: "set", listener: "max_header_fields: 300, min_data_rate: 2000, insecure_open: false", top: "fallback_matching: off",
-			fields: 300, rate: 2000, fallback: FallbackOff},
-		{name: "rate off", listener: "min_data_rate: off", fields: 1000, rate: DataRateOff, fallback: FallbackTrusted},
-		{name: "rate off quoted", listener: `min_data_rate: "off"`, fields: 1000, rate: DataRateOff, fallback: FallbackTrusted},
-		{name: "rate in YAML integer syntax", listener: "min_data_rate: 1_000", fields: 1000, rate: 1000, fallback: FallbackTrusted},
-		{name: "explicit zero reaches Validate", listener: "min_data_rate: 0", fields: 1000, rate: 0, fallback: FallbackTrusted},
-		{name: "opt in", listener: "insecure_open: true", top: "fallback_matching: any", fields: 1000, rate: 500, open: true, fallback: FallbackAny},
+			fields: 300, rate: 2000, fallback: relay.FallbackOff},
+		{name: "rate off", listener: "min_data_rate: off", fields: 1000, rate: DataRateOff, fallback: relay.FallbackTrusted},
+		{name: "rate off quoted", listener: `min_data_rate: "off"`, fields: 1000, rate: DataRateOff, fallback: relay.FallbackTrusted},
+		{name: "rate in YAML integer syntax", listener: "min_data_rate: 1_000", fields: 1000, rate: 1000, fallback: relay.FallbackTrusted},
+		{name: "explicit zero reaches Validate", listener: "min_data_rate: 0", fields: 1000, rate: 0, fallback: relay.FallbackTrusted},
+		{name: "opt in", listener: "insecure_open: true", top: "fallback_matching: any", fields: 1000, rate: 500, open: true, fallback: relay.FallbackAny},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

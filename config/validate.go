@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/recallrelay/recallrelay/relay"
 	"net"
 	"net/netip"
 	"net/url"
@@ -93,9 +94,9 @@ func (c *Config) Validate() error {
 	v.hostPort("tenant.address", c.Tenant.Address, false)
 	v.client("tenant", &c.Tenant.Client)
 	v.notOwnListener("tenant.address", c.Tenant.Address, c)
-	v.oneOf("return_without_record", string(c.ReturnWithoutRecord), string(ReturnReject), string(ReturnStrip))
-	v.oneOf("fallback_matching", string(c.FallbackMatching), string(FallbackTrusted), string(FallbackOff), string(FallbackAny))
-	v.oneOf("duplicates", string(c.Duplicates), string(DuplicatesSuppress), string(DuplicatesDeliver))
+	v.oneOf("return_without_record", string(c.ReturnWithoutRecord), string(relay.ReturnReject), string(relay.ReturnStrip))
+	v.oneOf("fallback_matching", string(c.FallbackMatching), string(relay.FallbackTrusted), string(relay.FallbackOff), string(relay.FallbackAny))
+	v.oneOf("duplicates", string(c.Duplicates), string(relay.DuplicatesSuppress), string(relay.DuplicatesDeliver))
 	if c.MaxDuplicateReturns <= 0 {
 		v.add("max_duplicate_returns", "must be positive, not %d", c.MaxDuplicateReturns)
 	}
@@ -149,7 +150,7 @@ func (c *Config) Warnings() []FieldError {
 			v.add(lg.path+".insecure_open", "true has no effect: the listener is not open (%s); remove it, so that the listener is refused if it ever becomes open", closedBy)
 		}
 	}
-	if c.FallbackMatching == FallbackAny {
+	if c.FallbackMatching == relay.FallbackAny {
 		v.add("fallback_matching", "any: every client of the return listener may be matched without the signed reference, so whoever can reach it and knows a recorded message's Message-ID (or its Date, From, To and Subject) and sender can deliver other content with that message's internal headers to a recipient it has not reached yet; trusted (the default) allows this only for clients that allow_nets admitted or that authenticated")
 	}
 	return v.errs
@@ -507,7 +508,7 @@ func (v *validator) listener(path string, l *Listener) {
 	case l.MinDataRate < 0 && l.MinDataRate != DataRateOff:
 		v.add(path+".min_data_rate", "must be a positive number of bytes per second, or off, not %d", int64(l.MinDataRate))
 	}
-	v.oneOf(path+".bare_line_endings", string(l.BareLineEndings), string(BareLineReject), string(BareLineNormalize))
+	v.oneOf(path+".bare_line_endings", string(l.BareLineEndings), string(relay.BareLineReject), string(relay.BareLineNormalize))
 	for i, n := range l.AllowNets {
 		if _, err := ParseNet(n); err != nil {
 			v.add(fmt.Sprintf("%s.allow_nets[%d]", path, i), "%v", err)
@@ -634,7 +635,7 @@ func (v *validator) vendors(c *Config) {
 
 func (v *validator) client(path string, cl *Client) {
 	v.hostname(path+".helo", cl.HELO)
-	v.oneOf(path+".starttls", string(cl.StartTLS), string(StartTLSOff), string(StartTLSOpportunistic), string(StartTLSRequired))
+	v.oneOf(path+".starttls", string(cl.StartTLS), string(relay.StartTLSOff), string(relay.StartTLSOpportunistic), string(relay.StartTLSRequired))
 	if cl.TLSServerName != "" {
 		if err := checkDomain(cl.TLSServerName); err != nil && net.ParseIP(cl.TLSServerName) == nil {
 			v.add(path+".tls_server_name", "%q: %v", cl.TLSServerName, err)
@@ -642,7 +643,7 @@ func (v *validator) client(path string, cl *Client) {
 	}
 	if cl.ClientCertFile != "" || cl.ClientKeyFile != "" {
 		v.keyPair(path, "client_cert_file", "client_key_file", cl.ClientCertFile, cl.ClientKeyFile)
-		if cl.StartTLS == StartTLSOff {
+		if cl.StartTLS == relay.StartTLSOff {
 			v.add(path+".starttls", "off, so client_cert_file is never presented; use required")
 		}
 	}

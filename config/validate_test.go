@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"github.com/recallrelay/recallrelay/relay"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -135,7 +136,7 @@ func TestValidate(t *testing.T) {
 		}},
 		{name: "valid client cert and ca", mutate: func(c *Config) {
 			c.Tenant.ClientCertFile, c.Tenant.ClientKeyFile, c.Tenant.CAFile = cert, key, cert
-			c.Tenant.StartTLS = StartTLSRequired
+			c.Tenant.StartTLS = relay.StartTLSRequired
 		}},
 		{name: "valid redis url", mutate: func(c *Config) { c.Store.Redis.URL = "rediss://u:pw@redis.internal:6380/2" }},
 		{name: "valid sentinel", mutate: func(c *Config) {
@@ -159,8 +160,8 @@ func TestValidate(t *testing.T) {
 		{name: "header fields at the minimum", mutate: func(c *Config) { c.Listeners.Tenant.MaxHeaderFields = 100 }},
 		{name: "data rate off", mutate: func(c *Config) { c.Listeners.Tenant.MinDataRate = DataRateOff }},
 		{name: "data rate 1 byte per second", mutate: func(c *Config) { c.Listeners.Return.MinDataRate = 1 }},
-		{name: "fallback matching off", mutate: func(c *Config) { c.FallbackMatching = FallbackOff }},
-		{name: "fallback matching any", mutate: func(c *Config) { c.FallbackMatching = FallbackAny }},
+		{name: "fallback matching off", mutate: func(c *Config) { c.FallbackMatching = relay.FallbackOff }},
+		{name: "fallback matching any", mutate: func(c *Config) { c.FallbackMatching = relay.FallbackAny }},
 		{name: "address literal hostname", mutate: func(c *Config) { c.Hostname = "[192.0.2.1]"; c.Vendors[0].HELO = "relay_01.lan" }},
 
 		// host:port.
@@ -267,7 +268,7 @@ func TestValidate(t *testing.T) {
 		{"require without files", func(c *Config) { c.Listeners.Tenant.TLS.Require = true }, "listeners.tenant.tls.require", "needs cert_file and key_file"},
 		{"client cert without key", func(c *Config) { c.Tenant.ClientCertFile = cert }, "tenant.client_key_file", "required with client_cert_file"},
 		{"client cert with starttls off", func(c *Config) {
-			c.Tenant.ClientCertFile, c.Tenant.ClientKeyFile, c.Tenant.StartTLS = cert, key, StartTLSOff
+			c.Tenant.ClientCertFile, c.Tenant.ClientKeyFile, c.Tenant.StartTLS = cert, key, relay.StartTLSOff
 		}, "tenant.starttls", "never presented"},
 		{"ca file missing", func(c *Config) { c.Vendors[0].CAFile = missing }, "vendors[0].ca_file", "no such file"},
 		{"ca file not pem", func(c *Config) { c.Tenant.CAFile = notPEM }, "tenant.ca_file", "no PEM certificate"},
@@ -517,13 +518,13 @@ func TestWarnings(t *testing.T) {
 		}, []string{
 			"listeners.tenant.insecure_open: true has no effect: the listener is not open (allow_nets restricts it)",
 		}},
-		{"fallback any", func(c *Config) { c.FallbackMatching = FallbackAny }, []string{
+		{"fallback any", func(c *Config) { c.FallbackMatching = relay.FallbackAny }, []string{
 			"fallback_matching: any: every client of the return listener may be matched without the signed reference",
 		}},
-		{"fallback off", func(c *Config) { c.FallbackMatching = FallbackOff }, nil},
+		{"fallback off", func(c *Config) { c.FallbackMatching = relay.FallbackOff }, nil},
 		{"both", func(c *Config) {
 			c.Listeners.Return.Listen, c.Listeners.Return.InsecureOpen = "[::]:2526", true
-			c.FallbackMatching = FallbackAny
+			c.FallbackMatching = relay.FallbackAny
 		}, []string{"listeners.return.insecure_open: open listener: [::]:2526", "fallback_matching: any"}},
 	}
 	for _, tt := range tests {

@@ -40,14 +40,18 @@ func testRelay(t *testing.T) StartRelayFunc {
 			ret = "127.0.0.1:0"
 		}
 		r, err := relay.New(relay.Config{
-			Hostname: "relay.conformance.test",
-			Tenant:   relay.ListenerConfig{Addr: "127.0.0.1:0"},
-			Return:   relay.ListenerConfig{Addr: ret},
-			Vendors:  []relay.NextHop{{Name: "vendor", Address: c.VendorAddr, StartTLS: relay.TLSOff}},
-			Target:   relay.NextHop{Name: "tenant", Address: c.TenantAddr, StartTLS: relay.TLSOff},
-			Store:    storetest.Bolt(t),
-			Signer:   signer,
-			Log:      zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+			Static: relay.Static{
+				Hostname: "relay.conformance.test",
+				Tenant:   relay.ListenerConfig{Listen: "127.0.0.1:0"},
+				Return:   relay.ListenerConfig{Listen: ret},
+				Store:    storetest.Bolt(t),
+				Log:      zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+			},
+			Policy: relay.Policy{
+				Vendors: []relay.NextHop{{Name: "vendor", Address: c.VendorAddr, StartTLS: relay.StartTLSOff}},
+				Target:  relay.NextHop{Name: "tenant", Address: c.TenantAddr, StartTLS: relay.StartTLSOff},
+				Signer:  signer,
+			},
 		})
 		if err != nil {
 			return RunningRelay{}, err

@@ -29,6 +29,7 @@ import (
 	"github.com/recallrelay/recallrelay/headers"
 	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/relaytest"
+	"github.com/recallrelay/recallrelay/store"
 	"github.com/recallrelay/recallrelay/store/storetest"
 )
 
@@ -58,7 +59,7 @@ func corpusMessages(t *testing.T) []relaytest.Message {
 // stores runs f once against real Redis, under a key prefix of its own, and
 // once against the embedded store, in a temporary directory: the two at
 // once.
-func stores(t *testing.T, f func(t *testing.T, st relay.Store)) {
+func stores(t *testing.T, f func(t *testing.T, st store.Store)) {
 	t.Run("redis", func(t *testing.T) {
 		t.Parallel()
 		f(t, storetest.Redis(t))
@@ -117,7 +118,7 @@ func started[S server](t *testing.T, s S, err error) S {
 
 // hop is a next hop spoken to without TLS, as everything on loopback is.
 func hop(name, addr string) relay.NextHop {
-	return relay.NextHop{Name: name, Address: addr, StartTLS: relay.TLSOff}
+	return relay.NextHop{Name: name, Address: addr, StartTLS: relay.StartTLSOff}
 }
 
 // newSigner returns the signer of the in-process relays.
@@ -138,9 +139,9 @@ func newSigner(t testing.TB) *headers.Signer {
 func startRelay(t *testing.T, cfg relay.Config) *relay.Relay {
 	t.Helper()
 	cfg.Hostname = "relay.e2e.test"
-	cfg.Tenant = relay.ListenerConfig{Addr: "127.0.0.1:0"}
-	if cfg.Return.Addr == "" {
-		cfg.Return.Addr = "127.0.0.1:0"
+	cfg.Tenant = relay.ListenerConfig{Listen: "127.0.0.1:0"}
+	if cfg.Return.Listen == "" {
+		cfg.Return.Listen = "127.0.0.1:0"
 	}
 	cfg.Signer = newSigner(t)
 	cfg.Log = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)

@@ -27,7 +27,7 @@ type loop struct {
 
 // newLoop starts a tenant, a relay on st and a vendor with the given
 // behaviours.
-func newLoop(t *testing.T, st relay.Store, behaviors string) *loop {
+func newLoop(t *testing.T, st store.Store, behaviors string) *loop {
 	t.Helper()
 	l := &loop{tenant: startTenant(t)}
 	vendorAddr := freeAddr(t)
@@ -42,12 +42,11 @@ func newLoop(t *testing.T, st relay.Store, behaviors string) *loop {
 
 // startOneVendorRelay starts a relay on st that sends everything to the
 // vendor at vendorAddr and returns it to the tenant at tenantAddr.
-func startOneVendorRelay(t *testing.T, st relay.Store, vendorAddr, tenantAddr string) *relay.Relay {
+func startOneVendorRelay(t *testing.T, st store.Store, vendorAddr, tenantAddr string) *relay.Relay {
 	t.Helper()
 	return startRelay(t, relay.Config{
-		Vendors: []relay.NextHop{hop("vendor", vendorAddr)},
-		Target:  hop("tenant", tenantAddr),
-		Store:   st,
+		Static: relay.Static{Store: st},
+		Policy: relay.Policy{Vendors: []relay.NextHop{hop("vendor", vendorAddr)}, Target: hop("tenant", tenantAddr)},
 	})
 }
 
@@ -66,7 +65,7 @@ func messages(t *testing.T) []relaytest.Message {
 // markers, winmail.dat) byte-identical to what the tenant sent.
 func TestRoundTripRestoresRecallIdentity(t *testing.T) {
 	t.Parallel()
-	stores(t, func(t *testing.T, st relay.Store) {
+	stores(t, func(t *testing.T, st store.Store) {
 		l := newLoop(t, st, "strip-ms-headers,rewrite-message-id,footer-text")
 		msgs := messages(t)
 

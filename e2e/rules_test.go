@@ -17,6 +17,7 @@ import (
 	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/relaytest"
 	"github.com/recallrelay/recallrelay/rules"
+	"github.com/recallrelay/recallrelay/store"
 )
 
 // loopMarkerName is the relay's default loop marker, which the rules must
@@ -37,7 +38,7 @@ type rulesLoop struct {
 
 // newRulesLoop starts a tenant, a relay on st routing by set, and one fake
 // vendor per spec, known to the relay by its name.
-func newRulesLoop(t *testing.T, st relay.Store, set *rules.Set, specs ...vendorSpec) *rulesLoop {
+func newRulesLoop(t *testing.T, st store.Store, set *rules.Set, specs ...vendorSpec) *rulesLoop {
 	t.Helper()
 	l := &rulesLoop{vendors: map[string]*relaytest.Vendor{}, tenant: startTenant(t)}
 	var err error
@@ -55,11 +56,9 @@ func newRulesLoop(t *testing.T, st relay.Store, set *rules.Set, specs ...vendorS
 		t.Fatal(err)
 	}
 	l.relay = startRelay(t, relay.Config{
-		Vendors:  hops,
-		Router:   relay.NewRulesRouter(l.engine),
-		SpoolDir: t.TempDir(),
-		Target:   hop("tenant", l.tenant.Addr()),
-		Store:    st,
+		Static: relay.Static{Store: st},
+		Policy: relay.Policy{Vendors: hops, Router: relay.NewRulesRouter(l.engine), SpoolDir: t.TempDir(),
+			Target: hop("tenant", l.tenant.Addr())},
 	})
 	for _, s := range specs {
 		l.vendors[s.name] = startVendor(t, relaytest.VendorConfig{
@@ -250,7 +249,7 @@ func tnefClassOnlyRecall(t *testing.T, e *rules.Engine, seed int64) relaytest.Me
 // vendor.
 func TestRecallTrafficBypassesVendors(t *testing.T) {
 	t.Parallel()
-	stores(t, func(t *testing.T, st relay.Store) {
+	stores(t, func(t *testing.T, st store.Store) {
 		l := newRulesLoop(t, st, rules.Default("vendor"),
 			vendorSpec{"vendor", "strip-ms-headers,rewrite-message-id,footer-text"})
 		v := l.vendors["vendor"]
@@ -343,7 +342,7 @@ rules:
 // the organization goes to the signature service only.
 func TestVendorChain(t *testing.T) {
 	t.Parallel()
-	stores(t, func(t *testing.T, st relay.Store) {
+	stores(t, func(t *testing.T, st store.Store) {
 		set, err := rules.Parse([]byte(chainRules), "chain.yaml")
 		if err != nil {
 			t.Fatal(err)
@@ -453,7 +452,7 @@ rules:
 // service only; each message reaches the tenant once, intact.
 func TestSenderDomainRouting(t *testing.T) {
 	t.Parallel()
-	stores(t, func(t *testing.T, st relay.Store) {
+	stores(t, func(t *testing.T, st store.Store) {
 		set, err := rules.Parse([]byte(senderRules), "sender.yaml")
 		if err != nil {
 			t.Fatal(err)

@@ -20,7 +20,7 @@ type admission struct {
 }
 
 func newAdmission(lc ListenerConfig) *admission {
-	return &admission{allow: lc.AllowNets, maxTotal: lc.MaxConns, maxPerIP: lc.MaxConnsPerIP, perIP: map[netip.Addr]int{}}
+	return &admission{allow: lc.AllowNets, maxTotal: lc.MaxConnections, maxPerIP: lc.MaxConnectionsPerClient, perIP: map[netip.Addr]int{}}
 }
 
 // admit returns "" and counts the connection, or the reply that refuses it.

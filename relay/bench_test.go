@@ -25,7 +25,7 @@ func BenchmarkLegs(b *testing.B) {
 		}
 	})
 	b.Run("return", func(b *testing.B) {
-		h := newHarness(b, func(c *relay.Config) { c.KeepDuplicates = true })
+		h := newHarness(b, func(c *relay.Config) { c.Duplicates = relay.DuplicatesDeliver })
 		back := string(vendorise(h.sendOut("ann@contoso.com", "bob@fabrikam.example"), false, false))
 		c := dial(b, h.relay.ReturnAddr())
 		b.ReportAllocs()

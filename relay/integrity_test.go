@@ -150,7 +150,7 @@ func TestFallbackMatchingPolicy(t *testing.T) {
 					// Reachable from every address, as a listener on
 					// a public interface is (dialled here on loopback).
 					c.Return.AllowNets = nil
-					c.Return.Addr = ":0"
+					c.Return.Listen = ":0"
 				}
 			})
 			out := h.sendOut("ann@contoso.com", "bob@fabrikam.example")

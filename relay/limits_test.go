@@ -111,9 +111,9 @@ func TestAdmission(t *testing.T) {
 			ln.Close()
 		}
 		h := newHarness(t, func(c *relay.Config) {
-			c.Tenant.Addr = "[::1]:0"
+			c.Tenant.Listen = "[::1]:0"
 			c.Tenant.AllowNets = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
-			c.Return.Addr = "[::1]:0"
+			c.Return.Listen = "[::1]:0"
 			c.Return.AllowNets = []netip.Prefix{netip.MustParsePrefix("::1/128")}
 		})
 		if code, text := greeting(t, h.relay.TenantAddr()); code != 554 || !strings.Contains(text, "::1 is not allowed") {
@@ -124,7 +124,7 @@ func TestAdmission(t *testing.T) {
 		}
 	})
 	t.Run("connections per client", func(t *testing.T) {
-		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxConnsPerIP = 2 })
+		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxConnectionsPerClient = 2 })
 		for i := 0; i < 2; i++ {
 			if code, _ := greeting(t, h.relay.TenantAddr()); code != 220 {
 				t.Fatalf("connection %d: %d", i+1, code)
@@ -135,7 +135,7 @@ func TestAdmission(t *testing.T) {
 		}
 	})
 	t.Run("slots are given back", func(t *testing.T) {
-		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxConns = 1 })
+		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxConnections = 1 })
 		c := dial(t, h.relay.TenantAddr())
 		c.cmd(221, "QUIT")
 		c.Close()
@@ -157,7 +157,7 @@ func TestAdmission(t *testing.T) {
 // answers precisely and closes where it says so.
 func TestSessionLimits(t *testing.T) {
 	t.Run("commands before MAIL", func(t *testing.T) {
-		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxCommandsWithoutMail = 5 })
+		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxCommandsBeforeMail = 5 })
 		c := dial(t, h.relay.TenantAddr()) // EHLO is command 1
 		for i := 0; i < 4; i++ {
 			c.cmd(250, "NOOP")
@@ -174,7 +174,7 @@ func TestSessionLimits(t *testing.T) {
 		}
 	})
 	t.Run("commands after MAIL are not limited", func(t *testing.T) {
-		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxCommandsWithoutMail = 5 })
+		h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxCommandsBeforeMail = 5 })
 		c := dial(t, h.relay.TenantAddr())
 		c.cmd(250, "MAIL FROM:<a@contoso.com>")
 		for i := 0; i < 20; i++ {

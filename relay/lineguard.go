@@ -5,25 +5,14 @@ import (
 	"io"
 )
 
-// BareLineEndings says what a listener does with a bare CR or bare LF in
-// message data.
-type BareLineEndings int
-
-const (
-	// RejectBare refuses the message (550 5.6.0). The default.
-	RejectBare BareLineEndings = iota
-	// NormalizeBare turns every bare CR and bare LF into CRLF.
-	NormalizeBare
-)
-
-// errBare is what lineGuard returns in RejectBare mode.
+// errBare is what lineGuard returns in BareLineReject mode.
 var errBare = errors.New("bare CR or LF in message data")
 
 // lineGuard checks message data for bare CR and bare LF, which go-smtp
 // passes through to the backend. Left alone, "\n.\n" or "\r.\r" in a message
 // could be read as end-of-data by a next hop that is lenient about line
-// endings: SMTP smuggling. lineGuard either fails the read (RejectBare) or
-// rewrites each bare CR or LF as CRLF (NormalizeBare), so what the relay
+// endings: SMTP smuggling. lineGuard either fails the read (BareLineReject) or
+// rewrites each bare CR or LF as CRLF (BareLineNormalize), so what the relay
 // forwards only ever contains CRLF line endings.
 //
 // Written in-house: no reachable library filters an SMTP data stream.
@@ -47,7 +36,7 @@ func (g *lineGuard) Read(p []byte) (int, error) {
 			if g.err == io.EOF && g.cr {
 				// Data ends in a lone CR.
 				g.cr = false
-				if g.mode == RejectBare {
+				if g.mode == BareLineReject {
 					g.err = errBare
 					return 0, g.err
 				}
@@ -81,7 +70,7 @@ func (g *lineGuard) filter(b []byte) error {
 			out = append(out, '\n')
 			g.cr = false
 		case g.cr: // bare CR followed by c
-			if g.mode == RejectBare {
+			if g.mode == BareLineReject {
 				return errBare
 			}
 			out = append(out, '\n')
@@ -96,7 +85,7 @@ func (g *lineGuard) filter(b []byte) error {
 			out = append(out, '\r')
 			g.cr = true
 		case c == '\n': // bare LF
-			if g.mode == RejectBare {
+			if g.mode == BareLineReject {
 				return errBare
 			}
 			out = append(out, '\r', '\n')

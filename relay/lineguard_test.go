@@ -12,8 +12,8 @@ func TestLineGuard(t *testing.T) {
 	tests := []struct {
 		name      string
 		in        string
-		normalize string // expected output in NormalizeBare mode
-		rejects   bool   // RejectBare refuses it
+		normalize string // expected output in BareLineNormalize mode
+		rejects   bool   // BareLineReject refuses it
 	}{
 		{"clean", "a\r\nb\r\n", "a\r\nb\r\n", false},
 		{"empty", "", "", false},
@@ -29,13 +29,13 @@ func TestLineGuard(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			// One byte per read exercises state kept across reads.
 			for _, r := range []io.Reader{strings.NewReader(tt.in), iotest.OneByteReader(strings.NewReader(tt.in))} {
-				out, err := io.ReadAll(newLineGuard(r, NormalizeBare))
+				out, err := io.ReadAll(newLineGuard(r, BareLineNormalize))
 				if err != nil || string(out) != tt.normalize {
 					t.Errorf("normalize: %q, %v; want %q", out, err, tt.normalize)
 				}
 			}
 			for _, r := range []io.Reader{strings.NewReader(tt.in), iotest.OneByteReader(strings.NewReader(tt.in))} {
-				out, err := io.ReadAll(newLineGuard(r, RejectBare))
+				out, err := io.ReadAll(newLineGuard(r, BareLineReject))
 				if tt.rejects {
 					if !errors.Is(err, errBare) {
 						t.Errorf("reject: err = %v, want errBare", err)
@@ -50,7 +50,7 @@ func TestLineGuard(t *testing.T) {
 
 func TestLineGuardPassesReadErrors(t *testing.T) {
 	boom := errors.New("boom")
-	_, err := io.ReadAll(newLineGuard(io.MultiReader(strings.NewReader("ok\r\n"), iotest.ErrReader(boom)), RejectBare))
+	_, err := io.ReadAll(newLineGuard(io.MultiReader(strings.NewReader("ok\r\n"), iotest.ErrReader(boom)), BareLineReject))
 	if !errors.Is(err, boom) {
 		t.Fatalf("err = %v", err)
 	}

@@ -3,7 +3,6 @@ package relay
 import (
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -11,70 +10,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 )
-
-// StartTLS is a next hop's STARTTLS policy.
-type StartTLS int
-
-const (
-	// TLSOpportunistic uses STARTTLS when the next hop offers it.
-	TLSOpportunistic StartTLS = iota
-	// TLSRequired fails (4xx upstream) unless STARTTLS succeeds.
-	TLSRequired
-	// TLSOff never uses STARTTLS.
-	TLSOff
-)
-
-// NextHop is where one leg delivers: the vendor's smart host on the tenant
-// leg, the tenant (reinjection) on the return leg.
-type NextHop struct {
-	// Name identifies the hop in replies and logs ("vendor signature",
-	// "tenant").
-	Name string
-	// Address is host:port.
-	Address string
-	// Helo is the name the relay gives in EHLO.
-	Helo     string
-	StartTLS StartTLS
-	// TLS is used for STARTTLS: ServerName (defaults to Address's host),
-	// RootCAs, Certificates (the client certificate Exchange's inbound
-	// connector checks), InsecureSkipVerify.
-	TLS *tls.Config
-
-	ConnectTimeout time.Duration // default 30s
-	CommandTimeout time.Duration // each command's reply; default 5m
-	DataTimeout    time.Duration // idle time while writing the message; default 5m
-	FinalTimeout   time.Duration // reply to end-of-data; default 10m
-}
-
-func (h *NextHop) withDefaults() NextHop {
-	n := *h
-	if n.ConnectTimeout <= 0 {
-		n.ConnectTimeout = 30 * time.Second
-	}
-	if n.CommandTimeout <= 0 {
-		n.CommandTimeout = 5 * time.Minute
-	}
-	if n.DataTimeout <= 0 {
-		n.DataTimeout = 5 * time.Minute
-	}
-	if n.FinalTimeout <= 0 {
-		n.FinalTimeout = 10 * time.Minute
-	}
-	if n.Helo == "" {
-		n.Helo = "localhost"
-	}
-	return n
-}
-
-func (h *NextHop) validate() error {
-	if h.Name == "" {
-		return errors.New("next hop without a name")
-	}
-	if _, _, err := net.SplitHostPort(h.Address); err != nil {
-		return fmt.Errorf("next hop %s: address %q: %w", h.Name, h.Address, err)
-	}
-	return nil
-}
 
 // hopConn is one SMTP client connection to a next hop. It is used by one
 // goroutine at a time (the session's, under its lock), except for cut.
@@ -106,12 +41,12 @@ func (hc *hopConn) cut() {
 //
 // go-smtp's client (v0.25) can only start TLS through NewClientStartTLS,
 // whose EHLO before STARTTLS names itself "localhost"; the EHLO after it,
-// the one that counts, uses h.Helo. A next hop that does not offer STARTTLS
-// gets a second, plaintext connection under TLSOpportunistic.
+// the one that counts, uses h.HELO. A next hop that does not offer STARTTLS
+// gets a second, plaintext connection under StartTLSOpportunistic.
 func dialHop(h NextHop) (*hopConn, error) {
-	if h.StartTLS != TLSOff {
+	if h.StartTLS != StartTLSOff {
 		hc, err := dialHopTLS(h)
-		if err == nil || h.StartTLS == TLSRequired || !errors.Is(err, errNoStartTLS) {
+		if err == nil || h.StartTLS == StartTLSRequired || !errors.Is(err, errNoStartTLS) {
 			return hc, err
 		}
 	}
@@ -122,7 +57,7 @@ func dialHop(h NextHop) (*hopConn, error) {
 	c := smtp.NewClient(&idleWriteConn{Conn: conn, idle: h.DataTimeout})
 	c.CommandTimeout = h.CommandTimeout
 	c.SubmissionTimeout = h.FinalTimeout
-	if err := c.Hello(h.Helo); err != nil {
+	if err := c.Hello(h.HELO); err != nil {
 		c.Close()
 		return nil, hopError(h.Name, "greeting", err)
 	}
@@ -165,7 +100,7 @@ func dialHopTLS(h NextHop) (*hopConn, error) {
 			// go-smtp (v0.25) says so only in an errors.New text;
 			// TestNextHopTLS ("required without offer", "opportunistic
 			// without offer") pins it.
-			if h.StartTLS == TLSRequired {
+			if h.StartTLS == StartTLSRequired {
 				return nil, Reply(454, smtp.EnhancedCode{4, 7, 10}, "%s does not offer STARTTLS, which is required", h.Name)
 			}
 			return nil, errNoStartTLS
@@ -175,7 +110,7 @@ func dialHopTLS(h NextHop) (*hopConn, error) {
 	}
 	c.CommandTimeout = h.CommandTimeout
 	c.SubmissionTimeout = h.FinalTimeout
-	if err := c.Hello(h.Helo); err != nil { // the TLS handshake happens here
+	if err := c.Hello(h.HELO); err != nil { // the TLS handshake happens here
 		c.Close()
 		return nil, hopError(h.Name, "STARTTLS", &tlsError{err})
 	}

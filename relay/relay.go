@@ -13,7 +13,6 @@ package relay
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -31,223 +30,16 @@ import (
 )
 
 // Store keeps origin records between the two legs, and the delivery state
-// that suppresses duplicate returns. store.Redis and store.Bolt implement it.
-type Store interface {
-	Put(ctx context.Context, rec *headers.Record, ttl time.Duration) error
-	Get(ctx context.Context, ref string) (*headers.Record, error)
-	ByMessageID(ctx context.Context, messageID string) ([]*headers.Record, error)
-	ByFingerprint(ctx context.Context, fp string) ([]*headers.Record, error)
-
-	// Claim, Confirm and Release guard delivery of one record to one
-	// recipient; CountReturn counts how often a record's message came back.
-	Claim(ctx context.Context, ref, rcpt string, lease time.Duration) (store.ClaimResult, error)
-	Confirm(ctx context.Context, ref, rcpt string) error
-	Release(ctx context.Context, ref, rcpt string) error
-	CountReturn(ctx context.Context, ref string) (int64, error)
-}
-
-// ListenerConfig configures one leg's SMTP listener.
-type ListenerConfig struct {
-	// Addr is host:port to listen on ("127.0.0.1:0" picks a free port).
-	Addr string
-	// TLS enables STARTTLS; nil disables it.
-	TLS *tls.Config
-
-	MaxMessageBytes int64 // SIZE; default 150 MB
-	MaxHeaderBytes  int   // header block; default 1 MiB
-	// MaxHeaderFields bounds the number of fields in a header block
-	// (552 5.3.4 beyond); default 1000.
-	MaxHeaderFields int
-	MaxRecipients   int           // default 1000
-	MaxLineLength   int           // default 2000 (RFC 5321 allows 1000)
-	CommandTimeout  time.Duration // idle time waiting for a command; default 5m
-	DataTimeout     time.Duration // idle time between reads of message data; default 5m
-	// MinDataRate bounds a whole DATA or BDAT transfer, in bytes per
-	// second: a transfer that has received n bytes must be done within
-	// DataTimeout + n/MinDataRate of its start (421 4.4.2, then the
-	// connection closes). It stops a client that trickles a byte every few
-	// seconds and so never trips DataTimeout. Default 500; negative
-	// disables it.
-	MinDataRate     int64
-	BareLineEndings BareLineEndings
-
-	// AllowNets are the client networks allowed to connect; empty allows
-	// every address. Others get 554 5.7.1 at connect.
-	AllowNets []netip.Prefix
-	// MaxConns and MaxConnsPerIP bound open connections (421 4.7.0 beyond);
-	// defaults 500 and 50.
-	MaxConns, MaxConnsPerIP int
-	// MaxCommandsWithoutMail bounds the command lines a client may send
-	// before its first MAIL FROM (421 4.7.0, then the connection is
-	// closed); default 100.
-	MaxCommandsWithoutMail int
-	// MaxErrors is how many refused commands a connection may collect
-	// before the relay answers 421 and closes it; default 20.
-	MaxErrors int
-	// RequireTLS refuses MAIL FROM before STARTTLS (530 5.7.0).
-	RequireTLS bool
-	// ClientCertNames, when set, lets a client authenticate with a TLS
-	// client certificate that verifies against TLS.ClientCAs (set
-	// TLS.ClientAuth to tls.VerifyClientCertIfGiven) and whose subject
-	// common name or a DNS name is in the list: the vendors' certificates.
-	ClientCertNames []string
-	// Users, when set, offers SMTP AUTH PLAIN and LOGIN after STARTTLS, for
-	// vendors that cannot do mutual TLS.
-	Users Authenticator
-	// With ClientCertNames or Users set, a client must authenticate one way
-	// or the other before MAIL FROM (530 5.7.0).
-}
-
-func (l ListenerConfig) withDefaults() ListenerConfig {
-	if l.MaxMessageBytes <= 0 {
-		l.MaxMessageBytes = 150_000_000
-	}
-	if l.MaxHeaderBytes <= 0 {
-		l.MaxHeaderBytes = headers.DefaultMaxHeaderBytes
-	}
-	if l.MaxHeaderFields <= 0 {
-		l.MaxHeaderFields = headers.DefaultMaxHeaderFields
-	}
-	if l.MaxRecipients <= 0 {
-		l.MaxRecipients = 1000
-	}
-	if l.MinDataRate == 0 {
-		l.MinDataRate = 500
-	}
-	if l.MaxLineLength <= 0 {
-		l.MaxLineLength = 2000
-	}
-	if l.CommandTimeout <= 0 {
-		l.CommandTimeout = 5 * time.Minute
-	}
-	if l.DataTimeout <= 0 {
-		l.DataTimeout = 5 * time.Minute
-	}
-	if l.MaxConns <= 0 {
-		l.MaxConns = 500
-	}
-	if l.MaxConnsPerIP <= 0 {
-		l.MaxConnsPerIP = 50
-	}
-	if l.MaxCommandsWithoutMail <= 0 {
-		l.MaxCommandsWithoutMail = 100
-	}
-	if l.MaxErrors <= 0 {
-		l.MaxErrors = 20
-	}
-	return l
-}
-
-// WithoutRecord is what the return leg does with mail that has no valid
-// origin record.
-type WithoutRecord int
-
-const (
-	// RejectUnrecorded answers 550 5.7.1. The default.
-	RejectUnrecorded WithoutRecord = iota
-	// StripUnrecorded delivers it with every organization header removed.
-	StripUnrecorded
-)
-
-// FallbackMatching says whose returning mail may be matched to its record
-// without the signed reference, by Message-ID or fingerprint.
-type FallbackMatching int
-
-const (
-	// FallbackTrusted allows fallback matching only for a client that
-	// authenticated (client certificate or SMTP AUTH) or that the return
-	// listener's AllowNets admitted, or on a return listener bound to a
-	// loopback address. The default.
-	FallbackTrusted FallbackMatching = iota
-	// FallbackOff matches by reference only.
-	FallbackOff
-	// FallbackAny allows fallback matching for every client of the return
-	// listener. Anyone who can reach it and knows a recorded message's
-	// Message-ID (or Date, From, To and Subject) and sender can then
-	// deliver any content to a recipient not yet delivered, with the
-	// recorded organization headers restored.
-	FallbackAny
-)
-
-// Config is everything a Relay needs. Zero values take the documented
-// defaults; Store, Signer, Vendor and Target are required.
-type Config struct {
-	// Hostname names the relay in its greeting, EHLO and Received fields.
-	Hostname string
-
-	Tenant ListenerConfig // tenant → relay
-	Return ListenerConfig // vendor → relay
-
-	// Vendors are the services the tenant leg sends mail to, by name.
-	Vendors []NextHop
-	// Router routes each message; nil sends everything to Vendors[0].
-	Router Router
-	// SpoolDir holds message bodies the router must read before it
-	// decides (attachments, winmail.dat); default os.TempDir().
-	SpoolDir string
-	// Target is the tenant: where the return leg reinjects mail.
-	Target NextHop
-
-	Store  Store
-	Signer *headers.Signer
-	// RefHeader names the reference header; default headers.DefaultRefHeader.
-	RefHeader string
-	// Capture selects the fields recorded on the tenant leg; Restore those
-	// put back on the return leg. Defaults: headers.DefaultCapture and
-	// headers.DefaultRestore.
-	Capture, Restore *headers.Matcher
-	// LoopMarker is added on the return leg so the tenant's transport rule
-	// does not route the message out again. Default
-	// "X-RecallRelay-Processed: true".
-	LoopMarker *headers.Field
-	// NoReceived turns off the Received trace field the relay adds.
-	NoReceived bool
-	// RecordTTL is how long origin records live; default 72h.
-	RecordTTL time.Duration
-	// StoreTimeout bounds each store operation; default 5s.
-	StoreTimeout  time.Duration
-	WithoutRecord WithoutRecord
-	// FallbackMatching says who may be matched without the reference.
-	FallbackMatching FallbackMatching
-
-	// PassUnrecorded lets the tenant leg send a message on to the vendor
-	// when its origin record cannot be written (store down), instead of
-	// answering 451 4.3.0. Such a message has no record when it returns, so
-	// the return leg treats it per WithoutRecord. Off by default.
-	PassUnrecorded bool
-
-	// KeepDuplicates turns off duplicate suppression: by default, a message
-	// the vendor sends back again for a recipient the tenant already
-	// accepted it for is acknowledged and not delivered a second time.
-	KeepDuplicates bool
-	// MaxDuplicateReturns bounds how many copies of one record's message
-	// the return leg acknowledges without delivering (every recipient had
-	// it already): a replaying vendor gets 550 5.7.1 beyond it. First
-	// deliveries need no bound: each recipient is delivered at most once.
-	// Default 10.
-	MaxDuplicateReturns int
-	// ClaimLease is how long a delivery claim holds while the tenant has not
-	// answered; it must outlast Target's timeouts. Default: Target's
-	// ConnectTimeout + CommandTimeout + FinalTimeout + DataTimeout.
-	ClaimLease time.Duration
-
-	// Log receives the relay's log lines: a LogObserver over it is always
-	// the first observer.
-	Log zerolog.Logger
-	// Observers are told of every message's outcome and of the relay's
-	// other events (see Observer), after the log. They hold for the
-	// relay's life: Reload does not change them.
-	Observers []Observer
-	// Now is the clock; default time.Now.
-	Now func() time.Time
-}
+// that suppresses duplicate returns (store.Store; store.Redis and
+// store.Bolt implement it). The relay never closes it: whoever opened it
+// does.
+type Store = store.Store
 
 // Relay is a running pair of legs.
 type Relay struct {
-	// cfg is the configuration the relay started with. Its listener
-	// settings, Hostname and Log hold for the relay's life; everything else
-	// is read from live, which Reload replaces.
-	cfg  Config
+	// cfg is what the relay holds for its life; the policy in force is
+	// live, which Reload replaces.
+	cfg  Static
 	live atomic.Pointer[state]
 	obs  observers
 
@@ -263,7 +55,7 @@ type Relay struct {
 // MAIL FROM to its end, so a reload never mixes two configurations in one
 // message.
 type state struct {
-	cfg       Config
+	cfg       Policy
 	router    Router
 	restorer  *headers.Restorer
 	refMatch  headers.Matcher
@@ -294,7 +86,7 @@ type leg struct {
 // loopbackOnly reports whether the leg listens on a loopback address
 // only, so that no other machine can reach it.
 func (l *leg) loopbackOnly() bool {
-	addr := l.lc.Addr
+	addr := l.lc.Listen
 	if l.ln != nil {
 		addr = l.ln.Addr().String()
 	}
@@ -311,11 +103,17 @@ func (l *leg) loopbackOnly() bool {
 
 // New checks cfg and returns a Relay that is not yet listening.
 func New(cfg Config) (*Relay, error) {
-	st, err := newState(cfg)
+	if cfg.Store == nil {
+		return nil, errors.New("relay: no store")
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
+	}
+	st, err := newState(cfg.Static, cfg.Policy)
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{cfg: st.cfg, sessions: map[*session]struct{}{}}
+	r := &Relay{cfg: cfg.Static, sessions: map[*session]struct{}{}}
 	r.obs = append(observers{LogObserver{Log: cfg.Log}}, cfg.Observers...)
 	r.live.Store(st)
 	r.tenant = &leg{name: "tenant", lc: cfg.Tenant.withDefaults(), policy: tenantPolicy{}}
@@ -323,15 +121,14 @@ func New(cfg Config) (*Relay, error) {
 	return r, nil
 }
 
-// Reload replaces the configuration of a running relay: vendors, the
-// tenant target, the router, the reference keys, the header selections and
-// the policies. Sessions keep their connections; each transaction started
-// after Reload returns uses the new configuration, and those in progress
-// finish on the old one. cfg is checked as New checks it; an invalid cfg
-// changes nothing. The listener settings (Tenant, Return), Hostname and Log
-// are those the relay started with: changing them needs a restart.
-func (r *Relay) Reload(cfg Config) error {
-	st, err := newState(cfg)
+// Reload replaces the policy of a running relay: vendors, the tenant
+// target, the router, the reference keys, the header selections and the
+// policies. Sessions keep their connections; each transaction started
+// after Reload returns uses the new policy, and those in progress finish
+// on the old one. p is checked as New checks it; an invalid p changes
+// nothing. What Static holds needs a restart.
+func (r *Relay) Reload(p Policy) error {
+	st, err := newState(r.cfg, p)
 	if err == nil {
 		r.live.Store(st)
 	}
@@ -339,100 +136,94 @@ func (r *Relay) Reload(cfg Config) error {
 	return err
 }
 
-// routerOf is cfg's router, by default everything to the first vendor.
-func routerOf(cfg Config) Router {
-	if cfg.Router != nil {
-		return cfg.Router
-	}
-	return defaultRouter{vendor: cfg.Vendors[0].Name}
-}
-
-// newState checks cfg and fills in its defaults.
-func newState(cfg Config) (*state, error) {
-	if cfg.Store == nil {
-		return nil, errors.New("relay: no store")
-	}
-	if cfg.Signer == nil {
+// newState checks p and fills in its defaults.
+func newState(static Static, p Policy) (*state, error) {
+	if p.Signer == nil {
 		return nil, errors.New("relay: no reference signer")
 	}
-	if len(cfg.Vendors) == 0 {
+	if len(p.Vendors) == 0 {
 		return nil, errors.New("relay: no vendor")
 	}
-	cfg.Vendors = slices.Clone(cfg.Vendors)
+	for _, c := range []interface{ Check() error }{p.ReturnWithoutRecord, p.FallbackMatching, p.Duplicates} {
+		if err := c.Check(); err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+	}
+	p.Vendors = slices.Clone(p.Vendors)
 	vendors := map[string]NextHop{}
-	for i := range cfg.Vendors {
-		h := &cfg.Vendors[i]
+	for i := range p.Vendors {
+		h := &p.Vendors[i]
 		if err := h.validate(); err != nil {
 			return nil, fmt.Errorf("relay: vendor: %w", err)
 		}
 		if _, dup := vendors[h.Name]; dup {
 			return nil, fmt.Errorf("relay: vendor %s listed twice", h.Name)
 		}
-		if h.Helo == "" {
-			h.Helo = cfg.Hostname
-			if h.Helo == "" {
-				h.Helo = "localhost"
-			}
-		}
-		*h = h.withDefaults()
+		*h = h.withDefaults(static.Hostname)
 		vendors[h.Name] = *h
 	}
-	if err := cfg.Target.validate(); err != nil {
+	if err := p.Target.validate(); err != nil {
 		return nil, fmt.Errorf("relay: tenant target: %w", err)
 	}
-	if cfg.Hostname == "" {
-		cfg.Hostname = "localhost"
+	p.Target = p.Target.withDefaults(static.Hostname)
+	if p.RefHeader == "" {
+		p.RefHeader = headers.DefaultRefHeader
 	}
-	if cfg.RefHeader == "" {
-		cfg.RefHeader = headers.DefaultRefHeader
-	}
-	if err := headers.CheckFieldName(cfg.RefHeader); err != nil {
+	if err := headers.CheckFieldName(p.RefHeader); err != nil {
 		return nil, fmt.Errorf("relay: reference header: %w", err)
 	}
-	if cfg.Capture == nil {
+	if p.Capture == nil {
 		m := headers.MustMatcher(headers.DefaultCapture...)
-		cfg.Capture = &m
+		p.Capture = &m
 	}
-	if cfg.Restore == nil {
+	if p.Restore == nil {
 		m := headers.MustMatcher(headers.DefaultRestore...)
-		cfg.Restore = &m
+		p.Restore = &m
 	}
-	if cfg.LoopMarker == nil {
-		f, _ := headers.NewField("X-RecallRelay-Processed", "true")
-		cfg.LoopMarker = &f
+	if p.LoopMarker == nil {
+		f, _ := headers.NewField(DefaultLoopMarkerName, DefaultLoopMarkerValue)
+		p.LoopMarker = &f
 	}
-	if !headers.ValidRawField(cfg.LoopMarker.Raw) {
-		return nil, fmt.Errorf("relay: loop marker %q is not a valid header field", cfg.LoopMarker.Raw)
+	if !headers.ValidRawField(p.LoopMarker.Raw) {
+		return nil, fmt.Errorf("relay: loop marker %q is not a valid header field", p.LoopMarker.Raw)
 	}
-	if cfg.RecordTTL <= 0 {
-		cfg.RecordTTL = 72 * time.Hour
+	if p.RecordTTL <= 0 {
+		p.RecordTTL = DefaultRecordTTL
 	}
-	if cfg.StoreTimeout <= 0 {
-		cfg.StoreTimeout = 5 * time.Second
+	if p.StoreTimeout <= 0 {
+		p.StoreTimeout = DefaultStoreTimeout
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if p.Now == nil {
+		p.Now = time.Now
 	}
-	if cfg.Target.Helo == "" {
-		cfg.Target.Helo = cfg.Hostname
+	if p.ReturnWithoutRecord == "" {
+		p.ReturnWithoutRecord = ReturnReject
 	}
-	cfg.Target = cfg.Target.withDefaults()
-	if cfg.MaxDuplicateReturns <= 0 {
-		cfg.MaxDuplicateReturns = 10
+	if p.FallbackMatching == "" {
+		p.FallbackMatching = FallbackTrusted
 	}
-	if cfg.ClaimLease <= 0 {
-		t := cfg.Target
-		cfg.ClaimLease = t.ConnectTimeout + t.CommandTimeout + t.FinalTimeout + t.DataTimeout
+	if p.Duplicates == "" {
+		p.Duplicates = DuplicatesSuppress
 	}
-	router := routerOf(cfg)
-	cfg.Router = nil // the state's router is state.router
+	if p.MaxDuplicateReturns <= 0 {
+		p.MaxDuplicateReturns = DefaultMaxDuplicateReturns
+	}
+	if p.ClaimLease <= 0 {
+		t := p.Target
+		p.ClaimLease = t.ConnectTimeout + t.CommandTimeout + t.FinalTimeout + t.DataTimeout
+	}
+	router := p.Router
+	if router == nil {
+		router = defaultRouter{vendor: p.Vendors[0].Name}
+	}
+	p.Router = nil // the state's router is state.router
 	return &state{
-		cfg:       cfg,
+		cfg:       p,
 		router:    router,
-		restorer:  headers.NewRestorer(*cfg.Restore),
+		restorer:  headers.NewRestorer(*p.Restore),
 		vendors:   vendors,
-		refMatch:  headers.MustMatcher(cfg.RefHeader),
-		loopMatch: headers.MustMatcher(cfg.LoopMarker.Name),
+		refMatch:  headers.MustMatcher(p.RefHeader),
+		loopMatch: headers.MustMatcher(p.LoopMarker.Name),
 	}, nil
 }
 
@@ -452,10 +243,10 @@ func (r *Relay) SetRouter(rt Router) {
 // Start binds both listeners and serves them in the background.
 func (r *Relay) Start() error {
 	for _, l := range []*leg{r.tenant, r.ret} {
-		ln, err := net.Listen("tcp", l.lc.Addr)
+		ln, err := net.Listen("tcp", l.lc.Listen)
 		if err != nil {
 			r.closeListeners()
-			return fmt.Errorf("relay: %s listener %s: %w", l.name, l.lc.Addr, err)
+			return fmt.Errorf("relay: %s listener %s: %w", l.name, l.lc.Listen, err)
 		}
 		l.ln = ln
 	}
@@ -465,7 +256,7 @@ func (r *Relay) Start() error {
 		go func(l *leg) {
 			defer close(l.done)
 			gl := &guardedListener{Listener: l.ln, adm: newAdmission(l.lc), leg: l.name, obs: r.obs,
-				maxCmds: l.lc.MaxCommandsWithoutMail}
+				maxCmds: l.lc.MaxCommandsBeforeMail}
 			if err := l.srv.Serve(gl); err != nil {
 				r.cfg.Log.Error().Str("leg", l.name).Err(err).Msg("listener stopped")
 			}
@@ -570,7 +361,7 @@ func (r *Relay) newServer(l *leg) *smtp.Server {
 	}))
 	s.Domain = r.cfg.Hostname
 	s.TLSConfig = l.lc.TLS
-	s.MaxMessageBytes = l.lc.MaxMessageBytes
+	s.MaxMessageBytes = l.lc.MaxMessageSize
 	// The session counts recipients itself (with a log line); go-smtp's
 	// limit is left off so that it does not answer first.
 	s.MaxRecipients = 0

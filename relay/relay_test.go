@@ -49,15 +49,19 @@ func newHarness(t testing.TB, mod func(*relay.Config)) *harness {
 		t.Fatal(err)
 	}
 	cfg := relay.Config{
-		Hostname:  "relay.test",
-		Tenant:    relay.ListenerConfig{Addr: "127.0.0.1:0"},
-		Return:    relay.ListenerConfig{Addr: "127.0.0.1:0"},
-		Vendors:   []relay.NextHop{{Name: "vendor", Address: h.vendor.Addr(), StartTLS: relay.TLSOff, CommandTimeout: 5 * time.Second}},
-		Target:    relay.NextHop{Name: "tenant", Address: h.tenant.Addr(), StartTLS: relay.TLSOff, CommandTimeout: 5 * time.Second},
-		Store:     h.store,
-		Signer:    h.signer,
-		Log:       zerolog.New(h.logs),
-		Observers: []relay.Observer{h.obs},
+		Static: relay.Static{
+			Hostname:  "relay.test",
+			Tenant:    relay.ListenerConfig{Listen: "127.0.0.1:0"},
+			Return:    relay.ListenerConfig{Listen: "127.0.0.1:0"},
+			Store:     h.store,
+			Log:       zerolog.New(h.logs),
+			Observers: []relay.Observer{h.obs},
+		},
+		Policy: relay.Policy{
+			Vendors: []relay.NextHop{{Name: "vendor", Address: h.vendor.Addr(), StartTLS: relay.StartTLSOff, CommandTimeout: 5 * time.Second}},
+			Target:  relay.NextHop{Name: "tenant", Address: h.tenant.Addr(), StartTLS: relay.StartTLSOff, CommandTimeout: 5 * time.Second},
+			Signer:  h.signer,
+		},
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -307,7 +311,7 @@ func TestBareLineEndings(t *testing.T) {
 		})
 	}
 	t.Run("normalize", func(t *testing.T) {
-		h := newHarness(t, func(c *relay.Config) { c.Tenant.BareLineEndings = relay.NormalizeBare })
+		h := newHarness(t, func(c *relay.Config) { c.Tenant.BareLineEndings = relay.BareLineNormalize })
 		c := dial(t, h.relay.TenantAddr())
 		c.cmd(250, "MAIL FROM:<a@contoso.com>")
 		c.cmd(250, "RCPT TO:<b@fabrikam.example>")
@@ -427,7 +431,7 @@ func TestPipelining(t *testing.T) {
 // Header blocks over the limit are refused with 552 5.3.4, malformed ones
 // with 550 5.6.0; messages over SIZE with 552.
 func TestLimits(t *testing.T) {
-	h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxHeaderBytes = 1024; c.Tenant.MaxMessageBytes = 64 << 10 })
+	h := newHarness(t, func(c *relay.Config) { c.Tenant.MaxHeaderSize = 1024; c.Tenant.MaxMessageSize = 64 << 10 })
 	send := func(data string, want int, wantText string) {
 		t.Helper()
 		c := dial(t, h.relay.TenantAddr())

@@ -15,8 +15,8 @@ import (
 // same connection uses the new configuration, and an invalid configuration
 // changes nothing.
 func TestReload(t *testing.T) {
-	var cfg relay.Config
-	h := newHarness(t, func(c *relay.Config) { cfg = *c })
+	var policy relay.Policy
+	h := newHarness(t, func(c *relay.Config) { policy = c.Policy })
 	vendor2 := startRecorder(t, nil)
 
 	c := dial(t, h.relay.TenantAddr())
@@ -34,8 +34,8 @@ func TestReload(t *testing.T) {
 	// the vendor it started with.
 	c.cmd(250, "MAIL FROM:<ann@contoso.com>")
 	c.cmd(250, "RCPT TO:<bob@fabrikam.example>")
-	next := cfg
-	next.Vendors = []relay.NextHop{{Name: "vendor2", Address: vendor2.Addr(), StartTLS: relay.TLSOff}}
+	next := policy
+	next.Vendors = []relay.NextHop{{Name: "vendor2", Address: vendor2.Addr(), StartTLS: relay.StartTLSOff}}
 	if err := h.relay.Reload(next); err != nil {
 		t.Fatal(err)
 	}

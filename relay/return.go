@@ -42,7 +42,7 @@ func (returnPolicy) prepare(s *session, h *headers.Header, body io.Reader, o *Ou
 	}
 	rec := res.rec
 	if rec == nil {
-		if s.st.cfg.WithoutRecord == RejectUnrecorded {
+		if s.st.cfg.ReturnWithoutRecord == ReturnReject {
 			return nil, Reply(550, smtp.EnhancedCode{5, 7, 1},
 				"No origin record for this message: it did not leave through this relay (or its record expired)")
 		}
@@ -59,7 +59,7 @@ func (returnPolicy) prepare(s *session, h *headers.Header, body io.Reader, o *Ou
 		}
 	}
 	p := &prepared{body: body}
-	if rec != nil && !s.st.cfg.KeepDuplicates {
+	if rec != nil && s.st.cfg.Duplicates != DuplicatesDeliver {
 		c := s.claim(rec)
 		skip, err := c.take(ctx, s.rcpts)
 		o.Suppressed = c.suppressed
@@ -93,7 +93,7 @@ func (returnPolicy) prepare(s *session, h *headers.Header, body io.Reader, o *Ou
 // matcher is this transaction's record matcher.
 func (s *session) matcher() *recordMatcher {
 	return &recordMatcher{
-		store:     s.st.cfg.Store,
+		store:     s.r.cfg.Store,
 		signer:    s.st.cfg.Signer,
 		refHeader: s.st.cfg.RefHeader,
 		ttl:       s.st.cfg.RecordTTL,
@@ -112,7 +112,7 @@ func (s *session) matcher() *recordMatcher {
 // claim is this transaction's delivery claim on rec.
 func (s *session) claim(rec *headers.Record) *deliveryClaim {
 	return &deliveryClaim{
-		store:      s.st.cfg.Store,
+		store:      s.r.cfg.Store,
 		rec:        rec,
 		lease:      s.st.cfg.ClaimLease,
 		timeout:    s.st.cfg.StoreTimeout,

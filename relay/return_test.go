@@ -222,7 +222,7 @@ func TestReturnRefuses(t *testing.T) {
 // With return_without_record: strip, unrecorded mail is delivered with
 // every organization header removed, so it cannot become internal.
 func TestReturnStripsWithoutRecord(t *testing.T) {
-	h := newHarness(t, func(c *relay.Config) { c.WithoutRecord = relay.StripUnrecorded })
+	h := newHarness(t, func(c *relay.Config) { c.ReturnWithoutRecord = relay.ReturnStrip })
 	data := []byte("X-MS-Exchange-CrossPremises-AuthAs: Internal\r\nX-MS-Exchange-Organization-AuthAs: Internal\r\n" +
 		"X-OrganizationHeadersPreserved: x\r\nMessage-ID: <never@sent>\r\nSubject: hi\r\n\r\nbody\r\n")
 	if code, text := h.sendBack(data, "x@contoso.com", "bob@fabrikam.example"); code != 250 {
@@ -328,7 +328,7 @@ func TestReturnConcurrentCopies(t *testing.T) {
 
 // With duplicate suppression off, every return is delivered.
 func TestReturnKeepDuplicates(t *testing.T) {
-	h := newHarness(t, func(c *relay.Config) { c.KeepDuplicates = true })
+	h := newHarness(t, func(c *relay.Config) { c.Duplicates = relay.DuplicatesDeliver })
 	back := vendorise(h.sendOut("ann@contoso.com", "bob@fabrikam.example"), false, false)
 	h.sendBack(back, "ann@contoso.com", "bob@fabrikam.example")
 	h.sendBack(back, "ann@contoso.com", "bob@fabrikam.example")

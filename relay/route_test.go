@@ -58,7 +58,7 @@ func (tr *testRouter) Message(_ string, _ []string, size int64, h *headers.Heade
 func routedHarness(t *testing.T, tr *testRouter) (*harness, *relaytest.Tenant) {
 	second := startRecorder(t, nil)
 	h := newHarness(t, func(c *relay.Config) {
-		c.Vendors = append(c.Vendors, relay.NextHop{Name: "second", Address: second.Addr(), StartTLS: relay.TLSOff})
+		c.Vendors = append(c.Vendors, relay.NextHop{Name: "second", Address: second.Addr(), StartTLS: relay.StartTLSOff})
 		c.Router = tr
 		c.SpoolDir = t.TempDir()
 	})

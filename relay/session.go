@@ -496,7 +496,7 @@ func (s *session) data(r io.Reader, o *Outcome) error {
 	start := time.Now()
 	guard := newLineGuard(r, s.leg.lc.BareLineEndings)
 	h, body, err := headers.ReadHeaderLimits(guard, headers.Limits{
-		MaxBytes: s.leg.lc.MaxHeaderBytes, MaxFields: s.leg.lc.MaxHeaderFields})
+		MaxBytes: s.leg.lc.MaxHeaderSize, MaxFields: s.leg.lc.MaxHeaderFields})
 	o.Stages.Header = time.Since(start)
 	if err != nil {
 		// Nothing was sent to the next hop yet; the Reset that follows
@@ -672,7 +672,7 @@ func (s *session) readError(err error) error {
 	case errors.Is(err, headers.ErrTooManyFields):
 		return errTooManyFields(s.leg.lc.MaxHeaderFields)
 	case errors.Is(err, headers.ErrHeaderTooLarge):
-		return errHeaderTooLarge(s.leg.lc.MaxHeaderBytes)
+		return errHeaderTooLarge(s.leg.lc.MaxHeaderSize)
 	case errors.Is(err, smtp.ErrDataReset):
 		return errAborted
 	case errors.Is(err, errDataTooSlow):

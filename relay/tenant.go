@@ -128,7 +128,7 @@ func (s *session) applyRoute(h *headers.Header, rt Route, o *Outcome) (*prepared
 	now := s.st.cfg.Now()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), s.st.cfg.StoreTimeout)
-	prev, err := s.st.cfg.Store.Get(ctx, ref)
+	prev, err := s.r.cfg.Store.Get(ctx, ref)
 	cancel()
 	o.Stages.Store += time.Since(start)
 	switch {
@@ -147,7 +147,7 @@ func (s *session) applyRoute(h *headers.Header, rt Route, o *Outcome) (*prepared
 		},
 		Rcpts:       append([]string(nil), s.rcpts...),
 		ReceivedAt:  now.UTC(),
-		Listener:    s.leg.lc.Addr,
+		Listener:    s.leg.lc.Listen,
 		ClientAddr:  s.remote,
 		Helo:        s.helo,
 		TLS:         s.tls,
@@ -170,7 +170,7 @@ func (s *session) applyRoute(h *headers.Header, rt Route, o *Outcome) (*prepared
 	s.addReceived(h, rec.Ref, now)
 
 	return &prepared{commit: func(ctx context.Context) error {
-		err := s.st.cfg.Store.Put(ctx, rec, s.st.cfg.RecordTTL)
+		err := s.r.cfg.Store.Put(ctx, rec, s.st.cfg.RecordTTL)
 		if err != nil && s.st.cfg.PassUnrecorded {
 			s.storeFailed(&storeError{op: "put", ref: rec.Ref, err: err})
 			s.log(zerolog.ErrorLevel).Str("ref", rec.Ref).Msg("passing the message on unrecorded (pass_unrecorded)")

@@ -75,18 +75,18 @@ func TestNextHopTLS(t *testing.T) {
 	tests := []struct {
 		name     string
 		server   *tls.Config
-		policy   relay.StartTLS
+		policy   relay.StartTLSMode
 		roots    *testCA
 		wantCode int
 		wantText string
 		wantTLS  bool
 	}{
-		{"verified", ca.serverTLS(t, "vendor.test"), relay.TLSRequired, ca, 250, "", true},
-		{"opportunistic uses it", ca.serverTLS(t, "vendor.test"), relay.TLSOpportunistic, ca, 250, "", true},
-		{"opportunistic without offer", nil, relay.TLSOpportunistic, ca, 250, "", false},
-		{"required without offer", nil, relay.TLSRequired, ca, 454, "4.7.10 vendor does not offer STARTTLS", false},
-		{"untrusted certificate", other.serverTLS(t, "vendor.test"), relay.TLSRequired, ca, 454, "4.7.5 vendor: TLS failed", false},
-		{"wrong name", ca.serverTLS(t, "elsewhere.test"), relay.TLSOpportunistic, ca, 454, "4.7.5", false},
+		{"verified", ca.serverTLS(t, "vendor.test"), relay.StartTLSRequired, ca, 250, "", true},
+		{"opportunistic uses it", ca.serverTLS(t, "vendor.test"), relay.StartTLSOpportunistic, ca, 250, "", true},
+		{"opportunistic without offer", nil, relay.StartTLSOpportunistic, ca, 250, "", false},
+		{"required without offer", nil, relay.StartTLSRequired, ca, 454, "4.7.10 vendor does not offer STARTTLS", false},
+		{"untrusted certificate", other.serverTLS(t, "vendor.test"), relay.StartTLSRequired, ca, 454, "4.7.5 vendor: TLS failed", false},
+		{"wrong name", ca.serverTLS(t, "elsewhere.test"), relay.StartTLSOpportunistic, ca, 454, "4.7.5", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -230,9 +230,9 @@ func startLocalRelay(vendorAddr, tenantAddr, returnListen string, returnAllow []
 	cfg.Listeners.Return.Listen = returnLeg
 	cfg.Listeners.Return.AllowNets = returnAllow
 	cfg.Vendors[0].Address = vendorAddr
-	cfg.Vendors[0].StartTLS = config.StartTLSOff
+	cfg.Vendors[0].StartTLS = relay.StartTLSOff
 	cfg.Tenant.Address = tenantAddr
-	cfg.Tenant.StartTLS = config.StartTLSOff
+	cfg.Tenant.StartTLS = relay.StartTLSOff
 	engine, err := checkConfig(cfg)
 	if err != nil {
 		return nil, "", nil, err

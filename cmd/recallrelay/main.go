@@ -24,6 +24,7 @@ import (
 
 	"github.com/recallrelay/recallrelay/config"
 	"github.com/recallrelay/recallrelay/relay"
+	"github.com/recallrelay/recallrelay/store"
 )
 
 const usage = `recallrelay keeps Microsoft 365 mail internal and recallable across a
@@ -205,7 +206,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 // sections only a restart can change (hostname, log, store, listeners) are
 // kept as they were at start (started) and named in a warning. An invalid
 // file changes nothing: the error says why.
-func reloadConfig(path string, started *config.Config, r *relay.Relay, st relay.Store, certs *certSet, log zerolog.Logger) error {
+func reloadConfig(path string, started *config.Config, r *relay.Relay, st store.Store, certs *certSet, log zerolog.Logger) error {
 	next, engine, err := loadConfig(path)
 	if err != nil {
 		return err
@@ -214,7 +215,7 @@ func reloadConfig(path string, started *config.Config, r *relay.Relay, st relay.
 	if err != nil {
 		return err
 	}
-	if err := r.Reload(rc); err != nil {
+	if err := r.Reload(rc.Policy); err != nil {
 		return err
 	}
 	logWarnings(log, next)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/recallrelay/recallrelay/config"
 	"github.com/recallrelay/recallrelay/headers"
+	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/relaytest"
 	"github.com/recallrelay/recallrelay/rules"
 )
@@ -106,7 +107,7 @@ func rulesEngine(cfgPath, rulesPath, vendors string) (*rules.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return set.Compile(rules.CompileOptions{Vendors: splitList(vendors), LoopMarker: config.DefaultLoopMarkerName})
+	return set.Compile(rules.CompileOptions{Vendors: splitList(vendors), LoopMarker: relay.DefaultLoopMarkerName})
 }
 
 // explainFile explains the decision on the message in path, as the tenant

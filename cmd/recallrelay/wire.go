@@ -12,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/recallrelay/recallrelay/config"
-	"github.com/recallrelay/recallrelay/headers"
 	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/rules"
 	"github.com/recallrelay/recallrelay/store"
@@ -54,14 +53,8 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
 }
 
-// closingStore is a relay.Store that must be closed at exit.
-type closingStore interface {
-	relay.Store
-	Close() error
-}
-
 // openStore opens Redis when configured, else the embedded store.
-func openStore(c config.Store) (closingStore, error) {
+func openStore(c config.Store) (store.Store, error) {
 	if c.Embedded() {
 		return store.OpenBolt(store.BoltConfig{Path: filepath.Join(c.DataDir, "records.db")})
 	}
@@ -93,119 +86,44 @@ func openStore(c config.Store) (closingStore, error) {
 	return store.NewRedis(rc)
 }
 
-// relayConfig maps a validated configuration and the rule engine compiled
-// from it (see checkConfig) onto relay.Config. The certificates it loads
-// are registered in certs for reloading.
-func relayConfig(cfg *config.Config, engine *rules.Engine, st relay.Store, certs *certSet, log zerolog.Logger) (relay.Config, error) {
-	rc := relay.Config{
-		Hostname:       cfg.Hostname,
-		Store:          st,
-		RefHeader:      cfg.Reference.Header,
-		NoReceived:     !cfg.Headers.Received,
-		RecordTTL:      time.Duration(cfg.Store.RecordTTL),
-		Log:            log,
-		StoreTimeout:   5 * time.Second,
-		PassUnrecorded: cfg.Store.PassUnrecorded,
-		KeepDuplicates: cfg.Duplicates == config.DuplicatesDeliver,
-
-		MaxDuplicateReturns: cfg.MaxDuplicateReturns,
-	}
-	if engine != nil {
-		rc.Router = relay.NewRulesRouter(engine)
-	}
-	var keys []headers.Key
-	for _, k := range cfg.Reference.Keys {
-		b, err := k.Bytes()
-		if err != nil {
-			return rc, fmt.Errorf("reference key %s: %w", k.ID, err)
-		}
-		keys = append(keys, headers.Key{ID: k.ID, Secret: b})
-	}
-	signer, err := headers.NewSigner(headers.SignerConfig{SigningKey: cfg.Reference.SigningKey, Keys: keys})
-	if err != nil {
+// relayConfig builds the relay's configuration from a validated one and
+// the rule engine compiled from it (see checkConfig): the field mapping is
+// config's (Listener.RelayListener, Client.RelayNextHop,
+// Config.RelayPolicy); this adds what comes from files, the certificates
+// (registered in certs for reloading), client CAs and users.
+func relayConfig(cfg *config.Config, engine *rules.Engine, st store.Store, certs *certSet, log zerolog.Logger) (relay.Config, error) {
+	rc := relay.Config{Static: relay.Static{Hostname: cfg.Hostname, Store: st, Log: log}}
+	var err error
+	if rc.Policy, err = cfg.RelayPolicy(engine); err != nil {
 		return rc, err
 	}
-	rc.Signer = signer
-
-	capture, err := headers.NewMatcher(cfg.Headers.Capture)
-	if err != nil {
-		return rc, fmt.Errorf("headers.capture: %w", err)
-	}
-	restore, err := headers.NewMatcher(cfg.Headers.Restore)
-	if err != nil {
-		return rc, fmt.Errorf("headers.restore: %w", err)
-	}
-	rc.Capture, rc.Restore = &capture, &restore
-	marker, err := headers.NewField(cfg.Headers.LoopMarker.Name, cfg.Headers.LoopMarker.Value)
-	if err != nil {
-		return rc, fmt.Errorf("headers.loop_marker: %w", err)
-	}
-	rc.LoopMarker = &marker
-	if cfg.ReturnWithoutRecord == config.ReturnStrip {
-		rc.WithoutRecord = relay.StripUnrecorded
-	}
-	switch cfg.FallbackMatching {
-	case config.FallbackOff:
-		rc.FallbackMatching = relay.FallbackOff
-	case config.FallbackAny:
-		rc.FallbackMatching = relay.FallbackAny
-	default:
-		rc.FallbackMatching = relay.FallbackTrusted
-	}
-
 	if rc.Tenant, err = listenerConfig(cfg.Listeners.Tenant, certs); err != nil {
 		return rc, fmt.Errorf("listeners.tenant: %w", err)
 	}
 	if rc.Return, err = listenerConfig(cfg.Listeners.Return, certs); err != nil {
 		return rc, fmt.Errorf("listeners.return: %w", err)
 	}
-	for i, v := range cfg.Vendors {
-		h, err := nextHop(v.Name, v.Address, v.Client, certs)
-		if err != nil {
-			return rc, fmt.Errorf("vendors[%d]: %w", i, err)
-		}
-		if v.Name == cfg.DefaultVendor { // the default vendor first
-			rc.Vendors = append([]relay.NextHop{h}, rc.Vendors...)
-		} else {
-			rc.Vendors = append(rc.Vendors, h)
+	clients := map[string]config.Client{"tenant": cfg.Tenant.Client}
+	for _, v := range cfg.Vendors {
+		clients[v.Name] = v.Client
+	}
+	for i := range rc.Vendors {
+		h := &rc.Vendors[i]
+		if h.TLS, err = clientTLS(clients[h.Name], certs); err != nil {
+			return rc, fmt.Errorf("vendor %s: %w", h.Name, err)
 		}
 	}
-	if rc.Target, err = nextHop("tenant", cfg.Tenant.Address, cfg.Tenant.Client, certs); err != nil {
+	if rc.Target.TLS, err = clientTLS(cfg.Tenant.Client, certs); err != nil {
 		return rc, fmt.Errorf("tenant: %w", err)
 	}
 	return rc, nil
 }
 
+// listenerConfig is l for the relay, with the files it names loaded.
 func listenerConfig(l config.Listener, certs *certSet) (relay.ListenerConfig, error) {
-	lc := relay.ListenerConfig{
-		Addr:                   l.Listen,
-		MaxMessageBytes:        int64(l.MaxMessageSize),
-		MaxHeaderBytes:         int(l.MaxHeaderSize),
-		MaxHeaderFields:        l.MaxHeaderFields,
-		MaxRecipients:          l.MaxRecipients,
-		MaxLineLength:          l.MaxLineLength,
-		CommandTimeout:         time.Duration(l.CommandTimeout),
-		DataTimeout:            time.Duration(l.DataTimeout),
-		MinDataRate:            int64(l.MinDataRate),
-		MaxConns:               l.MaxConnections,
-		MaxConnsPerIP:          l.MaxConnectionsPerClient,
-		MaxCommandsWithoutMail: l.MaxCommandsBeforeMail,
-		MaxErrors:              l.MaxErrors,
-		RequireTLS:             l.TLS.Require,
-		ClientCertNames:        l.TLS.ClientCertNames,
-	}
-	if l.MinDataRate == config.DataRateOff {
-		lc.MinDataRate = -1 // the relay's "no bound"; 0 would mean its default
-	}
-	if l.BareLineEndings == config.BareLineNormalize {
-		lc.BareLineEndings = relay.NormalizeBare
-	}
-	for _, n := range l.AllowNets {
-		p, err := config.ParseNet(n)
-		if err != nil {
-			return lc, fmt.Errorf("allow_nets: %w", err)
-		}
-		lc.AllowNets = append(lc.AllowNets, p)
+	lc, err := l.RelayListener()
+	if err != nil {
+		return lc, err
 	}
 	if l.TLS.CertFile != "" {
 		cf, err := certs.open(l.TLS.CertFile, l.TLS.KeyFile)
@@ -244,39 +162,23 @@ func loadPool(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-func nextHop(name, addr string, c config.Client, certs *certSet) (relay.NextHop, error) {
-	h := relay.NextHop{
-		Name:           name,
-		Address:        addr,
-		Helo:           c.HELO,
-		ConnectTimeout: time.Duration(c.ConnectTimeout),
-		CommandTimeout: time.Duration(c.CommandTimeout),
-		DataTimeout:    time.Duration(c.DataTimeout),
-		FinalTimeout:   time.Duration(c.FinalTimeout),
-	}
-	switch c.StartTLS {
-	case config.StartTLSOff:
-		h.StartTLS = relay.TLSOff
-	case config.StartTLSRequired:
-		h.StartTLS = relay.TLSRequired
-	default:
-		h.StartTLS = relay.TLSOpportunistic
-	}
+// clientTLS is the TLS configuration of a next hop, with the files c
+// names loaded.
+func clientTLS(c config.Client, certs *certSet) (*tls.Config, error) {
 	tc := &tls.Config{ServerName: c.TLSServerName, InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
 	if c.ClientCertFile != "" {
 		cf, err := certs.open(c.ClientCertFile, c.ClientKeyFile)
 		if err != nil {
-			return h, fmt.Errorf("client certificate: %w", err)
+			return nil, fmt.Errorf("client certificate: %w", err)
 		}
 		tc.GetClientCertificate = cf.client
 	}
 	if c.CAFile != "" {
 		pool, err := loadPool(c.CAFile)
 		if err != nil {
-			return h, fmt.Errorf("ca_file: %w", err)
+			return nil, fmt.Errorf("ca_file: %w", err)
 		}
 		tc.RootCAs = pool
 	}
-	h.TLS = tc
-	return h, nil
+	return tc, nil
 }

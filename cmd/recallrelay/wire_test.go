@@ -31,8 +31,8 @@ func TestRelayConfigLimits(t *testing.T) {
 		{"rate off is negative", func(c *config.Config) {
 			c.Listeners.Return.MinDataRate = config.DataRateOff
 		}, [2]int{1000, 1000}, [2]int64{500, -1}, relay.FallbackTrusted},
-		{"fallback off", func(c *config.Config) { c.FallbackMatching = config.FallbackOff }, [2]int{1000, 1000}, [2]int64{500, 500}, relay.FallbackOff},
-		{"fallback any", func(c *config.Config) { c.FallbackMatching = config.FallbackAny }, [2]int{1000, 1000}, [2]int64{500, 500}, relay.FallbackAny},
+		{"fallback off", func(c *config.Config) { c.FallbackMatching = relay.FallbackOff }, [2]int{1000, 1000}, [2]int64{500, 500}, relay.FallbackOff},
+		{"fallback any", func(c *config.Config) { c.FallbackMatching = relay.FallbackAny }, [2]int{1000, 1000}, [2]int64{500, 500}, relay.FallbackAny},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,7 +54,7 @@ func TestRelayConfigLimits(t *testing.T) {
 				t.Errorf("MinDataRate = %v, want %v", got, tt.rate)
 			}
 			if rc.FallbackMatching != tt.fallback {
-				t.Errorf("FallbackMatching = %d, want %d", rc.FallbackMatching, tt.fallback)
+				t.Errorf("FallbackMatching = %q, want %q", rc.FallbackMatching, tt.fallback)
 			}
 		})
 	}
