@@ -16,43 +16,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/recallrelay/recallrelay/headers"
+	"github.com/recallrelay/recallrelay/internal/looptest"
 	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/relaytest"
 	"github.com/recallrelay/recallrelay/store/storetest"
 )
 
-// testRelay starts relays the way the e2e tests do: relay.Config with its
-// documented defaults, an embedded store per relay. The command's own
-// starter (startLocalRelay, package main) cannot be imported here; the
-// command's tests run the matrix through it.
+// testRelay starts relays the way the other tests do (looptest.Config),
+// an embedded store per relay. The command's own starter
+// (startLocalRelay, package main) cannot be imported here; the command's
+// tests run the matrix through it.
 func testRelay(t *testing.T) StartRelayFunc {
-	key := headers.Key{ID: "conformance", Secret: bytes.Repeat([]byte("k"), 32)}
 	return func(c RelayConfig) (RunningRelay, error) {
-		signer, err := headers.NewSigner(headers.SignerConfig{SigningKey: key.ID, Keys: []headers.Key{key}})
-		if err != nil {
-			return RunningRelay{}, err
+		cfg := looptest.Config(t, c.TenantAddr, looptest.Hop("vendor", c.VendorAddr))
+		cfg.Store = storetest.Bolt(t)
+		if c.ReturnListen != "" {
+			cfg.Return.Listen = c.ReturnListen
 		}
-		ret := c.ReturnListen
-		if ret == "" {
-			ret = "127.0.0.1:0"
-		}
-		r, err := relay.New(relay.Config{
-			Static: relay.Static{
-				Hostname: "relay.conformance.test",
-				Tenant:   relay.ListenerConfig{Listen: "127.0.0.1:0"},
-				Return:   relay.ListenerConfig{Listen: ret},
-				Store:    storetest.Bolt(t),
-				Log:      zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-			},
-			Policy: relay.Policy{
-				Vendors: []relay.NextHop{{Name: "vendor", Address: c.VendorAddr, StartTLS: relay.StartTLSOff}},
-				Target:  relay.NextHop{Name: "tenant", Address: c.TenantAddr, StartTLS: relay.StartTLSOff},
-				Signer:  signer,
-			},
-		})
+		r, err := relay.New(cfg)
 		if err != nil {
 			return RunningRelay{}, err
 		}

@@ -2,7 +2,6 @@ package relay_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/recallrelay/recallrelay/headers"
+	"github.com/recallrelay/recallrelay/internal/looptest"
 	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/relaytest"
 	"github.com/recallrelay/recallrelay/store/storetest"
@@ -35,49 +35,20 @@ type harness struct {
 	obs *relay.MemoryObserver
 }
 
-var testKey = headers.Key{ID: "t1", Secret: bytes.Repeat([]byte("k"), 32)}
-
 func newHarness(t testing.TB, mod func(*relay.Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, logs: &syncWriter{buf: &bytes.Buffer{}}, obs: &relay.MemoryObserver{}}
 	h.vendor = startRecorder(t, nil)
 	h.tenant = startRecorder(t, nil)
 	h.store = storetest.Bolt(t)
-	var err error
-	h.signer, err = headers.NewSigner(headers.SignerConfig{SigningKey: "t1", Keys: []headers.Key{testKey}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := relay.Config{
-		Static: relay.Static{
-			Hostname:  "relay.test",
-			Tenant:    relay.ListenerConfig{Listen: "127.0.0.1:0"},
-			Return:    relay.ListenerConfig{Listen: "127.0.0.1:0"},
-			Store:     h.store,
-			Log:       zerolog.New(h.logs),
-			Observers: []relay.Observer{h.obs},
-		},
-		Policy: relay.Policy{
-			Vendors: []relay.NextHop{{Name: "vendor", Address: h.vendor.Addr(), StartTLS: relay.StartTLSOff, CommandTimeout: 5 * time.Second}},
-			Target:  relay.NextHop{Name: "tenant", Address: h.tenant.Addr(), StartTLS: relay.StartTLSOff, CommandTimeout: 5 * time.Second},
-			Signer:  h.signer,
-		},
-	}
+	cfg := looptest.Config(t, h.tenant.Addr(), looptest.Hop("vendor", h.vendor.Addr()))
+	cfg.Store, cfg.Log, cfg.Observers = h.store, zerolog.New(h.logs), []relay.Observer{h.obs}
+	cfg.Vendors[0].CommandTimeout, cfg.Target.CommandTimeout = 5*time.Second, 5*time.Second
+	h.signer = cfg.Signer
 	if mod != nil {
 		mod(&cfg)
 	}
-	h.relay, err = relay.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.relay.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h.relay.Shutdown(ctx)
-	})
+	h.relay = looptest.Start(t, cfg)
 	return h
 }
 
