@@ -29,12 +29,12 @@ func TestRSETDuringBDAT(t *testing.T) {
 		c.cmd(354, "DATA")
 		c.write(original + ".\r\n")
 		c.expect(250)
-		d, err := h.vendor.WaitDeliveries(1, 5*time.Second)
+		_, err := h.vendor.WaitDeliveries(1, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(200 * time.Millisecond)
-		d = h.vendor.Deliveries()
+		d := h.vendor.Deliveries()
 		if len(d) != 1 {
 			t.Fatalf("vendor received %d messages, want only the finished one", len(d))
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/recallrelay/recallrelay/headers"
 )
@@ -114,7 +115,7 @@ func OpenBolt(cfg BoltConfig) (*Bolt, error) {
 		return nil, fmt.Errorf("store: bolt: %w", err)
 	}
 	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: cfg.LockTimeout})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("store: bolt: open %s: file is locked by another process (gave up after %v): %w",
 			cfg.Path, cfg.LockTimeout, err)
 	}
@@ -185,7 +186,7 @@ func (b *Bolt) view(fn func(*bolt.Tx) error) error   { return dbErr(b.db.View(fn
 func (b *Bolt) update(fn func(*bolt.Tx) error) error { return dbErr(b.db.Update(fn)) }
 
 func dbErr(err error) error {
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
 	return err
@@ -211,7 +212,7 @@ func (b *Bolt) Put(ctx context.Context, rec *headers.Record, ttl time.Duration) 
 		now := b.now()
 		if liveRecord(tx, ref, now.UnixNano()) == nil {
 			err := tx.Bucket(bucketDelivery).DeleteBucket(ref)
-			if err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			if err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 				return err
 			}
 		}
@@ -525,7 +526,7 @@ func (b *Bolt) sweepOnce(limit int) (int, error) {
 			if err := recs.Delete(ref); err != nil {
 				return err
 			}
-			if err := dlv.DeleteBucket(ref); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			if err := dlv.DeleteBucket(ref); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 				return err
 			}
 		}
@@ -539,7 +540,7 @@ func (b *Bolt) sweepOnce(limit int) (int, error) {
 			}
 		}
 		for _, ref := range orphans {
-			if err := dlv.DeleteBucket(ref); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			if err := dlv.DeleteBucket(ref); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 				return err
 			}
 		}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/recallrelay/recallrelay/store"
 	"github.com/recallrelay/recallrelay/store/storetest"
@@ -210,7 +210,7 @@ func TestBoltLocked(t *testing.T) {
 		b.Close()
 		t.Fatal("second OpenBolt of a locked file succeeded")
 	}
-	if !errors.Is(err, bolt.ErrTimeout) || !strings.Contains(err.Error(), "locked by another process") || !strings.Contains(err.Error(), path) {
+	if !errors.Is(err, berrors.ErrTimeout) || !strings.Contains(err.Error(), "locked by another process") || !strings.Contains(err.Error(), path) {
 		t.Errorf("error %q does not say the file %s is locked", err, path)
 	}
 	// bbolt polls the lock every 50ms and may give up one poll early.

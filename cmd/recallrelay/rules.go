@@ -34,7 +34,7 @@ the message's From, To and Cc unless --from and --to are given.
 // cmdRules runs `recallrelay rules check|explain`.
 func cmdRules(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usageError{errors.New("rules check or rules explain?\n\n" + rulesUsage)}
+		return usageError{fmt.Errorf("%s\n\n%s", "want rules check or rules explain", rulesUsage)}
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlags("rules " + sub)
