@@ -24,9 +24,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/recallrelay/recallrelay/headers"
+	"github.com/recallrelay/recallrelay/internal/looptest"
 	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/relaytest"
 	"github.com/recallrelay/recallrelay/store"
@@ -117,47 +116,14 @@ func started[S server](t *testing.T, s S, err error) S {
 }
 
 // hop is a next hop spoken to without TLS, as everything on loopback is.
-func hop(name, addr string) relay.NextHop {
-	return relay.NextHop{Name: name, Address: addr, StartTLS: relay.StartTLSOff}
-}
+var hop = looptest.Hop
 
-// newSigner returns the signer of the in-process relays.
-func newSigner(t testing.TB) *headers.Signer {
-	t.Helper()
-	key := headers.Key{ID: "e2e", Secret: bytes.Repeat([]byte("s"), 32)}
-	s, err := headers.NewSigner(headers.SignerConfig{SigningKey: key.ID, Keys: []headers.Key{key}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// startRelay starts the relay in-process on cfg, completed with what every
-// in-process relay here shares: the hostname relay.e2e.test, a tenant leg on
-// a free port, a return leg on one too unless cfg names it, the test signer
-// and a log of warnings in the test's output.
+// startRelay starts the relay in-process on cfg (looptest.Config's
+// defaults, with what the test set on it) and stops it when the test ends.
 func startRelay(t *testing.T, cfg relay.Config) *relay.Relay {
 	t.Helper()
 	cfg.Hostname = "relay.e2e.test"
-	cfg.Tenant = relay.ListenerConfig{Listen: "127.0.0.1:0"}
-	if cfg.Return.Listen == "" {
-		cfg.Return.Listen = "127.0.0.1:0"
-	}
-	cfg.Signer = newSigner(t)
-	cfg.Log = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	r, err := relay.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		r.Shutdown(ctx)
-	})
-	return r
+	return looptest.Start(t, cfg)
 }
 
 // readHeader reads the top-level header block of a message.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recallrelay/recallrelay/internal/looptest"
 	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/relaytest"
 	"github.com/recallrelay/recallrelay/store"
@@ -44,10 +45,9 @@ func newLoop(t *testing.T, st store.Store, behaviors string) *loop {
 // vendor at vendorAddr and returns it to the tenant at tenantAddr.
 func startOneVendorRelay(t *testing.T, st store.Store, vendorAddr, tenantAddr string) *relay.Relay {
 	t.Helper()
-	return startRelay(t, relay.Config{
-		Static: relay.Static{Store: st},
-		Policy: relay.Policy{Vendors: []relay.NextHop{hop("vendor", vendorAddr)}, Target: hop("tenant", tenantAddr)},
-	})
+	cfg := looptest.Config(t, tenantAddr, hop("vendor", vendorAddr))
+	cfg.Store = st
+	return startRelay(t, cfg)
 }
 
 // messages is the generated Exchange set plus the shared corpus of real

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/recallrelay/recallrelay/headers"
+	"github.com/recallrelay/recallrelay/internal/looptest"
 	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/relaytest"
 	"github.com/recallrelay/recallrelay/rules"
@@ -55,11 +56,9 @@ func newRulesLoop(t *testing.T, st store.Store, set *rules.Set, specs ...vendorS
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.relay = startRelay(t, relay.Config{
-		Static: relay.Static{Store: st},
-		Policy: relay.Policy{Vendors: hops, Router: relay.NewRulesRouter(l.engine), SpoolDir: t.TempDir(),
-			Target: hop("tenant", l.tenant.Addr())},
-	})
+	cfg := looptest.Config(t, l.tenant.Addr(), hops...)
+	cfg.Store, cfg.Router, cfg.SpoolDir = st, relay.NewRulesRouter(l.engine), t.TempDir()
+	l.relay = startRelay(t, cfg)
 	for _, s := range specs {
 		l.vendors[s.name] = startVendor(t, relaytest.VendorConfig{
 			Name: s.name, Listen: addrs[s.name], ReturnAddr: l.relay.ReturnAddr(),
