@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -300,99 +301,74 @@ func (h *NextHop) validate() error {
 	return h.StartTLS.Check()
 }
 
-// StartTLSMode is a next hop's STARTTLS policy.
-type StartTLSMode string
-
-const (
-	// StartTLSOpportunistic uses STARTTLS when the next hop offers it.
-	StartTLSOpportunistic StartTLSMode = "opportunistic"
-	// StartTLSRequired fails (4xx upstream) unless STARTTLS succeeds.
-	StartTLSRequired StartTLSMode = "required"
-	// StartTLSOff never uses STARTTLS.
-	StartTLSOff StartTLSMode = "off"
+// The enums: each value is the one the configuration file uses, and ""
+// stands for the default.
+type (
+	// StartTLSMode is a next hop's STARTTLS policy.
+	StartTLSMode string
+	// BareLineEndings is what a listener does with a bare CR or bare LF in
+	// message data.
+	BareLineEndings string
+	// ReturnPolicy is what the return leg does with mail that has no valid
+	// origin record.
+	ReturnPolicy string
+	// DuplicatePolicy is what the return leg does with a copy of a message
+	// for a recipient the tenant already accepted it for.
+	DuplicatePolicy string
+	// FallbackMatching says whose returning mail may be matched to its
+	// record without the signed reference, by Message-ID or fingerprint.
+	FallbackMatching string
 )
 
-// Check reports an unknown mode; "" means the default.
+// The enums' values.
+//
+//   - StartTLSMode: StartTLSOpportunistic (the default) uses STARTTLS when
+//     the next hop offers it; StartTLSRequired fails (4xx upstream) unless
+//     STARTTLS succeeds; StartTLSOff never uses it.
+//   - BareLineEndings: BareLineReject (the default) refuses the message
+//     (550 5.6.0); BareLineNormalize turns every bare CR and bare LF into
+//     CRLF.
+//   - ReturnPolicy: ReturnReject (the default) answers 550 5.7.1;
+//     ReturnStrip delivers the message with every organization header
+//     removed, so that the tenant treats it as external mail.
+//   - DuplicatePolicy: DuplicatesSuppress (the default) acknowledges a copy
+//     and does not deliver it again; DuplicatesDeliver delivers every copy.
+//   - FallbackMatching: FallbackTrusted (the default) allows fallback
+//     matching only for a client that authenticated (client certificate or
+//     SMTP AUTH) or that the return listener's AllowNets admitted, or on a
+//     return listener bound to a loopback address; FallbackOff matches by
+//     reference only; FallbackAny allows it for every client of the return
+//     listener, and then anyone who can reach it and knows a recorded
+//     message's Message-ID (or Date, From, To and Subject) and sender can
+//     deliver any content to a recipient not yet delivered, with the
+//     recorded organization headers restored.
+const (
+	StartTLSOpportunistic, StartTLSRequired, StartTLSOff StartTLSMode     = "opportunistic", "required", "off"
+	BareLineReject, BareLineNormalize                    BareLineEndings  = "reject", "normalize"
+	ReturnReject, ReturnStrip                            ReturnPolicy     = "reject", "strip"
+	DuplicatesSuppress, DuplicatesDeliver                DuplicatePolicy  = "suppress", "deliver"
+	FallbackTrusted, FallbackOff, FallbackAny            FallbackMatching = "trusted", "off", "any"
+)
+
+// Check reports a value that is none of the enum's.
 func (m StartTLSMode) Check() error {
-	return checkEnum(string(m), "off", "opportunistic", "required")
+	return checkEnum(m, StartTLSOff, StartTLSOpportunistic, StartTLSRequired)
+}
+func (b BareLineEndings) Check() error { return checkEnum(b, BareLineReject, BareLineNormalize) }
+func (p ReturnPolicy) Check() error    { return checkEnum(p, ReturnReject, ReturnStrip) }
+func (p DuplicatePolicy) Check() error { return checkEnum(p, DuplicatesSuppress, DuplicatesDeliver) }
+func (f FallbackMatching) Check() error {
+	return checkEnum(f, FallbackTrusted, FallbackOff, FallbackAny)
 }
 
-// BareLineEndings is what a listener does with a bare CR or bare LF in
-// message data.
-type BareLineEndings string
-
-const (
-	// BareLineReject refuses the message (550 5.6.0). The default.
-	BareLineReject BareLineEndings = "reject"
-	// BareLineNormalize turns every bare CR and bare LF into CRLF.
-	BareLineNormalize BareLineEndings = "normalize"
-)
-
-// Check reports an unknown policy; "" means the default.
-func (b BareLineEndings) Check() error { return checkEnum(string(b), "reject", "normalize") }
-
-// ReturnPolicy is what the return leg does with mail that has no valid
-// origin record.
-type ReturnPolicy string
-
-const (
-	// ReturnReject answers 550 5.7.1. The default.
-	ReturnReject ReturnPolicy = "reject"
-	// ReturnStrip delivers it with every organization header removed, so
-	// that the tenant treats it as external mail.
-	ReturnStrip ReturnPolicy = "strip"
-)
-
-// Check reports an unknown policy; "" means the default.
-func (p ReturnPolicy) Check() error { return checkEnum(string(p), "reject", "strip") }
-
-// DuplicatePolicy is what the return leg does with a copy of a message
-// for a recipient the tenant already accepted it for.
-type DuplicatePolicy string
-
-const (
-	// DuplicatesSuppress acknowledges the copy and does not deliver it
-	// again. The default.
-	DuplicatesSuppress DuplicatePolicy = "suppress"
-	// DuplicatesDeliver delivers every copy.
-	DuplicatesDeliver DuplicatePolicy = "deliver"
-)
-
-// Check reports an unknown policy; "" means the default.
-func (p DuplicatePolicy) Check() error { return checkEnum(string(p), "suppress", "deliver") }
-
-// FallbackMatching says whose returning mail may be matched to its record
-// without the signed reference, by Message-ID or fingerprint.
-type FallbackMatching string
-
-const (
-	// FallbackTrusted allows fallback matching only for a client that
-	// authenticated (client certificate or SMTP AUTH) or that the return
-	// listener's AllowNets admitted, or on a return listener bound to a
-	// loopback address. The default.
-	FallbackTrusted FallbackMatching = "trusted"
-	// FallbackOff matches by reference only.
-	FallbackOff FallbackMatching = "off"
-	// FallbackAny allows fallback matching for every client of the return
-	// listener. Anyone who can reach it and knows a recorded message's
-	// Message-ID (or Date, From, To and Subject) and sender can then
-	// deliver any content to a recipient not yet delivered, with the
-	// recorded organization headers restored.
-	FallbackAny FallbackMatching = "any"
-)
-
-// Check reports an unknown setting; "" means the default.
-func (f FallbackMatching) Check() error { return checkEnum(string(f), "trusted", "off", "any") }
-
 // checkEnum accepts "" (the default) and the allowed values.
-func checkEnum(v string, allowed ...string) error {
-	if v == "" {
+func checkEnum[T ~string](v T, allowed ...T) error {
+	if v == "" || slices.Contains(allowed, v) {
 		return nil
 	}
-	for _, a := range allowed {
-		if v == a {
-			return nil
-		}
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		names[i] = string(a)
 	}
-	return fmt.Errorf("%q is not one of %s", v, strings.Join(allowed, ", "))
+	return fmt.Errorf("%q is not one of %s", string(v), strings.Join(names, ", "))
 }
