@@ -302,8 +302,8 @@ func (v *validator) store(s *Store) {
 		if p := rc.KeyPrefix; p != "" {
 			// The URL's key_prefix is the one the store uses.
 			switch {
-			case badKeyPrefix(p):
-				v.add("store.redis.url", "key_prefix %q: must be without spaces or control characters", p)
+			case store.CheckKeyPrefix(p) != nil:
+				v.add("store.redis.url", "%v", store.CheckKeyPrefix(p))
 			case p != r.KeyPrefix && v.src.has("store.redis.key_prefix"):
 				v.add("store.redis.key_prefix", "%q, but the URL's key_prefix %q takes precedence: set the prefix in one place", r.KeyPrefix, p)
 			}
@@ -321,8 +321,10 @@ func (v *validator) store(s *Store) {
 			v.add("store.redis.db", "several addrs select Redis Cluster, which has only database 0")
 		}
 	}
-	if badKeyPrefix(r.KeyPrefix) {
-		v.add("store.redis.key_prefix", "must be non-empty, without spaces or control characters")
+	if r.KeyPrefix == "" {
+		v.add("store.redis.key_prefix", "must be non-empty")
+	} else if err := store.CheckKeyPrefix(r.KeyPrefix); err != nil {
+		v.add("store.redis.key_prefix", "%v", err)
 	}
 	v.positiveDuration("store.redis.timeout", r.Timeout)
 }
@@ -356,11 +358,6 @@ func (v *validator) redisURL(path, raw string) store.RedisConfig {
 		return store.RedisConfig{}
 	}
 	return rc
-}
-
-// badKeyPrefix reports whether p cannot prefix the store's keys.
-func badKeyPrefix(p string) bool {
-	return p == "" || strings.ContainsFunc(p, func(c rune) bool { return c <= ' ' || c == 0x7f })
 }
 
 var keyIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)

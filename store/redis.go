@@ -250,10 +250,24 @@ func checkKeyPrefix(p string) (string, error) {
 	if p == "" {
 		return DefaultKeyPrefix, nil
 	}
-	if strings.ContainsAny(p, "{}") {
-		return "", fmt.Errorf("store: redis: key prefix %q contains a brace", p)
+	if err := CheckKeyPrefix(p); err != nil {
+		return "", fmt.Errorf("store: redis: %w", err)
 	}
 	return p, nil
+}
+
+// CheckKeyPrefix reports a key prefix the Redis store refuses: one with a
+// brace (it would break the hash tags that keep a record's keys in one
+// cluster slot), a blank or a control character. Configuration checks use
+// it, so that what check accepts, the store accepts.
+func CheckKeyPrefix(p string) error {
+	switch {
+	case strings.ContainsAny(p, "{}"):
+		return fmt.Errorf("key prefix %q contains a brace", p)
+	case strings.ContainsFunc(p, func(c rune) bool { return c <= ' ' || c == 0x7f }):
+		return fmt.Errorf("key prefix %q contains a blank or a control character", p)
+	}
+	return nil
 }
 
 // Client returns the underlying client, e.g. for health reporting or tests.
