@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -71,5 +72,24 @@ func TestObserversSeeOutcomes(t *testing.T) {
 	if !reflect.DeepEqual(o.Restored, []string{"thread-topic", "x-ms-exchange-crosspremises-antispam-scancontext",
 		"x-ms-exchange-crosspremises-authas", "x-ms-exchange-crosspremises-authsource", "x-organizationheaderspreserved"}) {
 		t.Errorf("restored %v", o.Restored)
+	}
+}
+
+// Ready says whether the relay should get mail: listeners up, store
+// reachable, not shutting down; Sessions counts open sessions per leg.
+func TestReadyAndSessions(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	if err := h.relay.Ready(ctx); err != nil {
+		t.Fatalf("Ready = %v", err)
+	}
+	c := dial(t, h.relay.TenantAddr())
+	if n := h.relay.Sessions(); n["tenant"] != 1 || n["return"] != 0 {
+		t.Errorf("Sessions = %v", n)
+	}
+	c.cmd(221, "QUIT")
+	h.store.(interface{ Close() error }).Close()
+	if err := h.relay.Ready(ctx); !errors.Is(err, relay.ErrNotReady) || !strings.Contains(err.Error(), "store") {
+		t.Errorf("Ready with the store closed = %v", err)
 	}
 }

@@ -378,3 +378,36 @@ type smtpLogger struct{ l zerolog.Logger }
 
 func (s smtpLogger) Printf(format string, v ...any) { s.l.Warn().Msgf(format, v...) }
 func (s smtpLogger) Println(v ...any)               { s.l.Warn().Msg(fmt.Sprintln(v...)) }
+
+// Sessions returns the number of open SMTP sessions per leg ("tenant",
+// "return").
+func (r *Relay) Sessions() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := map[string]int{"tenant": 0, "return": 0}
+	for s := range r.sessions {
+		n[s.leg.name]++
+	}
+	return n
+}
+
+// ErrNotReady is wrapped by Ready's errors.
+var ErrNotReady = errors.New("relay: not ready")
+
+// Ready reports whether the relay should be sent mail: both listeners are
+// up, it is not shutting down, and its store answers within ctx. A load
+// balancer takes an instance whose store is down out of rotation on it.
+func (r *Relay) Ready(ctx context.Context) error {
+	if r.shuttingDown() {
+		return fmt.Errorf("%w: shutting down", ErrNotReady)
+	}
+	for _, l := range []*leg{r.tenant, r.ret} {
+		if l.ln == nil {
+			return fmt.Errorf("%w: %s listener not started", ErrNotReady, l.name)
+		}
+	}
+	if err := r.cfg.Store.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: store: %v", ErrNotReady, err)
+	}
+	return nil
+}
