@@ -13,29 +13,25 @@ import (
 func BenchmarkLegs(b *testing.B) {
 	b.Run("tenant", func(b *testing.B) {
 		h := newHarness(b, nil)
-		c := dial(b, h.relay.TenantAddr())
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			c.cmd(250, "MAIL FROM:<ann@contoso.com>")
-			c.cmd(250, "RCPT TO:<bob@fabrikam.example>")
-			c.cmd(354, "DATA")
-			c.write(original + ".\r\n")
-			c.expect(250)
-		}
+		benchSend(b, h.relay.TenantAddr(), original)
 	})
 	b.Run("return", func(b *testing.B) {
 		h := newHarness(b, func(c *relay.Config) { c.Duplicates = relay.DuplicatesDeliver })
 		back := string(vendorise(h.sendOut("ann@contoso.com", "bob@fabrikam.example"), false, false))
-		c := dial(b, h.relay.ReturnAddr())
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			c.cmd(250, "MAIL FROM:<ann@contoso.com>")
-			c.cmd(250, "RCPT TO:<bob@fabrikam.example>")
-			c.cmd(354, "DATA")
-			c.write(back + ".\r\n")
-			c.expect(250)
-		}
+		benchSend(b, h.relay.ReturnAddr(), back)
 	})
+}
+
+// benchSend sends msg b.N times from ann to bob over one connection.
+func benchSend(b *testing.B, addr, msg string) {
+	c := dial(b, addr)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.cmd(250, "MAIL FROM:<ann@contoso.com>")
+		c.cmd(250, "RCPT TO:<bob@fabrikam.example>")
+		c.cmd(354, "DATA")
+		c.write(msg + ".\r\n")
+		c.expect(250)
+	}
 }
