@@ -187,6 +187,11 @@ func TestRulesFile(t *testing.T) {
 	} {
 		c := load(tc.file)
 		assertOnlyError(t, c.Validate(), "rules_file", tc.msg)
+		// A problem in the rules file gives its own line, once: not the
+		// line of rules_file in the configuration file beside it.
+		if err := c.Validate(); strings.Count(err.Error(), "(line ") > 1 {
+			t.Errorf("doubled line numbers: %v", err)
+		}
 		e, err := c.CompileRules()
 		if e != nil {
 			t.Errorf("CompileRules(%s) returned an engine", tc.file)

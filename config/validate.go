@@ -252,8 +252,10 @@ func (v *validator) rulesError(err error) {
 		v.add("rules_file", "%v", err)
 		return
 	}
+	// Each problem names its place in the rules file, line included; the
+	// line of rules_file in this file would only double it.
 	for _, p := range re.Problems {
-		v.add("rules_file", "%s: %s", re.Source, p.Error())
+		v.errs = append(v.errs, FieldError{Path: "rules_file", Msg: re.Source + ": " + p.Error()})
 	}
 }
 
