@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"syscall"
 	"sync/atomic"
 	"time"
 
@@ -246,7 +247,7 @@ func (r *Relay) Start() error {
 		ln, err := net.Listen("tcp", l.lc.Listen)
 		if err != nil {
 			r.closeListeners()
-			return fmt.Errorf("relay: %s listener %s: %w", l.name, l.lc.Listen, err)
+			return fmt.Errorf("relay: %s listener %s: %w%s", l.name, l.lc.Listen, err, listenHint(err))
 		}
 		l.ln = ln
 	}
@@ -410,4 +411,13 @@ func (r *Relay) Ready(ctx context.Context) error {
 		return fmt.Errorf("%w: store: %v", ErrNotReady, err)
 	}
 	return nil
+}
+
+// listenHint is advice for a listener that could not bind: ports below
+// 1024, SMTP's 25 among them, need a privilege.
+func listenHint(err error) string {
+	if !errors.Is(err, syscall.EACCES) {
+		return ""
+	}
+	return " (ports below 1024 need root or CAP_NET_BIND_SERVICE: setcap cap_net_bind_service=+ep on the binary, or AmbientCapabilities=CAP_NET_BIND_SERVICE in its systemd unit)"
 }
