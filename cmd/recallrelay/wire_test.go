@@ -105,7 +105,7 @@ reference:
 		{"rules file, other sender", configFile("with-rules.yaml", goodRules), goodRules, "a@contoso.example", relay.ToVendors, ""},
 		{"default rules", configFile("without-rules.yaml", ""), "default rules", "", relay.Bypass, ""},
 		{"broken rules file", configFile("broken-rules.yaml", badRules), "", "", 0,
-			"rules_file: " + badRules + `: rule "r": actions.route[0]: unknown vendor "nosuch" (vendors: sig) (line 5) (line 11)`},
+			"rules_file: " + badRules + `: rule "r": actions.route[0]: unknown vendor "nosuch" (vendors: sig) (line 5)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
