@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -82,8 +83,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var ue usageError
+	var he helpError
 	switch {
 	case err == nil:
+		return 0
+	case errors.As(err, &he):
+		fmt.Fprint(stdout, he.usage)
 		return 0
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "recallrelay %s: %v\n", args[0], err)
@@ -94,13 +99,43 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// usageError is a bad command line: exit 2.
 type usageError struct{ error }
+
+// helpError is --help (or -h): the command's flags go to standard output,
+// exit 0.
+type helpError struct{ usage string }
+
+func (h helpError) Error() string { return "help requested" }
 
 // redisLogger adapts zerolog to go-redis's logger interface.
 type redisLogger struct{ l zerolog.Logger }
 
 func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
 	r.l.Warn().Msgf(format, v...)
+}
+
+// parseFlagsArgs parses the flags of a command that also takes
+// arguments: --help is a helpError, a bad flag a usageError that lists
+// the flags.
+func parseFlagsArgs(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return helpError{flagUsage(fs)}
+		}
+		return usageError{fmt.Errorf("%w\n\n%s", err, flagUsage(fs))}
+	}
+	return nil
+}
+
+// flagUsage lists fs's flags with their defaults.
+func flagUsage(fs *flag.FlagSet) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage of recallrelay %s:\n", fs.Name())
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	return b.String()
 }
 
 func newFlags(name string) *flag.FlagSet {
@@ -110,8 +145,8 @@ func newFlags(name string) *flag.FlagSet {
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	if err := parseFlagsArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}

@@ -136,3 +136,21 @@ fallback_matching: any
 		}
 	}
 }
+
+// Every command's --help prints its flags and exits 0; a bad flag exits 2
+// with the flags too.
+func TestCommandHelp(t *testing.T) {
+	for _, args := range [][]string{{"serve"}, {"check"}, {"demo"}, {"conformance"}, {"rules", "check"}, {"rules", "explain"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := run(append(args, "--help"), &out, &errOut); code != 0 || !strings.Contains(out.String(), "Usage of recallrelay") || !strings.Contains(out.String(), "  -") {
+				t.Errorf("--help: exit %d\nstdout: %s\nstderr: %s", code, out.String(), errOut.String())
+			}
+			out.Reset()
+			errOut.Reset()
+			if code := run(append(args, "--no-such-flag"), &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "  -") {
+				t.Errorf("bad flag: exit %d\nstderr: %s", code, errOut.String())
+			}
+		})
+	}
+}

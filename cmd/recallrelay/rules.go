@@ -55,8 +55,8 @@ func cmdRules(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s: valid\n%s\n", e.Source(), e.Summary())
 		return nil
 	case "explain":
-		if err := fs.Parse(args); err != nil {
-			return usageError{err}
+		if err := parseFlagsArgs(fs, args); err != nil {
+			return err
 		}
 		if fs.NArg() != 1 {
 			return usageError{errors.New("explain takes one MESSAGE.eml")}
