@@ -30,6 +30,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/recallrelay/recallrelay/relay"
@@ -87,6 +88,10 @@ type Config struct {
 	// MaxDuplicateReturns bounds the suppressed copies of one message the
 	// return listener acknowledges; further copies get 550 5.7.1.
 	MaxDuplicateReturns int `yaml:"max_duplicate_returns"`
+
+	// Admin is the administration HTTP listener: /metrics, /healthz,
+	// /readyz. Off by default.
+	Admin Admin `yaml:"admin"`
 
 	// src locates fields in the parsed file for error messages; nil for a
 	// Config that was not parsed. A pointer, so that fmt prints an address.
@@ -165,6 +170,7 @@ func (c *Config) RestartOnly(next *Config) []string {
 		{"store", c.Store, next.Store},
 		{"listeners.tenant", c.Listeners.Tenant, next.Listeners.Tenant},
 		{"listeners.return", c.Listeners.Return, next.Listeners.Return},
+		{"admin", c.Admin, next.Admin},
 	} {
 		if !reflect.DeepEqual(s.cur, s.next) {
 			out = append(out, s.name)
@@ -310,6 +316,41 @@ type LoopMarker struct {
 	Name string `yaml:"name"`
 	// Value defaults to "true".
 	Value string `yaml:"value"`
+}
+
+// Admin configures the administration HTTP listener (package admin).
+type Admin struct {
+	// Listen is host:port to serve /metrics, /healthz and /readyz on.
+	// Empty (the default) turns the listener off. A listen address other
+	// hosts can reach needs TokenFile, or InsecureOpen.
+	Listen string `yaml:"listen"`
+	// TokenFile holds the bearer token every route but /healthz
+	// requires (Authorization: Bearer <token>); surrounding blanks and
+	// line breaks are ignored. Default: no token.
+	TokenFile string `yaml:"token_file"`
+	// InsecureOpen accepts a listen address other hosts can reach without
+	// a token: anyone there can read the metrics.
+	InsecureOpen bool `yaml:"insecure_open"`
+	// TLS serves HTTPS with this certificate; both or neither.
+	TLS AdminTLS `yaml:"tls"`
+}
+
+// AdminTLS is the admin listener's certificate.
+type AdminTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Token reads the admin bearer token from TokenFile, "" without one.
+func (a Admin) Token() (string, error) {
+	if a.TokenFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(a.TokenFile)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // Listeners are the relay's two SMTP servers.

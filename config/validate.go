@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/recallrelay/recallrelay/relay"
 	"net"
 	"net/netip"
 	"net/url"
@@ -15,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/recallrelay/recallrelay/relay"
 
 	"github.com/recallrelay/recallrelay/headers"
 	"github.com/recallrelay/recallrelay/rules"
@@ -94,6 +95,7 @@ func (c *Config) Validate() error {
 	v.hostPort("tenant.address", c.Tenant.Address, false)
 	v.client("tenant", &c.Tenant.Client)
 	v.notOwnListener("tenant.address", c.Tenant.Address, c)
+	v.admin(&c.Admin)
 	v.oneOf("return_without_record", string(c.ReturnWithoutRecord), string(relay.ReturnReject), string(relay.ReturnStrip))
 	v.oneOf("fallback_matching", string(c.FallbackMatching), string(relay.FallbackTrusted), string(relay.FallbackOff), string(relay.FallbackAny))
 	v.oneOf("duplicates", string(c.Duplicates), string(relay.DuplicatesSuppress), string(relay.DuplicatesDeliver))
@@ -209,6 +211,33 @@ func (lg leg) open() (open bool, closedBy string) {
 func (lg leg) openProblem() string {
 	return fmt.Sprintf("open listener: %s is reachable from other hosts, and neither allow_nets nor client authentication restricts who connects, so %s",
 		lg.l.Listen, lg.risk)
+}
+
+// admin checks the admin listener: a valid address; one other hosts can
+// reach only with a token or insecure_open; a readable token; a
+// certificate with its key.
+func (v *validator) admin(a *Admin) {
+	if a.Listen == "" {
+		return
+	}
+	v.hostPort("admin.listen", a.Listen, true)
+	host, _, _ := net.SplitHostPort(a.Listen)
+	if !loopbackHost(host) && a.TokenFile == "" && !a.InsecureOpen {
+		v.add("admin.listen", "%s is reachable from other hosts without a token, so anyone there could read the relay's metrics; set admin.token_file, listen on loopback, or set admin.insecure_open: true", a.Listen)
+	}
+	if a.TokenFile != "" {
+		switch tok, err := a.Token(); {
+		case err != nil:
+			v.add("admin.token_file", "%v", err)
+		case tok == "":
+			v.add("admin.token_file", "%s is empty", a.TokenFile)
+		case strings.ContainsFunc(tok, func(c rune) bool { return c <= ' ' || c == 0x7f }):
+			v.add("admin.token_file", "the token in %s contains a blank or a control character", a.TokenFile)
+		}
+	}
+	if a.TLS.CertFile != "" || a.TLS.KeyFile != "" {
+		v.keyPair("admin.tls", "cert_file", "key_file", a.TLS.CertFile, a.TLS.KeyFile)
+	}
 }
 
 // loopbackHost reports whether a listen address's host reaches only this

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/recallrelay/recallrelay/metrics"
 )
 
 // certFile is a certificate and key loaded from PEM files, reloadable while
@@ -68,4 +70,17 @@ func (s *certSet) reload() (int, error) {
 		}
 	}
 	return len(s.files) - len(errs), errors.Join(errs...)
+}
+
+// expiry lists when each certificate in force expires, for the metrics.
+func (s *certSet) expiry() []metrics.CertExpiry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []metrics.CertExpiry
+	for _, c := range s.files {
+		if cert := c.cur.Load(); cert != nil && cert.Leaf != nil {
+			out = append(out, metrics.CertExpiry{Name: c.certPath, NotAfter: cert.Leaf.NotAfter})
+		}
+	}
+	return out
 }

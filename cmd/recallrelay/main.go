@@ -6,10 +6,13 @@
 //	recallrelay demo                   run a complete round trip in-process
 //	recallrelay conformance            the recall-survival report
 //	recallrelay rules check|explain    validate rules, explain a decision
+//	recallrelay trace --config FILE ID what the store holds about a message
+//	recallrelay version                the build's version and revision
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,10 +23,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/recallrelay/recallrelay/admin"
 	"github.com/recallrelay/recallrelay/config"
+	"github.com/recallrelay/recallrelay/metrics"
 	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/store"
 )
@@ -40,6 +46,9 @@ Usage:
   recallrelay rules check (--config FILE | --vendors LIST) [--rules FILE]
   recallrelay rules explain (--config FILE | --vendors LIST) [--rules FILE]
                           [--from ADDR] [--to LIST] MESSAGE.eml
+  recallrelay trace --config FILE [--as auto|ref|message-id|address]
+                          [--limit N] [--json] MESSAGE-ID|REFERENCE|ADDRESS
+  recallrelay version | --version
 
 Commands:
   serve   run the tenant and return listeners
@@ -52,6 +61,12 @@ Commands:
           through the relay, over the same messages (see --help)
   rules   check a mail-flow rules file; explain which rules match a message
           and where it would go (rules help)
+  trace   show the records the store holds for a Message-ID, a reference
+          (or X-RecallRelay-Ref value), or an address (MAIL FROM or
+          recipient, found by a scan that stops after --limit matches):
+          connection, envelope, vendor chain, captured fields, expiry and
+          each recipient's delivery state; exits 1 when none matches
+  version print the version, VCS revision and Go version of this binary
 `
 
 func main() {
@@ -75,6 +90,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdConformance(args[1:], stdout, stderr)
 	case "rules":
 		err = cmdRules(args[1:], stdout)
+	case "trace":
+		err = cmdTrace(args[1:], stdout)
+	case "version", "--version":
+		err = cmdVersion(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -98,6 +117,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 }
+
+// relayReloadError is a reload the relay refused (it told its observers).
+type relayReloadError struct{ error }
+
+func (e relayReloadError) Unwrap() error { return e.error }
 
 // usageError is a bad command line: exit 2.
 type usageError struct{ error }
@@ -209,14 +233,33 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r, err := relay.New(rc)
+	reg := prometheus.NewRegistry()
+	var r *relay.Relay
+	m, err := metrics.New(reg, metrics.Options{Runtime: true, Certificates: certs.expiry,
+		Sessions: func() map[string]int {
+			if r == nil {
+				return nil
+			}
+			return r.Sessions()
+		}})
 	if err != nil {
+		return err
+	}
+	rc.Observers = append(rc.Observers, m)
+	if r, err = relay.New(rc); err != nil {
 		return err
 	}
 	if err := r.Start(); err != nil {
 		return err
 	}
-	log.Info().Str("config", *path).Str("rules", engine.Summary()).Msg("serving")
+	adm, err := startAdmin(cfg.Admin, reg, r, certs, log)
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), *grace)
+		defer cancel()
+		r.Shutdown(ctx)
+		return err
+	}
+	log.Info().Str("config", *path).Str("rules", engine.Summary()).EmbedObject(currentVersion()).Msg("serving")
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	var s os.Signal
@@ -226,12 +269,50 @@ func cmdServe(args []string, stderr io.Writer) error {
 		}
 		if err := reloadConfig(*path, cfg, r, st, certs, log); err != nil {
 			log.Error().Err(err).Str("config", *path).Msg("SIGHUP: new configuration refused; the one in force stays")
+			var re relayReloadError
+			if !errors.As(err, &re) {
+				m.Reloaded(err) // the relay reports the reloads it saw itself
+			}
 		}
 	}
 	log.Info().Str("signal", s.String()).Dur("grace", *grace).Msg("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), *grace)
 	defer cancel()
-	return r.Shutdown(ctx)
+	// The admin listener outlives the relay's draining, so that /readyz
+	// says "shutting down" to the load balancer meanwhile.
+	err = r.Shutdown(ctx)
+	if adm != nil {
+		adm.Shutdown(ctx)
+	}
+	return err
+}
+
+// startAdmin starts the admin listener when the configuration names one.
+func startAdmin(c config.Admin, reg *prometheus.Registry, r *relay.Relay, certs *certSet, log zerolog.Logger) (*admin.Server, error) {
+	if c.Listen == "" {
+		return nil, nil
+	}
+	token, err := c.Token()
+	if err != nil {
+		return nil, fmt.Errorf("admin.token_file: %w", err)
+	}
+	ac := admin.Config{Listen: c.Listen, Token: token, InsecureOpen: c.InsecureOpen, Gatherer: reg, Ready: r.Ready, Log: log}
+	if c.TLS.CertFile != "" {
+		cf, err := certs.open(c.TLS.CertFile, c.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin.tls: %w", err)
+		}
+		ac.TLS = &tls.Config{GetCertificate: cf.server, MinVersion: tls.VersionTLS12}
+	}
+	a, err := admin.New(ac)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Start(); err != nil {
+		return nil, err
+	}
+	log.Info().Str("listen", a.Addr()).Msg("admin listening")
+	return a, nil
 }
 
 // reloadConfig reads the configuration file again on SIGHUP and, when it is
@@ -251,7 +332,7 @@ func reloadConfig(path string, started *config.Config, r *relay.Relay, st store.
 		return err
 	}
 	if err := r.Reload(rc.Policy); err != nil {
-		return err
+		return relayReloadError{err}
 	}
 	logWarnings(log, next)
 	n, err := certs.reload()

@@ -53,10 +53,13 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
 }
 
+// boltPath is the embedded store's file in the data directory.
+func boltPath(c config.Store) string { return filepath.Join(c.DataDir, "records.db") }
+
 // openStore opens Redis when configured, else the embedded store.
 func openStore(c config.Store) (store.Store, error) {
 	if c.Embedded() {
-		return store.OpenBolt(store.BoltConfig{Path: filepath.Join(c.DataDir, "records.db")})
+		return store.OpenBolt(store.BoltConfig{Path: boltPath(c)})
 	}
 	r := c.Redis
 	var rc store.RedisConfig
