@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -377,8 +378,26 @@ func (r *Relay) newServer(l *leg) *smtp.Server {
 // smtpLogger routes go-smtp's internal error log into zerolog.
 type smtpLogger struct{ l zerolog.Logger }
 
-func (s smtpLogger) Printf(format string, v ...any) { s.l.Warn().Msgf(format, v...) }
-func (s smtpLogger) Println(v ...any)               { s.l.Warn().Msg(fmt.Sprintln(v...)) }
+// Printf logs at warn level, except what a peer going away causes: a
+// health check that connects and closes at once, a client that drops the
+// connection. go-smtp (v0.25) reports those only as "error handling
+// ADDR: ERR" with the network error as text; they are logged at debug
+// (TestBareProbeIsQuiet pins it).
+func (s smtpLogger) Printf(format string, v ...any) {
+	level := zerolog.WarnLevel
+	if format == "error handling %v: %s" && len(v) == 2 && peerGone(v[1]) {
+		level = zerolog.DebugLevel
+	}
+	s.l.WithLevel(level).Msgf(format, v...)
+}
+
+// peerGone reports whether err is the peer closing or resetting the
+// connection.
+func peerGone(v any) bool {
+	err, ok := v.(error)
+	return ok && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed))
+}
+func (s smtpLogger) Println(v ...any) { s.l.Warn().Msg(fmt.Sprintln(v...)) }
 
 // Sessions returns the number of open SMTP sessions per leg ("tenant",
 // "return").

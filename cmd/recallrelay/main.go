@@ -311,7 +311,6 @@ func startAdmin(c config.Admin, reg *prometheus.Registry, r *relay.Relay, certs 
 	if err := a.Start(); err != nil {
 		return nil, err
 	}
-	log.Info().Str("listen", a.Addr()).Msg("admin listening")
 	return a, nil
 }
 
