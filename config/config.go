@@ -186,6 +186,10 @@ type Log struct {
 	// Format is json (one object per line) or console (human-readable).
 	// Default: json.
 	Format string `yaml:"format"`
+	// Recipients is how message lines show recipients: none, hash (the
+	// first 12 hex digits of each address's SHA-256) or full. Default:
+	// none.
+	Recipients relay.RecipientLogging `yaml:"recipients"`
 }
 
 // Store configures the origin record store.
@@ -607,7 +611,7 @@ func (c *Config) derive() {
 func base() *Config {
 	return &Config{
 		Hostname: defaultHostname(),
-		Log:      Log{Level: "info", Format: "json"},
+		Log:      Log{Level: "info", Format: "json", Recipients: relay.RecipientsNone},
 		Store: Store{
 			Redis: Redis{
 				KeyPrefix: DefaultRedisKeyPrefix,

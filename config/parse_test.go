@@ -74,7 +74,7 @@ func TestParseMinimalFillsDefaults(t *testing.T) {
 		got, want any
 	}{
 		{"hostname", c.Hostname, host},
-		{"log", c.Log, Log{Level: "info", Format: "json"}},
+		{"log", c.Log, Log{Level: "info", Format: "json", Recipients: relay.RecipientsNone}},
 		{"store.data_dir", c.Store.DataDir, "./data"},
 		{"store.record_ttl", c.Store.RecordTTL, Duration(72 * time.Hour)},
 		{"store embedded", c.Store.Embedded(), true},

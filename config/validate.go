@@ -78,6 +78,9 @@ func (c *Config) Validate() error {
 	v.hostname("hostname", c.Hostname)
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "json", "console")
+	if err := c.Log.Recipients.Check(); err != nil {
+		v.add("log.recipients", "%v", err)
+	}
 	v.store(&c.Store)
 	v.reference(&c.Reference)
 	v.headers(&c.Headers, c.Reference.Header)

@@ -88,6 +88,9 @@ func NewSigner(cfg SignerConfig) (*Signer, error) {
 	return s, nil
 }
 
+// SigningKeyID is the id of the key that signs new references.
+func (s *Signer) SigningKeyID() string { return s.signing.ID }
+
 func validKeyID(id string) bool {
 	if id == "" || len(id) > 32 {
 		return false

@@ -44,6 +44,9 @@ type Static struct {
 	// Log receives the relay's log lines: a LogObserver over it is always
 	// the first observer.
 	Log zerolog.Logger
+	// LogRecipients is how the log's message lines show recipients;
+	// default RecipientsNone.
+	LogRecipients RecipientLogging
 	// Observers are told of every message's outcome and of the relay's
 	// other events (see Observer), after the log.
 	Observers []Observer

@@ -51,9 +51,10 @@ type recordMatcher struct {
 
 // match is a record found for a message.
 type match struct {
-	rec *headers.Record // nil: no record qualifies
-	hop int             // the chain position the message was sent to
-	how string          // "reference", "message-id", "fingerprint", "none"
+	rec   *headers.Record // nil: no record qualifies
+	keyID string          // the key that verified the reference
+	hop   int             // the chain position the message was sent to
+	how   string          // "reference", "message-id", "fingerprint", "none"
 }
 
 // find looks the message's origin record up: by the signed reference;
@@ -107,7 +108,7 @@ func (m *recordMatcher) byReference(ctx context.Context, values []string, env en
 	refuse := func(format string, args ...any) (match, error) {
 		return match{how: "reference"}, Reply(550, smtp.EnhancedCode{5, 7, 1}, "Reference refused: "+format, args...)
 	}
-	var ref string
+	var ref, keyID string
 	var hop int
 	for _, v := range values {
 		ver, err := m.signer.Verify(v)
@@ -121,7 +122,7 @@ func (m *recordMatcher) byReference(ctx context.Context, values []string, env en
 		if m.now().Sub(ver.Issued) > m.ttl {
 			return refuse("expired (issued %s)", ver.Issued.UTC().Format("2006-01-02T15:04:05Z"))
 		}
-		ref, hop = ver.Ref, ver.Hop
+		ref, hop, keyID = ver.Ref, ver.Hop, ver.KeyID
 	}
 	rec, err := m.store.Get(ctx, ref)
 	if errors.Is(err, store.ErrNotFound) {
@@ -134,7 +135,7 @@ func (m *recordMatcher) byReference(ctx context.Context, values []string, env en
 		m.warn("reference refused", ref, why)
 		return refuse("%s", why)
 	}
-	return match{rec: rec, hop: hop, how: "reference"}, nil
+	return match{rec: rec, hop: hop, how: "reference", keyID: keyID}, nil
 }
 
 // unique returns the one candidate consistent with env. Records that

@@ -1,7 +1,10 @@
 package relay
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,16 +50,30 @@ func (NopObserver) Reloaded(error)                      {}
 
 // Outcome is what became of one message on one leg.
 type Outcome struct {
-	Leg    string // "tenant" or "return"
-	Client string // the client's IP address
-	Auth   string // "cert:<name>" or "user:<name>"; "" when not authenticated
-	TLS    string // protocol and cipher suite; "" when plaintext
+	Leg string // "tenant" or "return"
+	// Session identifies the SMTP connection the message came on: every
+	// message of one connection has the same.
+	Session string
+	Client  string // the client's IP address
+	Auth    string // "cert:<name>" or "user:<name>"; "" when not authenticated
+	TLS     string // protocol and cipher suite; "" when plaintext
 
-	MessageID string // as the client sent it
-	Ref       string // the origin record's reference; "" when none
-	From      string
-	Rcpts     int
-	Size      int64 // bytes of message data received
+	// MessageID is the message's original Message-ID: as the tenant sent
+	// it, on the return leg the recorded one (the one restored).
+	MessageID string
+	// ClientMessageID is the Message-ID the client sent, when it differs
+	// from MessageID (a vendor that rewrote it).
+	ClientMessageID string
+	Ref             string // the origin record's reference; "" when none
+	// KeyID is the reference key that signed (tenant leg) or verified
+	// (return leg) the reference; "" when none did.
+	KeyID string
+	From  string
+	Rcpts int
+	// Recipients are the envelope's recipients, for observers that log
+	// them as configured.
+	Recipients []string
+	Size       int64 // bytes of message data received
 
 	// Route is where the message went: "vendor-a", "vendor-a>vendor-b",
 	// "bypass", "refused"; "" before it was decided.
@@ -175,7 +192,28 @@ func (os observers) Reloaded(err error) {
 
 // LogObserver writes each event as one JSON line: the relay's log, with
 // the same field names on both legs.
-type LogObserver struct{ Log zerolog.Logger }
+type LogObserver struct {
+	Log zerolog.Logger
+	// Recipients is how the message line shows the recipients.
+	Recipients RecipientLogging
+}
+
+// RecipientLogging is how log lines show recipients: not at all (the
+// default), as the first 12 hex digits of each address's SHA-256 (enough
+// to follow one address through the log without writing it down), or in
+// full.
+type RecipientLogging string
+
+const (
+	RecipientsNone RecipientLogging = "none"
+	RecipientsHash RecipientLogging = "hash"
+	RecipientsFull RecipientLogging = "full"
+)
+
+// Check reports a value that is none of the enum's.
+func (r RecipientLogging) Check() error {
+	return checkEnum(r, RecipientsNone, RecipientsHash, RecipientsFull)
+}
 
 // MessageDone writes the one line per message per leg.
 func (l LogObserver) MessageDone(o *Outcome) {
@@ -183,12 +221,32 @@ func (l LogObserver) MessageDone(o *Outcome) {
 	if o.Err != nil {
 		level = zerolog.WarnLevel
 	}
-	e := l.Log.WithLevel(level).Str("leg", o.Leg).Str("client", o.Client)
+	e := l.Log.WithLevel(level).Str("leg", o.Leg).Str("session", o.Session).Str("client", o.Client)
 	if o.Auth != "" {
 		e = e.Str("auth", o.Auth)
 	}
-	e = e.Str("message_id", o.MessageID).
-		Str("ref", o.Ref).
+	if o.TLS != "" {
+		e = e.Str("tls", o.TLS)
+	}
+	e = e.Str("message_id", o.MessageID)
+	if o.ClientMessageID != "" {
+		e = e.Str("client_message_id", o.ClientMessageID)
+	}
+	if o.KeyID != "" {
+		e = e.Str("key_id", o.KeyID)
+	}
+	switch l.Recipients {
+	case RecipientsFull:
+		e = e.Strs("rcpts", o.Recipients)
+	case RecipientsHash:
+		hs := make([]string, len(o.Recipients))
+		for i, r := range o.Recipients {
+			sum := sha256.Sum256([]byte(strings.ToLower(r)))
+			hs[i] = hex.EncodeToString(sum[:6])
+		}
+		e = e.Strs("rcpt_hashes", hs)
+	}
+	e = e.Str("ref", o.Ref).
 		Str("from", o.From).
 		Int("rcpt_count", o.Rcpts).
 		Int64("size", o.Size).
@@ -213,6 +271,9 @@ func (l LogObserver) MessageDone(o *Outcome) {
 	}
 	if o.Unrecorded {
 		e = e.Bool("unrecorded", true)
+	}
+	if o.HopReply != "" {
+		e = e.Str("next_hop_reply", o.HopReply)
 	}
 	if o.Err != nil {
 		e = e.Str("error", o.Err.Error())

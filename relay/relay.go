@@ -116,7 +116,10 @@ func New(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	r := &Relay{cfg: cfg.Static, sessions: map[*session]struct{}{}}
-	r.obs = append(observers{LogObserver{Log: cfg.Log}}, cfg.Observers...)
+	if err := cfg.LogRecipients.Check(); err != nil {
+		return nil, fmt.Errorf("relay: log recipients: %w", err)
+	}
+	r.obs = append(observers{LogObserver{Log: cfg.Log, Recipients: cfg.LogRecipients}}, cfg.Observers...)
 	r.live.Store(st)
 	r.tenant = &leg{name: "tenant", lc: cfg.Tenant.withDefaults(), policy: tenantPolicy{}}
 	r.ret = &leg{name: "return", lc: cfg.Return.withDefaults(), policy: returnPolicy{}}

@@ -36,11 +36,15 @@ func (returnPolicy) prepare(s *session, h *headers.Header, body io.Reader, o *Ou
 
 	m := s.matcher()
 	res, err := m.find(ctx, h, envelope{from: s.from, rcpts: s.rcpts})
-	o.MatchedBy = res.how
+	o.MatchedBy, o.KeyID = res.how, res.keyID
 	if err != nil {
 		return nil, err
 	}
 	rec := res.rec
+	if rec != nil && rec.MessageID != "" && rec.MessageID != o.MessageID {
+		// The log and observers follow the message by its original id.
+		o.ClientMessageID, o.MessageID = o.MessageID, rec.MessageID
+	}
 	if rec == nil {
 		if s.st.cfg.ReturnWithoutRecord == ReturnReject {
 			return nil, Reply(550, smtp.EnhancedCode{5, 7, 1},
@@ -121,7 +125,7 @@ func (s *session) claim(rec *headers.Record) *deliveryClaim {
 			if err != nil {
 				s.storeFailed(&storeError{op: "settle claim", ref: rec.Ref, err: err})
 			}
-			s.log(zerolog.WarnLevel).Str("ref", rec.Ref).Dur("lease", s.st.cfg.ClaimLease).Msg(msg)
+			s.log(zerolog.WarnLevel).Str("ref", rec.Ref).Int64("lease_ms", s.st.cfg.ClaimLease.Milliseconds()).Msg(msg)
 		},
 	}
 }

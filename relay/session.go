@@ -2,10 +2,13 @@ package relay
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +59,7 @@ type session struct {
 	leg  *leg
 	conn *guardedConn
 
+	id     string // identifies the connection in log lines
 	remote string // client IP
 	helo   string
 	tls    string // "" when plaintext
@@ -116,7 +120,7 @@ func (s *session) auth() string {
 func (s *session) setAuth(name string) { s.authName.Store(&name) }
 
 func (r *Relay) newSession(l *leg, c *smtp.Conn) *session {
-	s := &session{r: r, leg: l, conn: unwrapGuarded(c.Conn()), helo: c.Hostname()}
+	s := &session{r: r, leg: l, conn: unwrapGuarded(c.Conn()), helo: c.Hostname(), id: newSessionID()}
 	if host, _, err := net.SplitHostPort(c.Conn().RemoteAddr().String()); err == nil {
 		s.remote = host
 	}
@@ -133,6 +137,13 @@ func (r *Relay) newSession(l *leg, c *smtp.Conn) *session {
 	}
 	r.track(s, true)
 	return s
+}
+
+// newSessionID returns 16 random hex digits.
+func newSessionID() string {
+	var b [8]byte
+	rand.Read(b[:]) // never fails (crypto/rand documentation)
+	return hex.EncodeToString(b[:])
 }
 
 // fail counts a refused command; once a connection has collected
@@ -394,7 +405,8 @@ func (s *session) Data(r io.Reader) error {
 		s.conn.receiving(s.leg.lc.DataTimeout, s.leg.lc.MinDataRate)
 		defer s.conn.receiving(0, 0)
 	}
-	o := &Outcome{Leg: s.leg.name, Client: s.remote, Auth: s.auth(), TLS: s.tls, From: s.from, Rcpts: len(s.rcpts)}
+	o := &Outcome{Leg: s.leg.name, Session: s.id, Client: s.remote, Auth: s.auth(), TLS: s.tls, From: s.from,
+		Rcpts: len(s.rcpts), Recipients: slices.Clone(s.rcpts)}
 	err := s.fail(s.data(pr, o))
 	s.finish(o, start, err)
 	s.r.obs.MessageDone(o)
@@ -693,7 +705,7 @@ func (s *session) readError(err error) error {
 }
 
 func (s *session) log(level zerolog.Level) *zerolog.Event {
-	e := s.r.cfg.Log.WithLevel(level).Str("leg", s.leg.name).Str("client", s.remote)
+	e := s.r.cfg.Log.WithLevel(level).Str("leg", s.leg.name).Str("session", s.id).Str("client", s.remote)
 	if a := s.auth(); a != "" {
 		e = e.Str("auth", a)
 	}

@@ -156,7 +156,7 @@ func (s *session) applyRoute(h *headers.Header, rt Route, o *Outcome) (*prepared
 		Fields:      h.Capture(*s.st.cfg.Capture),
 		Route:       append([]string(nil), rt.Vendors...),
 	}
-	o.Ref = rec.Ref
+	o.Ref, o.KeyID = rec.Ref, s.st.cfg.Signer.SigningKeyID()
 	s.applyHeaderActions(h, rt)
 
 	// A reference the tenant's message already carries is stale (a message

@@ -275,7 +275,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 			}
 		}
 	}
-	log.Info().Str("signal", s.String()).Dur("grace", *grace).Msg("shutting down")
+	log.Info().Str("signal", s.String()).Int64("grace_ms", grace.Milliseconds()).Msg("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), *grace)
 	defer cancel()
 	// The admin listener outlives the relay's draining, so that /readyz
