@@ -320,6 +320,10 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 					emu.Unlock()
 				}
 			}
+			// go-smtp's Serve registers its listener only once it runs: a
+			// Shutdown right after Start can come first and close nothing.
+			// The listener is the relay's own; closing it ends Serve.
+			l.ln.Close()
 			<-l.done
 		}(l)
 	}
