@@ -200,3 +200,22 @@ func (hc *hopConn) noteErr(err error) {
 		hc.broken = true
 	}
 }
+
+// Probe connects to h as a message would (STARTTLS per its policy, EHLO
+// with its name) and ends the session with QUIT: a pre-flight check that
+// the next hop is reachable and speaks TLS as configured. It returns the
+// same replies a message would get (hopError's 4xx for a failure).
+func Probe(h NextHop, hostname string) (tls bool, err error) {
+	if err := h.validate(); err != nil {
+		return false, err
+	}
+	hc, err := dialHop(h.withDefaults(hostname))
+	if err != nil {
+		return false, err
+	}
+	defer hc.close()
+	if err := hc.c.Noop(); err != nil {
+		return hc.tls, hopError(h.Name, "NOOP", err)
+	}
+	return hc.tls, nil
+}

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -178,9 +179,10 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-func cmdCheck(args []string, stdout io.Writer) error {
+func cmdCheck(args []string, stdout io.Writer) (err error) {
 	fs := newFlags("check")
 	path := fs.String("config", "", "configuration file")
+	connect := fs.Bool("connect", false, "also ping the store and open an SMTP session (STARTTLS as configured) to every vendor and to the tenant")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -190,6 +192,13 @@ func cmdCheck(args []string, stdout io.Writer) error {
 	cfg, engine, err := loadConfig(*path)
 	if err != nil {
 		return err
+	}
+	if *connect {
+		defer func() {
+			if cerr := checkConnect(cfg, stdout); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
 	}
 	verdict := "valid"
 	switch n := len(cfg.Warnings()); n {
@@ -201,6 +210,51 @@ func cmdCheck(args []string, stdout io.Writer) error {
 	}
 	// Explain ends with the warnings, one "WARNING: " line each.
 	fmt.Fprintf(stdout, "%s: %s\n\n%s", *path, verdict, cfg.Explain(engine))
+	return nil
+}
+
+// checkConnect pings the store and probes every next hop, one line each;
+// it fails when any did.
+func checkConnect(cfg *config.Config, stdout io.Writer) error {
+	fmt.Fprintln(stdout, "\nconnect:")
+	failed := 0
+	report := func(what string, err error, ok string) {
+		if err != nil {
+			failed++
+			msg := err.Error()
+			var se *smtp.SMTPError
+			if errors.As(err, &se) {
+				e := se.EnhancedCode
+				msg = fmt.Sprintf("%d %d.%d.%d %s", se.Code, e[0], e[1], e[2], se.Message)
+			}
+			fmt.Fprintf(stdout, "  %-24s FAILED: %s\n", what, msg)
+			return
+		}
+		fmt.Fprintf(stdout, "  %-24s ok%s\n", what, ok)
+	}
+	st, err := openStore(cfg.Store)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = st.Ping(ctx)
+		cancel()
+		st.Close()
+	}
+	report("store", err, "")
+	rc, err := relayConfig(cfg, nil, nil, &certSet{}, zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	for _, h := range append(rc.Vendors, rc.Target) {
+		usedTLS, err := relay.Probe(h, cfg.Hostname)
+		how := ", plaintext"
+		if usedTLS {
+			how = ", STARTTLS"
+		}
+		report(h.Name+" "+h.Address, err, how)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d connections failed", failed, len(rc.Vendors)+2)
+	}
 	return nil
 }
 
