@@ -67,4 +67,22 @@ tenant: {address: %q, starttls: "off"}
 		!strings.Contains(errOut.String(), "1 of 3 connections failed") {
 		t.Errorf("unreachable vendor: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
+
+	// check --production lists what the configuration lacks for production
+	// (here TLS and the tenant's certificate); --strict makes that fail.
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"check", "--production", "--config", write(vendor)}, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), "production: 4 findings") || !strings.Contains(out.String(), "PRODUCTION: listeners.tenant.tls.cert_file: TLS is off") {
+		t.Errorf("--production: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"check", "--production", "--strict", "--config", write(vendor)}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "4 production findings (--strict)") {
+		t.Errorf("--production --strict: exit %d\n%s", code, errOut.String())
+	}
+	if code := run([]string{"check", "--strict", "--config", write(vendor)}, &out, &errOut); code != 2 {
+		t.Errorf("--strict alone: exit %d, want 2", code)
+	}
 }

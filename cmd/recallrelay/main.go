@@ -183,6 +183,8 @@ func cmdCheck(args []string, stdout io.Writer) (err error) {
 	fs := newFlags("check")
 	path := fs.String("config", "", "configuration file")
 	connect := fs.Bool("connect", false, "also ping the store and open an SMTP session (STARTTLS as configured) to every vendor and to the tenant")
+	production := fs.Bool("production", false, "also list what a production relay needs and this configuration lacks (TLS, certificates, placeholders, secret file modes)")
+	strict := fs.Bool("strict", false, "with --production, fail (exit 1) when anything is listed")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -210,6 +212,18 @@ func cmdCheck(args []string, stdout io.Writer) (err error) {
 	}
 	// Explain ends with the warnings, one "WARNING: " line each.
 	fmt.Fprintf(stdout, "%s: %s\n\n%s", *path, verdict, cfg.Explain(engine))
+	if *production {
+		findings := cfg.Production(time.Now())
+		fmt.Fprintf(stdout, "\nproduction: %d findings\n", len(findings))
+		for _, f := range findings {
+			fmt.Fprintf(stdout, "PRODUCTION: %s\n", f.Error())
+		}
+		if *strict && len(findings) > 0 {
+			return fmt.Errorf("%d production findings (--strict)", len(findings))
+		}
+	} else if *strict {
+		return usageError{errors.New("--strict goes with --production")}
+	}
 	return nil
 }
 
