@@ -24,7 +24,6 @@ import (
 	"github.com/recallrelay/recallrelay/internal/looptest"
 	"github.com/recallrelay/recallrelay/metrics"
 	"github.com/recallrelay/recallrelay/relay"
-	"github.com/recallrelay/recallrelay/relaytest"
 	"github.com/recallrelay/recallrelay/store"
 	"github.com/recallrelay/recallrelay/store/storetest"
 )
@@ -169,7 +168,7 @@ func TestReadyzFollowsTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rs.Close() })
-	vendor, tenant := startRecorder(t), startRecorder(t)
+	vendor, tenant := looptest.Recorder(t, nil), looptest.Recorder(t, nil)
 	cfg := looptest.Config(t, tenant.Addr(), looptest.Hop("vendor", vendor.Addr()))
 	cfg.Store = rs
 	r := looptest.Start(t, cfg)
@@ -221,7 +220,7 @@ func TestMetricsAfterMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vendor, tenant := startRecorder(t), startRecorder(t)
+	vendor, tenant := looptest.Recorder(t, nil), looptest.Recorder(t, nil)
 	cfg := looptest.Config(t, tenant.Addr(), looptest.Hop("vendor", vendor.Addr()))
 	cfg.Observers = []relay.Observer{m}
 	r = looptest.Start(t, cfg)
@@ -290,19 +289,6 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
-
-func startRecorder(t *testing.T) *relaytest.Tenant {
-	t.Helper()
-	r, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
 }
 
 // sendMessage sends one message through the tenant leg and expects 250.

@@ -84,8 +84,7 @@ func freeAddr(t *testing.T) string {
 // startTenant starts a recording fake tenant on a free loopback port.
 func startTenant(t *testing.T) *relaytest.Tenant {
 	t.Helper()
-	tn, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0"})
-	return started(t, tn, err)
+	return looptest.Recorder(t, nil)
 }
 
 // startVendor starts a fake vendor.

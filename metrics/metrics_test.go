@@ -48,7 +48,7 @@ type env struct {
 
 func newEnv(t *testing.T, mod func(*relay.Config)) *env {
 	t.Helper()
-	e := &env{reg: prometheus.NewPedanticRegistry(), vendor: startRecorder(t), tenant: startRecorder(t)}
+	e := &env{reg: prometheus.NewPedanticRegistry(), vendor: looptest.Recorder(t, nil), tenant: looptest.Recorder(t, nil)}
 	var r *relay.Relay
 	m, err := metrics.New(e.reg, metrics.Options{Sessions: func() map[string]int { return r.Sessions() }})
 	if err != nil {
@@ -65,19 +65,6 @@ func newEnv(t *testing.T, mod func(*relay.Config)) *env {
 	r = looptest.Start(t, cfg)
 	e.relay = r
 	return e
-}
-
-func startRecorder(t *testing.T) *relaytest.Tenant {
-	t.Helper()
-	r, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
 }
 
 // client speaks SMTP line by line.

@@ -2,7 +2,6 @@ package relay_test
 
 import (
 	"bytes"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/textproto"
@@ -52,20 +51,8 @@ func newHarness(t testing.TB, mod func(*relay.Config)) *harness {
 	return h
 }
 
-// startRecorder starts a recording SMTP server, offering STARTTLS when
-// tlsConfig is set.
-func startRecorder(t testing.TB, tlsConfig *tls.Config) *relaytest.Tenant {
-	t.Helper()
-	r, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0", TLSConfig: tlsConfig})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
+// startRecorder is looptest.Recorder.
+var startRecorder = looptest.Recorder
 
 // rawClient speaks SMTP line by line, for what go-smtp's client cannot do
 // (BDAT, pipelining, malformed data).

@@ -8,6 +8,7 @@ import (
 
 	"github.com/recallrelay/recallrelay/headers"
 	"github.com/recallrelay/recallrelay/store"
+	"github.com/recallrelay/recallrelay/store/storetest"
 )
 
 // The behaviour both stores share is tested by storetest.Run, from
@@ -24,29 +25,10 @@ func ctxT(t *testing.T) context.Context {
 
 var baseTime = time.Date(2025, 3, 14, 9, 26, 53, 589793000, time.UTC)
 
-// newRecord returns a record whose fields hold the byte sequences a store
-// must not alter: folding, trailing white space, 8-bit and invalid UTF-8.
+// newRecord is the contract suite's sample record (storetest.Record): its
+// fields hold the byte sequences a store must not alter.
 func newRecord(ref, messageID, fp string, at time.Time) *headers.Record {
-	return &headers.Record{
-		Ref:         ref,
-		MailFrom:    "alice@contoso.example",
-		Params:      headers.MailParams{Size: 12345, Body: "8BITMIME", SMTPUTF8: true},
-		Rcpts:       []string{"bob@contoso.example", "Carol@Fabrikam.Example"},
-		ReceivedAt:  at,
-		Listener:    "tenant",
-		ClientAddr:  "40.107.1.2:49152",
-		Helo:        "EUR05-AM6-obe.outbound.protection.outlook.com",
-		TLS:         "TLS1.3 TLS_AES_256_GCM_SHA384",
-		MessageID:   messageID,
-		Fingerprint: fp,
-		Fields: []headers.Field{
-			{Name: "X-MS-Exchange-CrossPremises-AuthAs", Raw: []byte("X-MS-Exchange-CrossPremises-AuthAs: Internal\r\n")},
-			{Name: "x-ms-exchange-crosspremises-scl", Raw: []byte("x-ms-exchange-crosspremises-scl:-1\r\n")},
-			{Name: "Thread-Topic", Raw: []byte("Thread-Topic: =?utf-8?B?R3LDvMOfZQ==?=\r\n =?utf-8?B?w6TDtsO8?=  \r\n")},
-			{Name: "X-Raw", Raw: []byte("X-Raw: \xff\xfe\x00 gr\xc3\xbc\xc3\x9fe\t \r\n\tfolded\r\n")},
-			{Name: "Message-ID", Raw: []byte("Message-ID: " + messageID + "\r\n")},
-		},
-	}
+	return storetest.Record(ref, messageID, fp, at)
 }
 
 func refsOf(recs []*headers.Record) []string {

@@ -11,6 +11,7 @@ package looptest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/recallrelay/recallrelay/headers"
 	"github.com/recallrelay/recallrelay/relay"
+	"github.com/recallrelay/recallrelay/relaytest"
 	"github.com/recallrelay/recallrelay/store/storetest"
 )
 
@@ -79,5 +81,21 @@ func Start(t testing.TB, cfg relay.Config) *relay.Relay {
 		defer cancel()
 		r.Shutdown(ctx)
 	})
+	return r
+}
+
+// Recorder starts a recording SMTP server on a free loopback port, the next
+// hop tests deliver to (offering STARTTLS when tlsConfig is set); it is
+// closed when the test ends.
+func Recorder(t testing.TB, tlsConfig *tls.Config) *relaytest.Tenant {
+	t.Helper()
+	r, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0", TLSConfig: tlsConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
 	return r
 }

@@ -120,9 +120,9 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// record returns a record whose fields hold the byte sequences a store must
+// Record returns a record whose fields hold the byte sequences a store must
 // not alter: folding, trailing white space, 8-bit, NUL and invalid UTF-8.
-func record(ref, messageID, fp string, at time.Time) *headers.Record {
+func Record(ref, messageID, fp string, at time.Time) *headers.Record {
 	return &headers.Record{
 		Ref:         ref,
 		MailFrom:    "alice@contoso.example",
@@ -208,7 +208,7 @@ func (s *suite) putGet(t *testing.T) {
 		name string
 		rec  func() *headers.Record
 	}{
-		{"full", func() *headers.Record { return record("ref-full", "<full@contoso.example>", "fp-full", baseTime) }},
+		{"full", func() *headers.Record { return Record("ref-full", "<full@contoso.example>", "fp-full", baseTime) }},
 		{"minimal", func() *headers.Record { return &headers.Record{Ref: "ref-minimal", ReceivedAt: baseTime} }},
 	}
 	for _, tt := range tests {
@@ -336,7 +336,7 @@ func corpusRecord(t *testing.T, path string) *headers.Record {
 func (s *suite) putRejects(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
-	kept := record("kept", "<kept@x>", "fp-kept", baseTime)
+	kept := Record("kept", "<kept@x>", "fp-kept", baseTime)
 	put(t, st, kept, long)
 	tests := []struct {
 		name string
@@ -344,14 +344,14 @@ func (s *suite) putRejects(t *testing.T) {
 		ttl  time.Duration
 	}{
 		{"nil record", nil, long},
-		{"empty ref", record("", "<m@x>", "fp-m", baseTime), long},
-		{"zero ttl", record("zero-ttl", "<m@x>", "fp-m", baseTime), 0},
-		{"negative ttl", record("neg-ttl", "<m@x>", "fp-m", baseTime), -time.Second},
-		{"brace in ref", record("a{b}c", "<m@x>", "fp-m", baseTime), long},
-		{"space in ref", record("a b", "<m@x>", "fp-m", baseTime), long},
-		{"control byte in ref", record("a\x00b", "<m@x>", "fp-m", baseTime), long},
-		{"overlong ref", record(strings.Repeat("r", 257), "<m@x>", "fp-m", baseTime), long},
-		{"zero ttl over a live record", record("kept", "<m@x>", "fp-m", baseTime), 0},
+		{"empty ref", Record("", "<m@x>", "fp-m", baseTime), long},
+		{"zero ttl", Record("zero-ttl", "<m@x>", "fp-m", baseTime), 0},
+		{"negative ttl", Record("neg-ttl", "<m@x>", "fp-m", baseTime), -time.Second},
+		{"brace in ref", Record("a{b}c", "<m@x>", "fp-m", baseTime), long},
+		{"space in ref", Record("a b", "<m@x>", "fp-m", baseTime), long},
+		{"control byte in ref", Record("a\x00b", "<m@x>", "fp-m", baseTime), long},
+		{"overlong ref", Record(strings.Repeat("r", 257), "<m@x>", "fp-m", baseTime), long},
+		{"zero ttl over a live record", Record("kept", "<m@x>", "fp-m", baseTime), 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -386,8 +386,8 @@ func (s *suite) putRejects(t *testing.T) {
 func (s *suite) putReplaces(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
-	first := record("same", "<old@x>", "fp-old", baseTime)
-	second := record("same", "<new@x>", "fp-new", baseTime.Add(time.Second))
+	first := Record("same", "<old@x>", "fp-old", baseTime)
+	second := Record("same", "<new@x>", "fp-new", baseTime.Add(time.Second))
 	second.Fields = second.Fields[:1]
 	put(t, st, first, long)
 	put(t, st, second, long)
@@ -425,13 +425,13 @@ func (s *suite) putReplaces(t *testing.T) {
 // message the vendor may already have sent back.
 func (s *suite) putKeepsDeliveryState(t *testing.T) {
 	st := s.open(t)
-	put(t, st, record("keep", "<keep@x>", "", baseTime), long)
+	put(t, st, Record("keep", "<keep@x>", "", baseTime), long)
 	if err := st.Confirm(testContext(t), "keep", bob); err != nil {
 		t.Fatal(err)
 	}
 	wantClaim(t, st, "keep", carol, long, store.Claimed)
 	wantCount(t, st, "keep", 1)
-	put(t, st, record("keep", "<keep-again@x>", "", baseTime.Add(time.Second)), long)
+	put(t, st, Record("keep", "<keep-again@x>", "", baseTime.Add(time.Second)), long)
 	wantClaim(t, st, "keep", bob, long, store.AlreadyDelivered)
 	wantClaim(t, st, "keep", carol, long, store.InFlight)
 	wantClaim(t, st, "keep", dave, long, store.Claimed)
@@ -444,18 +444,18 @@ func (s *suite) putResetsTTL(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
 	start := time.Now()
-	put(t, st, record("longer", "<longer@x>", "fp-longer", baseTime), 2*s.short)
+	put(t, st, Record("longer", "<longer@x>", "fp-longer", baseTime), 2*s.short)
 	if err := st.Confirm(ctx, "longer", bob); err != nil {
 		t.Fatal(err)
 	}
 	wantCount(t, st, "longer", 1)
-	put(t, st, record("longer", "<longer@x>", "fp-longer", baseTime), long)
+	put(t, st, Record("longer", "<longer@x>", "fp-longer", baseTime), long)
 	if time.Since(start) >= 2*s.short {
 		t.Skipf("the writes took %v, longer than the first TTL %v: cannot tell a renewal from a new record", time.Since(start), 2*s.short)
 	}
-	put(t, st, record("shorter", "<shorter@x>", "", baseTime), long)
+	put(t, st, Record("shorter", "<shorter@x>", "", baseTime), long)
 	wantClaim(t, st, "shorter", bob, long, store.Claimed)
-	put(t, st, record("shorter", "<shorter@x>", "", baseTime), s.short)
+	put(t, st, Record("shorter", "<shorter@x>", "", baseTime), s.short)
 	shortened := time.Now()
 
 	// Past the first TTL of "longer" and the second of "shorter".
@@ -472,7 +472,7 @@ func (s *suite) putResetsTTL(t *testing.T) {
 
 	_, err := st.Get(ctx, "shorter")
 	wantNotFound(t, "Get of a record put again with a shorter TTL, after it", err)
-	put(t, st, record("shorter", "<shorter@x>", "", baseTime), long)
+	put(t, st, Record("shorter", "<shorter@x>", "", baseTime), long)
 	wantClaim(t, st, "shorter", bob, long, store.Claimed)
 }
 
@@ -481,7 +481,7 @@ func (s *suite) putResetsTTL(t *testing.T) {
 func (s *suite) getMissing(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
-	put(t, st, record("present", "<present@x>", "fp-present", baseTime), long)
+	put(t, st, Record("present", "<present@x>", "fp-present", baseTime), long)
 	refs := []string{"absent", "PRESENT", "presen", "present ", "", "{present}", "pre sent", "pre\x00sent", "pre\nsent", strings.Repeat("p", 257)}
 	for _, ref := range refs {
 		_, err := st.Get(ctx, ref)
@@ -507,7 +507,7 @@ func (s *suite) ttlExpires(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
 	start := time.Now()
-	put(t, st, record("short", "<short@x>", "fp-short", baseTime), s.short)
+	put(t, st, Record("short", "<short@x>", "fp-short", baseTime), s.short)
 	_, claimErr := st.Claim(ctx, "short", bob, long)
 	confirmErr := st.Confirm(ctx, "short", carol)
 	_, countErr := st.CountReturn(ctx, "short")
@@ -532,7 +532,7 @@ func (s *suite) ttlExpires(t *testing.T) {
 		t.Errorf("Release after the TTL = %v, want nil", err)
 	}
 
-	put(t, st, record("short", "<short@x>", "fp-short", baseTime), long)
+	put(t, st, Record("short", "<short@x>", "fp-short", baseTime), long)
 	wantClaim(t, st, "short", bob, long, store.Claimed)
 	wantClaim(t, st, "short", carol, long, store.Claimed)
 	wantCount(t, st, "short", 1)
@@ -541,13 +541,13 @@ func (s *suite) ttlExpires(t *testing.T) {
 // indexed puts the records the index cases look up.
 func indexed(t *testing.T, st store.Store) []*headers.Record {
 	recs := []*headers.Record{
-		record("r-late", sharedMID, "fp-a", baseTime.Add(2*time.Minute)),
-		record("r-early", sharedMID, "fp-b", baseTime),
-		record("r-tie-b", sharedMID, "fp-a", baseTime.Add(time.Minute)),
-		record("r-tie-a", sharedMID, "fp-a", baseTime.Add(time.Minute)),
-		record("r-other", "<other@contoso.example>", "fp-b", baseTime),
-		record("r-none", "", "", baseTime),
-		record("r-bad-utf8", "<\xff\xfe@contoso.example>", "fp-\xff", baseTime),
+		Record("r-late", sharedMID, "fp-a", baseTime.Add(2*time.Minute)),
+		Record("r-early", sharedMID, "fp-b", baseTime),
+		Record("r-tie-b", sharedMID, "fp-a", baseTime.Add(time.Minute)),
+		Record("r-tie-a", sharedMID, "fp-a", baseTime.Add(time.Minute)),
+		Record("r-other", "<other@contoso.example>", "fp-b", baseTime),
+		Record("r-none", "", "", baseTime),
+		Record("r-bad-utf8", "<\xff\xfe@contoso.example>", "fp-\xff", baseTime),
 	}
 	for _, r := range recs {
 		put(t, st, r, long)
@@ -635,8 +635,8 @@ func (s *suite) indexesDropExpired(t *testing.T) {
 	ctx := testContext(t)
 	const mid, fp = "<expiry@contoso.example>", "fp-expiry"
 	start := time.Now()
-	put(t, st, record("short", mid, fp, baseTime), s.short)
-	put(t, st, record("long", mid, fp, baseTime.Add(time.Second)), long)
+	put(t, st, Record("short", mid, fp, baseTime), s.short)
+	put(t, st, Record("long", mid, fp, baseTime.Add(time.Second)), long)
 	lookups := []struct {
 		name string
 		fn   func(context.Context, string) ([]*headers.Record, error)
@@ -677,7 +677,7 @@ func (s *suite) indexesDropExpired(t *testing.T) {
 func (s *suite) claimConfirm(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
-	put(t, st, record("cc", "", "", baseTime), long)
+	put(t, st, Record("cc", "", "", baseTime), long)
 	wantClaim(t, st, "cc", bob, long, store.Claimed)
 	wantClaim(t, st, "cc", bob, long, store.InFlight)
 	if err := st.Confirm(ctx, "cc", bob); err != nil {
@@ -705,7 +705,7 @@ func (s *suite) claimConfirm(t *testing.T) {
 func (s *suite) claimRelease(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
-	put(t, st, record("cr", "", "", baseTime), long)
+	put(t, st, Record("cr", "", "", baseTime), long)
 	release := func(rcpt string) {
 		t.Helper()
 		if err := st.Release(ctx, "cr", rcpt); err != nil {
@@ -729,8 +729,8 @@ func (s *suite) claimRelease(t *testing.T) {
 func (s *suite) claimPerRecipient(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
-	put(t, st, record("one", "", "", baseTime), long)
-	put(t, st, record("two", "", "", baseTime), long)
+	put(t, st, Record("one", "", "", baseTime), long)
+	put(t, st, Record("two", "", "", baseTime), long)
 	steps := []struct {
 		op   string // claim, confirm, release
 		ref  string
@@ -780,7 +780,7 @@ func (s *suite) claimPerRecipient(t *testing.T) {
 func (s *suite) claimRejects(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
-	put(t, st, record("rej", "", "", baseTime), long)
+	put(t, st, Record("rej", "", "", baseTime), long)
 	tests := []struct {
 		name string
 		call func() error
@@ -809,7 +809,7 @@ func (s *suite) claimRejects(t *testing.T) {
 func (s *suite) claimLeaseLapses(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
-	put(t, st, record("lease", "", "", baseTime), long)
+	put(t, st, Record("lease", "", "", baseTime), long)
 	start := time.Now()
 	wantClaim(t, st, "lease", bob, s.short, store.Claimed)
 	wantClaim(t, st, "lease", carol, s.short, store.Claimed)
@@ -834,7 +834,7 @@ func (s *suite) claimLeaseLapses(t *testing.T) {
 func (s *suite) concurrentClaimOneWinner(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
-	put(t, st, record("race", "", "", baseTime), long)
+	put(t, st, Record("race", "", "", baseTime), long)
 	const n = 20
 	for _, rcpt := range []string{bob, carol, dave} {
 		local, domain, _ := strings.Cut(rcpt, "@")
@@ -872,7 +872,7 @@ func (s *suite) concurrentClaimOneWinner(t *testing.T) {
 func (s *suite) concurrentClaimRelease(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
-	put(t, st, record("mutex", "", "", baseTime), long)
+	put(t, st, Record("mutex", "", "", baseTime), long)
 	const workers, rounds = 8, 25
 	var (
 		holders, wins atomic.Int32
@@ -932,8 +932,8 @@ func (s *suite) concurrentClaimRelease(t *testing.T) {
 func (s *suite) countReturn(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
-	put(t, st, record("count-a", "", "", baseTime), long)
-	put(t, st, record("count-b", "", "", baseTime), long)
+	put(t, st, Record("count-a", "", "", baseTime), long)
+	put(t, st, Record("count-b", "", "", baseTime), long)
 	for want := int64(1); want <= 3; want++ {
 		wantCount(t, st, "count-a", want)
 	}
@@ -1000,7 +1000,7 @@ func (s *suite) contextCanceled(t *testing.T) {
 		t.Run(d.name, func(t *testing.T) {
 			st := s.open(t)
 			ctx := testContext(t)
-			put(t, st, record("ctx", "<ctx@x>", "fp-ctx", baseTime), long)
+			put(t, st, Record("ctx", "<ctx@x>", "fp-ctx", baseTime), long)
 			wantClaim(t, st, "ctx", bob, long, store.Claimed)
 			nothingPut := func(t *testing.T) {
 				_, err := st.Get(ctx, "ctx-put")
@@ -1011,7 +1011,7 @@ func (s *suite) contextCanceled(t *testing.T) {
 				call  func(context.Context) error
 				check func(t *testing.T) // that the call changed nothing
 			}{
-				{"Put", func(c context.Context) error { return st.Put(c, record("ctx-put", "", "", baseTime), long) }, nothingPut},
+				{"Put", func(c context.Context) error { return st.Put(c, Record("ctx-put", "", "", baseTime), long) }, nothingPut},
 				{"Get", func(c context.Context) error { _, err := st.Get(c, "ctx"); return err }, nil},
 				{"ByMessageID", func(c context.Context) error { _, err := st.ByMessageID(c, "<ctx@x>"); return err }, nil},
 				{"ByMessageID empty", func(c context.Context) error { _, err := st.ByMessageID(c, ""); return err }, nil},
@@ -1048,7 +1048,7 @@ func (s *suite) contextCanceled(t *testing.T) {
 // fails with ErrClosed, never ErrNotFound.
 func (s *suite) close(t *testing.T) {
 	st := s.open(t)
-	put(t, st, record("closed", "<closed@x>", "fp-closed", baseTime), long)
+	put(t, st, Record("closed", "<closed@x>", "fp-closed", baseTime), long)
 	if err := st.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -1060,7 +1060,7 @@ func (s *suite) close(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"Put", func() error { return st.Put(ctx, record("after", "", "", baseTime), long) }},
+		{"Put", func() error { return st.Put(ctx, Record("after", "", "", baseTime), long) }},
 		{"Get", func() error { _, err := st.Get(ctx, "closed"); return err }},
 		{"Get of a missing ref", func() error { _, err := st.Get(ctx, "missing"); return err }},
 		{"ByMessageID", func() error { _, err := st.ByMessageID(ctx, "<closed@x>"); return err }},

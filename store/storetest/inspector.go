@@ -102,7 +102,7 @@ func scanAll(t *testing.T, st Inspectable) map[string]*headers.Record {
 func (s *inspectorSuite) deliveriesStates(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
-	put(t, st, record("dlv", "<dlv@x>", "", baseTime), long)
+	put(t, st, Record("dlv", "<dlv@x>", "", baseTime), long)
 
 	d := deliveries(t, st, "dlv")
 	if len(d.Recipients) != 0 || d.Returns != 0 {
@@ -167,7 +167,7 @@ func (s *inspectorSuite) deliveriesStates(t *testing.T) {
 // claim makes it in flight again.
 func (s *inspectorSuite) deliveriesLapsed(t *testing.T) {
 	st := s.open(t)
-	put(t, st, record("lapse", "", "", baseTime), long)
+	put(t, st, Record("lapse", "", "", baseTime), long)
 	start := time.Now()
 	wantClaim(t, st, "lapse", bob, s.short, store.Claimed)
 	if d := deliveries(t, st, "lapse"); s.fresh(start) && d.For(bob).Delivery != store.DeliveryInFlight {
@@ -194,7 +194,7 @@ func (s *inspectorSuite) deliveriesMissing(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
 	start := time.Now()
-	put(t, st, record("short", "", "", baseTime), s.short)
+	put(t, st, Record("short", "", "", baseTime), s.short)
 	wantClaim(t, st, "short", bob, long, store.Claimed)
 	if _, err := st.Deliveries(ctx, "short"); s.fresh(start) && err != nil {
 		t.Fatalf("live record: %v", err)
@@ -210,7 +210,7 @@ func (s *inspectorSuite) deliveriesMissing(t *testing.T) {
 func (s *inspectorSuite) ttl(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
-	put(t, st, record("ttl", "", "", baseTime), long)
+	put(t, st, Record("ttl", "", "", baseTime), long)
 	d, err := st.TTL(ctx, "ttl")
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +218,7 @@ func (s *inspectorSuite) ttl(t *testing.T) {
 	if d <= long-time.Minute || d > long {
 		t.Errorf("TTL after Put(%v) = %v", long, d)
 	}
-	put(t, st, record("ttl", "", "", baseTime), 3*long)
+	put(t, st, Record("ttl", "", "", baseTime), 3*long)
 	d, err = st.TTL(ctx, "ttl")
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +236,7 @@ func (s *inspectorSuite) ttlMissing(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
 	start := time.Now()
-	put(t, st, record("short", "", "", baseTime), s.short)
+	put(t, st, Record("short", "", "", baseTime), s.short)
 	if d, err := st.TTL(ctx, "short"); s.fresh(start) && (err != nil || d > s.short || d < 0) {
 		t.Errorf("live record: TTL = %v, %v; want at most %v", d, err, s.short)
 	}
@@ -257,10 +257,10 @@ func (s *inspectorSuite) scan(t *testing.T) {
 	ctx := testContext(t)
 	start := time.Now()
 	for i := range 3 {
-		put(t, st, record(fmt.Sprintf("expired-%d", i), "", "", baseTime), s.short)
+		put(t, st, Record(fmt.Sprintf("expired-%d", i), "", "", baseTime), s.short)
 	}
 	for i := range scanRecords {
-		rec := record(fmt.Sprintf("scan-%04d", i), fmt.Sprintf("<scan.%d@x>", i), "", baseTime.Add(time.Duration(i)*time.Second))
+		rec := Record(fmt.Sprintf("scan-%04d", i), fmt.Sprintf("<scan.%d@x>", i), "", baseTime.Add(time.Duration(i)*time.Second))
 		put(t, st, rec, long)
 	}
 	sleepUntil(start.Add(2 * s.short))
@@ -294,7 +294,7 @@ func (s *inspectorSuite) scan(t *testing.T) {
 func (s *inspectorSuite) scanStops(t *testing.T) {
 	st := s.open(t)
 	for i := range 20 {
-		put(t, st, record(fmt.Sprintf("stop-%02d", i), "", "", baseTime), long)
+		put(t, st, Record(fmt.Sprintf("stop-%02d", i), "", "", baseTime), long)
 	}
 	calls := 0
 	err := st.Scan(testContext(t), func(*headers.Record) bool {
@@ -326,7 +326,7 @@ func (s *inspectorSuite) scanCallbackUsesStore(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
 	for i := range 10 {
-		put(t, st, record(fmt.Sprintf("cb-%02d", i), "", "", baseTime), long)
+		put(t, st, Record(fmt.Sprintf("cb-%02d", i), "", "", baseTime), long)
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -354,7 +354,7 @@ func (s *inspectorSuite) scanCallbackUsesStore(t *testing.T) {
 func (s *inspectorSuite) readsChangeNothing(t *testing.T) {
 	st := s.open(t)
 	ctx := testContext(t)
-	put(t, st, record("ro", "", "", baseTime), long)
+	put(t, st, Record("ro", "", "", baseTime), long)
 	wantClaim(t, st, "ro", bob, long, store.Claimed)
 	wantCount(t, st, "ro", 1)
 	ttl0, err := st.TTL(ctx, "ro")
@@ -380,7 +380,7 @@ func (s *inspectorSuite) readsChangeNothing(t *testing.T) {
 // Scan calls fn never.
 func (s *inspectorSuite) contextCanceled(t *testing.T) {
 	st := s.open(t)
-	put(t, st, record("ctx", "", "", baseTime), long)
+	put(t, st, Record("ctx", "", "", baseTime), long)
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
 	calls := []struct {
@@ -411,7 +411,7 @@ func (s *inspectorSuite) contextCanceled(t *testing.T) {
 // ErrNotFound.
 func (s *inspectorSuite) closed(t *testing.T) {
 	st := s.open(t)
-	put(t, st, record("closed", "", "", baseTime), long)
+	put(t, st, Record("closed", "", "", baseTime), long)
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
