@@ -1,14 +1,18 @@
-// Package admin serves the relay's operational HTTP endpoints: metrics
-// for Prometheus and health checks for a load balancer or an orchestrator.
+// Package admin serves the relay's operational HTTP endpoints: a status
+// page for a browser, metrics for Prometheus and health checks for a load
+// balancer or an orchestrator.
 //
+//	GET /         the status page, Config.Status (404 without one)
 //	GET /metrics  the Prometheus exposition of Config.Gatherer
 //	GET /healthz  200 "ok" while the process serves HTTP (liveness)
 //	GET /readyz   200 "ok" when Config.Ready returns nil, else 503 with
 //	              its reason (readiness: send mail here or not)
 //
 // The server listens on loopback by default (DefaultListen). With a Token,
-// every route but /healthz requires "Authorization: Bearer <token>" (401
-// otherwise), so /healthz stays usable by probes that cannot send one; a
+// every route but /healthz requires "Authorization: Bearer <token>" or,
+// for a browser, basic authentication with the token as the password and
+// any user name (401 otherwise), so /healthz stays usable by probes that
+// cannot send one; a
 // listener other hosts can reach is refused without a Token unless
 // Config.InsecureOpen accepts that, as the SMTP listeners' open-listener
 // check does.
@@ -68,6 +72,8 @@ type Config struct {
 	InsecureOpen bool
 	// Gatherer is what /metrics serves; nil leaves /metrics out (404).
 	Gatherer prometheus.Gatherer
+	// Status is what / serves (package status's Page); nil leaves it out.
+	Status http.Handler
 	// Ready says whether the relay should be sent mail (relay.Relay.Ready);
 	// nil: ready whenever the server serves.
 	Ready func(ctx context.Context) error
@@ -113,6 +119,9 @@ func New(cfg Config) (*Server, error) {
 	errorLog := log.New(logWriter{cfg.Log.With().Str("component", "admin").Logger()}, "", 0)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
+	if cfg.Status != nil {
+		mux.Handle("GET /{$}", s.authorized(cfg.Status))
+	}
 	mux.Handle("GET /readyz", s.authorized(http.HandlerFunc(s.readyz)))
 	if cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", s.authorized(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{
@@ -199,16 +208,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// authorized requires the bearer token, when one is set.
+// authorized requires the token, when one is set: as a bearer token, or
+// as the password of basic authentication (the user name is not checked),
+// which a browser asks for.
 func (s *Server) authorized(next http.Handler) http.Handler {
 	if s.cfg.Token == "" {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		token := ""
+		if scheme, t, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Bearer") {
+			token = t
+		} else if _, password, ok := r.BasicAuth(); ok {
+			token = password
+		}
 		sum := sha256.Sum256([]byte(token))
-		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="recallrelay"`)
+		if token == "" || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
+			w.Header().Add("WWW-Authenticate", `Bearer realm="recallrelay"`)
+			w.Header().Add("WWW-Authenticate", `Basic realm="recallrelay", charset="UTF-8"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"io"
 	"math/big"
 	"net"
@@ -55,15 +56,18 @@ func start(t *testing.T, cfg admin.Config) *admin.Server {
 	return s
 }
 
-// get requests url with method, with the bearer token when bearer is set,
-// and returns the status and the body.
+// get requests url with method, with the bearer token when bearer is set
+// (bearer "Basic …" is sent as it is), and returns the status and the body.
 func get(t *testing.T, c *http.Client, method, url, bearer string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bearer != "" {
+	switch {
+	case strings.HasPrefix(bearer, "Basic "):
+		req.Header.Set("Authorization", bearer)
+	case bearer != "":
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
 	resp, err := c.Do(req)
@@ -87,8 +91,12 @@ func TestAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	ready := func(context.Context) error { return nil }
-	withToken := start(t, admin.Config{Token: token, Gatherer: reg, Ready: ready})
-	open := start(t, admin.Config{Gatherer: reg, Ready: ready})
+	page := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "status page") })
+	withToken := start(t, admin.Config{Token: token, Gatherer: reg, Ready: ready, Status: page})
+	open := start(t, admin.Config{Gatherer: reg, Ready: ready, Status: page})
+	basic := func(user, password string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
+	}
 
 	tests := []struct {
 		name   string
@@ -108,6 +116,14 @@ func TestAuth(t *testing.T) {
 		{"HEAD metrics with the token", withToken, "HEAD", "/metrics", token, 200},
 		{"POST metrics", withToken, "POST", "/metrics", token, 405},
 		{"unknown path", withToken, "GET", "/debug/pprof/", token, 404},
+		{"status page without token", withToken, "GET", "/", "", 401},
+		{"status page with the token", withToken, "GET", "/", token, 200},
+		{"status page, basic auth with the token as password", withToken, "GET", "/", basic("admin", token), 200},
+		{"metrics, basic auth, any user name", withToken, "GET", "/metrics", basic("", token), 200},
+		{"status page, basic auth with a wrong password", withToken, "GET", "/", basic("admin", "s3cret"), 401},
+		{"status page, basic auth with the token as user name", withToken, "GET", "/", basic(token, ""), 401},
+		{"no token configured: status page", open, "GET", "/", "", 200},
+		{"status page is only /", open, "GET", "/index.html", "", 404},
 		{"no token configured: metrics", open, "GET", "/metrics", "", 200},
 		{"no token configured: readyz", open, "GET", "/readyz", "", 200},
 		{"no token configured: healthz", open, "GET", "/healthz", "", 200},
@@ -120,6 +136,9 @@ func TestAuth(t *testing.T) {
 			}
 			if tt.path == "/healthz" && strings.TrimSpace(body) != "ok" {
 				t.Errorf("healthz body %q", body)
+			}
+			if tt.path == "/" && code == 200 && body != "status page" {
+				t.Errorf("/ body %q, want the status page", body)
 			}
 		})
 	}

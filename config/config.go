@@ -242,6 +242,14 @@ type Redis struct {
 	TLS bool `yaml:"tls"`
 	// Timeout bounds dialling, each read and each write. Default: 2s.
 	Timeout Duration `yaml:"timeout"`
+	// WaitReplicas, when positive, makes each record's write wait until
+	// that many replicas have it (Redis WAIT), so that a failover cannot
+	// lose a record the relay acknowledged; the relay answers 4xx when
+	// fewer acknowledge within WaitTimeout. Default 0: do not wait (a
+	// single Redis has no replica to wait for).
+	WaitReplicas int `yaml:"wait_replicas"`
+	// WaitTimeout bounds that wait; below Timeout. Default: 1s.
+	WaitTimeout Duration `yaml:"wait_timeout"`
 }
 
 // Enabled reports whether a Redis location is configured.
@@ -337,7 +345,18 @@ type Admin struct {
 	InsecureOpen bool `yaml:"insecure_open"`
 	// TLS serves HTTPS with this certificate; both or neither.
 	TLS AdminTLS `yaml:"tls"`
+	// RecentMessages is how many message outcomes the status page keeps
+	// in memory to show and search (the newest); default
+	// DefaultRecentMessages, at most MaxRecentMessages. Older ones are in
+	// the log and, while their records live, in `recallrelay trace`.
+	RecentMessages int `yaml:"recent_messages"`
 }
+
+// Bounds of Admin.RecentMessages: a kept outcome costs about a kilobyte.
+const (
+	DefaultRecentMessages = 1000
+	MaxRecentMessages     = 100_000
+)
 
 // AdminTLS is the admin listener's certificate.
 type AdminTLS struct {
@@ -614,8 +633,9 @@ func base() *Config {
 		Log:      Log{Level: "info", Format: "json", Recipients: relay.RecipientsNone},
 		Store: Store{
 			Redis: Redis{
-				KeyPrefix: DefaultRedisKeyPrefix,
-				Timeout:   Duration(DefaultRedisTimeout),
+				KeyPrefix:   DefaultRedisKeyPrefix,
+				Timeout:     Duration(DefaultRedisTimeout),
+				WaitTimeout: Duration(store.DefaultWaitTimeout),
 			},
 			DataDir:   DefaultDataDir,
 			RecordTTL: Duration(relay.DefaultRecordTTL),

@@ -55,7 +55,11 @@ func (c *Config) Explain(engine *rules.Engine) string {
 		if r.TLS {
 			tlsOn = ", TLS"
 		}
-		line("store: %s (key prefix %q%s%s), records kept %s", where, r.KeyPrefixInUse(), tlsOn, auth, s.RecordTTL)
+		wait := ""
+		if r.WaitReplicas > 0 {
+			wait = fmt.Sprintf(", each write waits for %d replicas (up to %s)", r.WaitReplicas, r.WaitTimeout)
+		}
+		line("store: %s (key prefix %q%s%s), records kept %s%s", where, r.KeyPrefixInUse(), tlsOn, auth, s.RecordTTL, wait)
 	}
 
 	ids := make([]string, len(c.Reference.Keys))

@@ -241,6 +241,9 @@ func (v *validator) admin(a *Admin) {
 	if a.TLS.CertFile != "" || a.TLS.KeyFile != "" {
 		v.keyPair("admin.tls", "cert_file", "key_file", a.TLS.CertFile, a.TLS.KeyFile)
 	}
+	if a.RecentMessages < 0 || a.RecentMessages > MaxRecentMessages {
+		v.add("admin.recent_messages", "%d is out of range: 0 (the default, %d) to %d", a.RecentMessages, DefaultRecentMessages, MaxRecentMessages)
+	}
 }
 
 // loopbackHost reports whether a listen address's host reaches only this
@@ -361,6 +364,15 @@ func (v *validator) store(s *Store) {
 		v.add("store.redis.key_prefix", "%v", err)
 	}
 	v.positiveDuration("store.redis.timeout", r.Timeout)
+	switch {
+	case r.WaitReplicas < 0 || r.WaitReplicas > 16:
+		v.add("store.redis.wait_replicas", "%d is out of range: 0 (do not wait) to 16", r.WaitReplicas)
+	case r.WaitReplicas > 0:
+		v.positiveDuration("store.redis.wait_timeout", r.WaitTimeout)
+		if r.WaitTimeout >= r.Timeout {
+			v.add("store.redis.wait_timeout", "%s must be below store.redis.timeout (%s), which bounds the wait's reply", r.WaitTimeout, r.Timeout)
+		}
+	}
 }
 
 // redisURL checks a Redis URL with the parser the store opens it with,

@@ -188,6 +188,12 @@ func TestValidate(t *testing.T) {
 		{"vendor final timeout", func(c *Config) { c.Vendors[0].FinalTimeout = 0 }, "vendors[0].final_timeout", "positive duration"},
 		{"tenant connect timeout", func(c *Config) { c.Tenant.ConnectTimeout = -1 }, "tenant.connect_timeout", "positive duration"},
 		{"redis timeout", func(c *Config) { c.Store.Redis.Addrs = []string{"r:6379"}; c.Store.Redis.Timeout = 0 }, "store.redis.timeout", "positive duration"},
+		{"redis wait_replicas negative", func(c *Config) { c.Store.Redis.Addrs = []string{"r:6379"}; c.Store.Redis.WaitReplicas = -1 }, "store.redis.wait_replicas", "out of range"},
+		{"redis wait_timeout not below timeout", func(c *Config) {
+			c.Store.Redis.Addrs = []string{"r:6379"}
+			c.Store.Redis.WaitReplicas, c.Store.Redis.WaitTimeout = 1, Duration(3*time.Second)
+		}, "store.redis.wait_timeout", "below store.redis.timeout"},
+		{"admin recent_messages", func(c *Config) { c.Admin.Listen = "127.0.0.1:9025"; c.Admin.RecentMessages = 200_000 }, "admin.recent_messages", "out of range"},
 		{"record ttl under a minute", func(c *Config) { c.Store.RecordTTL = Duration(59 * time.Second) }, "store.record_ttl", "at least 1m"},
 
 		// Enumerations.

@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"maps"
 	"slices"
@@ -87,6 +88,11 @@ type cellServers struct {
 	tenant   *relaytest.Tenant
 	vendor   *relaytest.Vendor // nil with an external vendor
 	sendAddr string            // where the tenant's sender delivers
+	// sendHelo and sendTLS are the tenant's sender's EHLO name and
+	// STARTTLS configuration: Config.HELO and Config.VendorTLS when it
+	// delivers straight to an external vendor, the defaults otherwise.
+	sendHelo string
+	sendTLS  *tls.Config
 	stop     []func()
 }
 
@@ -106,11 +112,11 @@ func startCell(cfg Config, cs Case, p Path) (s *cellServers, err error) {
 			s.close()
 		}
 	}()
-	tenantListen := relaytest.DefaultListen
+	tc := relaytest.TenantConfig{Listen: relaytest.DefaultListen}
 	if cfg.VendorAddr != "" && p == PathDirect {
-		tenantListen = cfg.ReturnListen
+		tc.Listen, tc.TLSConfig = cfg.ReturnListen, cfg.ReturnTLS
 	}
-	if s.tenant, err = relaytest.NewTenant(relaytest.TenantConfig{Listen: tenantListen}); err != nil {
+	if s.tenant, err = relaytest.NewTenant(tc); err != nil {
 		return nil, fmt.Errorf("tenant: %w", err)
 	}
 	if err = s.tenant.Start(); err != nil {
@@ -128,7 +134,10 @@ func startCell(cfg Config, cs Case, p Path) (s *cellServers, err error) {
 			}
 			vendorListen = vendorAddr
 		}
-		r, err := cfg.StartRelay(RelayConfig{VendorAddr: vendorAddr, TenantAddr: s.tenant.Addr(), ReturnListen: cfg.ReturnListen})
+		r, err := cfg.StartRelay(RelayConfig{
+			VendorAddr: vendorAddr, TenantAddr: s.tenant.Addr(), ReturnListen: cfg.ReturnListen,
+			VendorTLS: cfg.VendorTLS, HELO: cfg.HELO, ReturnTLS: cfg.ReturnTLS,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("start relay: %w", err)
 		}
@@ -162,7 +171,7 @@ func startCell(cfg Config, cs Case, p Path) (s *cellServers, err error) {
 			s.sendAddr = s.vendor.Addr()
 		}
 	} else if p == PathDirect {
-		s.sendAddr = cfg.VendorAddr
+		s.sendAddr, s.sendHelo, s.sendTLS = cfg.VendorAddr, cfg.HELO, cfg.VendorTLS
 	}
 	return s, nil
 }
@@ -179,9 +188,11 @@ func runCell(outer context.Context, cfg Config, set *messageSet, cs Case, p Path
 	defer s.close()
 
 	results := sendAll(ctx, relaytest.Sender{
-		Addr:    s.sendAddr,
-		Backoff: cfg.Backoff,
-		Timeout: min(relaytest.DefaultTimeout, cfg.CellTimeout),
+		Addr:      s.sendAddr,
+		Helo:      s.sendHelo,
+		TLSConfig: s.sendTLS,
+		Backoff:   cfg.Backoff,
+		Timeout:   min(relaytest.DefaultTimeout, cfg.CellTimeout),
 	}, set.msgs, cfg.Senders)
 	if err := outer.Err(); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -73,6 +74,16 @@ type RelayConfig struct {
 	// ReturnListen is the address the return leg must listen on; empty
 	// for any free loopback port.
 	ReturnListen string
+	// VendorTLS, when set, is the TLS configuration of the tenant leg
+	// towards the vendor: it must issue STARTTLS with it and never send
+	// in plaintext (Config.VendorTLS).
+	VendorTLS *tls.Config
+	// HELO, when set, is the name the tenant leg gives the vendor in EHLO
+	// (Config.HELO).
+	HELO string
+	// ReturnTLS, when set, makes the return leg offer STARTTLS with it
+	// (Config.ReturnTLS).
+	ReturnTLS *tls.Config
 }
 
 // RunningRelay is a relay a StartRelayFunc started.
@@ -125,6 +136,26 @@ type Config struct {
 	// cannot own it at once, Paths must then hold exactly one path.
 	VendorAddr   string
 	ReturnListen string
+	// VendorTLS, HELO and ReturnTLS apply to an external vendor only.
+	// VendorTLS, when set, makes every connection to the vendor issue
+	// STARTTLS with it and fail without: the tenant's sender's on
+	// PathDirect, the relay's tenant leg's on PathRelay (through
+	// RelayConfig). Its Certificates are the client certificate the
+	// vendor may require.
+	VendorTLS *tls.Config
+	// HELO, when set, is the EHLO name given to the vendor, in place of
+	// relaytest.DefaultHelo on PathDirect and the relay's host name on
+	// PathRelay. (Go's SMTP client says "localhost" in the EHLO before
+	// STARTTLS; HELO is the one after it.)
+	HELO string
+	// ReturnTLS, when set, makes the listener on ReturnListen offer
+	// STARTTLS with it, so that the vendor can deliver back over TLS.
+	ReturnTLS *tls.Config
+	// SenderDomain, when set, is the domain of the generated messages'
+	// senders and internal recipients (relaytest.GenerateOptions'
+	// OrgDomain), so that the vendor applies its configuration for that
+	// domain. It cannot be combined with Messages.
+	SenderDomain string
 	// Senders is how many messages are sent at once in a cell;
 	// DefaultSenders when zero.
 	Senders int
@@ -159,8 +190,8 @@ func (c Config) withDefaults() (Config, error) {
 				return c, fmt.Errorf("conformance: case %q: behaviours apply to the fake vendor only, not to %s", cs.Name, c.VendorAddr)
 			}
 		}
-	} else if c.ReturnListen != "" {
-		return c, errors.New("conformance: ReturnListen is only used with an external vendor (VendorAddr)")
+	} else if c.ReturnListen != "" || c.VendorTLS != nil || c.HELO != "" || c.ReturnTLS != nil {
+		return c, errors.New("conformance: ReturnListen, VendorTLS, HELO and ReturnTLS are only used with an external vendor (VendorAddr)")
 	}
 	if len(c.Cases) == 0 {
 		c.Cases = DefaultCases()
@@ -195,8 +226,13 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("conformance: the relay path needs StartRelay")
 	}
 	if len(c.Messages) == 0 {
-		c.Messages = relaytest.Generate(relaytest.GenerateOptions{Seed: 1})
+		c.Messages = relaytest.Generate(relaytest.GenerateOptions{Seed: 1, OrgDomain: c.SenderDomain})
 		c.MessageSource = "generated (seed 1)"
+		if c.SenderDomain != "" {
+			c.MessageSource = "generated (seed 1, " + c.SenderDomain + ")"
+		}
+	} else if c.SenderDomain != "" {
+		return c, errors.New("conformance: SenderDomain applies to generated messages; it cannot be combined with Messages")
 	}
 	if c.MessageSource == "" {
 		c.MessageSource = "caller-provided"
@@ -256,6 +292,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			MessageSource: cfg.MessageSource,
 			Vendor:        vendor,
 			ReturnListen:  cfg.ReturnListen,
+			SenderDomain:  cfg.SenderDomain,
+			EHLO:          cfg.HELO,
+			VendorTLS:     cfg.VendorTLS != nil,
+			ReturnTLS:     cfg.ReturnTLS != nil,
 			Paths:         cfg.Paths,
 			Senders:       cfg.Senders,
 			SettleMS:      cfg.Settle.Milliseconds(),

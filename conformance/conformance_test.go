@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
@@ -312,6 +313,11 @@ func TestConfigErrors(t *testing.T) {
 		{"external vendor with behaviours", Config{VendorAddr: "127.0.0.1:1", ReturnListen: "127.0.0.1:2", Paths: []Path{PathDirect},
 			Cases: []Case{{Name: "x", Behaviors: "duplicate"}}}, "fake vendor only"},
 		{"return address without external vendor", Config{ReturnListen: "127.0.0.1:2", StartRelay: start}, "only used with an external vendor"},
+		{"vendor TLS without external vendor", Config{VendorTLS: &tls.Config{}, StartRelay: start}, "only used with an external vendor"},
+		{"HELO without external vendor", Config{HELO: "mta.example.com", StartRelay: start}, "only used with an external vendor"},
+		{"return TLS without external vendor", Config{ReturnTLS: &tls.Config{}, StartRelay: start}, "only used with an external vendor"},
+		{"sender domain with messages", Config{SenderDomain: "example.com", Paths: []Path{PathDirect},
+			Messages: relaytest.Generate(relaytest.GenerateOptions{Seed: 1})[:1]}, "cannot be combined with Messages"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -284,7 +284,7 @@ X-MS-Has-Attach, recall markers, winmail.dat) arrived byte-identical.</p>
 <tr><td>Started</td><td>{{.Started}}</td></tr>
 <tr><td>Duration</td><td>{{secs .R.DurationSeconds}}</td></tr>
 <tr><td>Messages</td><td>{{.R.Params.Messages}} ({{.R.Params.MessageSource}})</td></tr>
-<tr><td>Vendor</td><td>{{.R.Params.Vendor}}{{if .R.Params.ReturnListen}}, returning to {{.R.Params.ReturnListen}}{{end}}</td></tr>
+<tr><td>Vendor</td><td>{{.R.Params.Vendor}}{{if .R.Params.VendorTLS}} (STARTTLS){{end}}{{if .R.Params.EHLO}}, EHLO {{.R.Params.EHLO}}{{end}}{{if .R.Params.ReturnListen}}, returning to {{.R.Params.ReturnListen}}{{if .R.Params.ReturnTLS}} (STARTTLS offered){{end}}{{end}}</td></tr>
 <tr><td>Paths</td><td>{{range $i, $p := .R.Params.Paths}}{{if $i}}, {{end}}{{$p}}{{end}}</td></tr>
 <tr><td>Concurrent senders</td><td>{{.R.Params.Senders}}</td></tr>
 <tr><td>Settle / cell timeout</td><td>{{ms .R.Params.SettleMS}} / {{ms .R.Params.CellTimeoutMS}}</td></tr>

@@ -27,8 +27,17 @@ type Params struct {
 	Messages      int    `json:"messages"`
 	MessageSource string `json:"message_source"`
 	// Vendor is "fake" or the external vendor's host:port.
-	Vendor        string `json:"vendor"`
-	ReturnListen  string `json:"return_listen,omitempty"`
+	Vendor       string `json:"vendor"`
+	ReturnListen string `json:"return_listen,omitempty"`
+	// SenderDomain is the generated messages' domain when not the
+	// default.
+	SenderDomain string `json:"sender_domain,omitempty"`
+	// EHLO is the name given to an external vendor when not the default.
+	EHLO string `json:"ehlo,omitempty"`
+	// VendorTLS reports that the vendor was spoken to with STARTTLS only,
+	// ReturnTLS that ReturnListen offered STARTTLS.
+	VendorTLS     bool   `json:"vendor_starttls,omitempty"`
+	ReturnTLS     bool   `json:"return_starttls,omitempty"`
 	Paths         []Path `json:"paths"`
 	Senders       int    `json:"senders"`
 	SettleMS      int64  `json:"settle_ms"`

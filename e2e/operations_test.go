@@ -2,14 +2,19 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/recallrelay/recallrelay/internal/testpki"
 	"github.com/recallrelay/recallrelay/relaytest"
 	"github.com/recallrelay/recallrelay/store/storetest"
 )
@@ -112,4 +117,77 @@ admin:
 	}
 	redis.Start()
 	waitStatus("/readyz", 200)
+}
+
+// An expired certificate does not stop the relay, but takes it out of
+// rotation: /readyz and the status page say which certificate, until a
+// valid one is in place and SIGHUP loads it.
+func TestExpiredCertificateNotReady(t *testing.T) {
+	t.Parallel()
+	bin := buildRelay(t)
+	tenant := startTenant(t)
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "ops test CA")
+	expired := ca.IssueValid(t, "relay.ops.test", x509.ExtKeyUsageServerAuth, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+	certPath, keyPath := testpki.WritePair(t, dir, "tenant-listener", expired)
+	tenantListen, returnListen, adminListen := freeAddr(t), freeAddr(t), freeAddr(t)
+	cfg := fmt.Sprintf(`hostname: relay.ops.test
+store:
+  data_dir: %q
+reference:
+  signing_key: k1
+  keys:
+    - id: k1
+listeners:
+  tenant:
+    listen: %q
+    tls: {cert_file: %q, key_file: %q}
+  return: {listen: %q}
+vendors:
+  - {name: signatures, address: %q, starttls: "off"}
+tenant: {address: %q, starttls: "off"}
+admin:
+  listen: %q
+`, filepath.Join(dir, "data"), tenantListen, certPath, keyPath, returnListen, tenant.Addr(), tenant.Addr(), adminListen)
+	p := startRelayProcess(t, bin, cfg, tenantListen, returnListen)
+
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + adminListen + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	var code int
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if code, body = get("/readyz"); code == 503 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if code != 503 || !strings.Contains(body, "certificate "+certPath+" expired") {
+		t.Fatalf("/readyz with an expired certificate = %d %q, want 503 naming it", code, body)
+	}
+	if _, page := get("/"); !strings.Contains(page, "Not ready") || !strings.Contains(page, certPath+" expired") {
+		t.Error("the status page does not say the certificate expired")
+	}
+	if log := p.tail(50); !strings.Contains(log, "a certificate in use is not valid") {
+		t.Errorf("no error line about the certificate at start; log:\n%s", log)
+	}
+
+	testpki.WritePair(t, dir, "tenant-listener", ca.Issue(t, "relay.ops.test", x509.ExtKeyUsageServerAuth))
+	if err := p.signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if code, body = get("/readyz"); code == 200 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if code != 200 {
+		t.Fatalf("/readyz after a valid certificate and SIGHUP = %d %q, want 200", code, body)
+	}
 }

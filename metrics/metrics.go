@@ -18,6 +18,12 @@
 //	recallrelay_certificate_expires_in_seconds{file}                gauge (Options.Certificates)
 //	recallrelay_build_info{version,revision,go_version}             gauge, always 1
 //
+// A message is counted once per leg when the relay answers its end of
+// data. A transaction refused before that — a next hop unreachable at
+// MAIL FROM, every recipient refused — is no message: it shows in
+// recallrelay_next_hop_failures_total{stage="connect"} (or "MAIL FROM")
+// and in the limits and refusals, and the client, told 4xx, tries again.
+//
 // Every label takes its values from a small fixed set (see labels.go), with
 // "other" for a value outside it, except hop, which is a configured next
 // hop's name, and file, a configured certificate's path. No address,

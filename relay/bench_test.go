@@ -3,16 +3,30 @@ package relay_test
 import (
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/recallrelay/recallrelay/metrics"
 	"github.com/recallrelay/recallrelay/relay"
+	"github.com/recallrelay/recallrelay/status"
 )
 
 // BenchmarkLegs measures the hot path: one message per iteration through
 // a leg, over one reused SMTP connection, to a recording next hop, with
 // the embedded store. Compare runs side by side (benchstat); the machine
-// is shared and noisy.
+// is shared and noisy. tenant-observed is tenant with the observers
+// `recallrelay serve` adds (metrics and the status page's recorder): the
+// two side by side are the observers' cost on the hot path.
 func BenchmarkLegs(b *testing.B) {
 	b.Run("tenant", func(b *testing.B) {
 		h := newHarness(b, nil)
+		benchSend(b, h.relay.TenantAddr(), original)
+	})
+	b.Run("tenant-observed", func(b *testing.B) {
+		m, err := metrics.New(prometheus.NewRegistry(), metrics.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		h := newHarness(b, func(c *relay.Config) { c.Observers = append(c.Observers, m, status.New(status.Config{})) })
 		benchSend(b, h.relay.TenantAddr(), original)
 	})
 	b.Run("return", func(b *testing.B) {

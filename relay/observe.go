@@ -91,6 +91,9 @@ type Outcome struct {
 	// Restored and Removed name the fields the return leg put back and
 	// removed; Suppressed the recipients that already had the message.
 	Restored, Removed, Suppressed []string
+	// Hop is the next hop the message was streamed to ("" when it reached
+	// none): the vendor or the tenant target, by name.
+	Hop string
 	// Forwarded: the return leg sent the message on to the next vendor of
 	// its chain instead of the tenant.
 	Forwarded bool
@@ -271,6 +274,9 @@ func (l LogObserver) MessageDone(o *Outcome) {
 	}
 	if o.Unrecorded {
 		e = e.Bool("unrecorded", true)
+	}
+	if o.Hop != "" {
+		e = e.Str("next_hop", o.Hop)
 	}
 	if o.HopReply != "" {
 		e = e.Str("next_hop_reply", o.HopReply)

@@ -418,6 +418,38 @@ func (r *Relay) Sessions() map[string]int {
 	return n
 }
 
+// ListenerInfo describes one of the relay's listeners as it runs.
+type ListenerInfo struct {
+	Leg string // "tenant" or "return"
+	// Addr is the address it listens on ("" before Start).
+	Addr string
+	// Config is its configuration with the defaults filled in.
+	Config ListenerConfig
+	// Sessions is the number of SMTP sessions open on it now.
+	Sessions int
+}
+
+// Listeners describes both listeners, tenant first.
+func (r *Relay) Listeners() []ListenerInfo {
+	open := r.Sessions()
+	var out []ListenerInfo
+	for _, l := range []*leg{r.tenant, r.ret} {
+		li := ListenerInfo{Leg: l.name, Config: l.lc, Sessions: open[l.name]}
+		if l.ln != nil {
+			li.Addr = l.ln.Addr().String()
+		}
+		out = append(out, li)
+	}
+	return out
+}
+
+// NextHops returns the next hops of the policy in force, defaults filled
+// in: the vendors in their configured order, then the tenant target.
+func (r *Relay) NextHops() (vendors []NextHop, target NextHop) {
+	st := r.live.Load()
+	return slices.Clone(st.cfg.Vendors), st.cfg.Target
+}
+
 // ErrNotReady is wrapped by Ready's errors.
 var ErrNotReady = errors.New("relay: not ready")
 

@@ -560,6 +560,7 @@ func (s *session) data(r io.Reader, o *Outcome) error {
 func (s *session) stream(h *headers.Header, body io.Reader, p *prepared, o *Outcome) (hopResult, error) {
 	start := time.Now()
 	hop := s.hop
+	o.Hop = hop.hop.Name
 	w, err := hop.c.Data()
 	if err != nil {
 		hop.noteErr(err)

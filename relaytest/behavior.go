@@ -133,6 +133,8 @@ func registry() []behaviorDef {
 			make: noParam(flattenTNEF{})},
 		{info: BehaviorInfo{"stamp-marker", "=FIELD: VALUE (default " + DefaultMarker + ")", "add the vendor's loop-marker header field"},
 			make: newStampMarker},
+		{info: BehaviorInfo{"exchange-second-pass", "", "act as Exchange Online's second pass (via-tenant): swap the Organization/CrossPremises/CrossTenant fields for those of anonymous mail sent out through a CloudServicesMailEnabled connector, add a Received field"},
+			make: noParam(newExchangeSecondPass())},
 		{info: BehaviorInfo{signatureServiceCombo, "", "footer-html + reencode + strip-unknown-headers + stamp-marker"},
 			combo: []string{"footer-html", "reencode", "strip-unknown-headers", "stamp-marker"}},
 	}

@@ -435,6 +435,9 @@ func TestParseBehaviors(t *testing.T) {
 		{"rewrite-message-id=vendor.example", "rewrite-message-id=vendor.example", false},
 		{"rewrite-message-id=a@b", "", true},
 		{"footer-text=Sent from the fake", "footer-text=Sent from the fake", false},
+		{"exchange-second-pass", "exchange-second-pass", false},
+		{"strip-ms-headers,footer-text,stamp-marker,exchange-second-pass", "strip-ms-headers footer-text stamp-marker exchange-second-pass", false},
+		{"exchange-second-pass=x", "", true},
 		{"passthrough=x", "", true},
 		{"signature-service=x", "", true},
 		{"no-such-thing", "", true},
@@ -467,7 +470,7 @@ func TestBehaviorsListsEveryName(t *testing.T) {
 	t.Parallel()
 	want := []string{"passthrough", "footer-text", "footer-html", "reencode", "strip-ms-headers",
 		"strip-unknown-headers", "rewrite-message-id", "split-recipients", "tempfail-first", "delay",
-		"drop-mid-data", "duplicate", "flatten-tnef", "stamp-marker", "signature-service"}
+		"drop-mid-data", "duplicate", "flatten-tnef", "stamp-marker", "exchange-second-pass", "signature-service"}
 	got := map[string]bool{}
 	for _, b := range Behaviors() {
 		if b.Description == "" || strings.Contains(b.Description, "\n") {

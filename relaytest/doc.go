@@ -10,7 +10,12 @@
 //   - A Vendor receives mail like a signature or scanning service, applies a
 //     chain of Behaviors (footers, re-encoding, header stripping, recipient
 //     splitting, duplicates, dropped connections, ...) and sends the result
-//     back from its own queue.
+//     back from its own queue. With the exchange-second-pass behaviour a
+//     Vendor stands in for Exchange Online itself in the "via-tenant"
+//     topology: it receives what the real vendor sent back, replaces the
+//     organization fields with those Exchange stamps on mail from outside
+//     that it sends out through an OnPremises connector, and relays the
+//     message on to the relay's return listener.
 //   - A Tenant receives the reinjected mail and records every delivery
 //     exactly as received; fault hooks make it refuse data or recipients.
 //
@@ -20,6 +25,12 @@
 // connector with CloudServicesMailEnabled adds; LoadDir reads .eml files.
 // CompareIdentity tells whether a delivered message still carries what
 // recall needs to find the original.
+//
+// Behaviours (ParseBehaviors, Behaviors): passthrough, footer-text,
+// footer-html, reencode, strip-ms-headers, strip-unknown-headers,
+// rewrite-message-id, split-recipients, tempfail-first, delay,
+// drop-mid-data, duplicate, flatten-tnef, stamp-marker,
+// exchange-second-pass, and the combination signature-service.
 //
 // All servers listen on 127.0.0.1 with a random port unless told otherwise,
 // keep everything in memory, and stop every goroutine they start on Close.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -203,7 +202,7 @@ func (b *Bolt) Put(ctx context.Context, rec *headers.Record, ttl time.Duration) 
 	if err := checkPut(rec, ttl); err != nil {
 		return err
 	}
-	data, err := json.Marshal(rec)
+	data, err := encodeRecord(rec)
 	if err != nil {
 		return fmt.Errorf("store: put %s: %w", rec.Ref, err)
 	}

@@ -65,8 +65,10 @@ type Deliveries struct {
 	// to look a recipient up. A recipient never claimed, or whose claim was
 	// released, is absent.
 	Recipients map[string]RecipientState
-	// Returns is the number of times the record came back from the vendor,
-	// as CountReturn counted them; 0 if it never did.
+	// Returns is the record's CountReturn count: the copies the vendor
+	// sent back after every recipient had the message, acknowledged
+	// without delivery (the relay does not count first deliveries); 0 if
+	// there were none.
 	Returns int64
 	// At is the instant the state was read, on the store's clock (for
 	// Redis, the server's): the lease ends in Recipients compare to it.

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -51,7 +50,25 @@ type RedisConfig struct {
 	DialTimeout  time.Duration
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
+
+	// WaitReplicas, when positive, makes Put wait until that many replicas
+	// have acknowledged each of its writes (Redis WAIT on the connection
+	// that wrote), for at most WaitTimeout (DefaultWaitTimeout when zero),
+	// and fail when fewer did. Redis replicates asynchronously: without it,
+	// a record written to a master that dies before its replica has it is
+	// gone after the failover, and the vendor's return of that message finds
+	// no record. With one replica per master and WaitReplicas 1, a replica
+	// promoted by Sentinel or Cluster has every record Put acknowledged.
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
+
+// DefaultWaitTimeout bounds Put's wait for replicas (RedisConfig.WaitReplicas).
+const DefaultWaitTimeout = time.Second
+
+// ErrReplicas is wrapped by the error of a Put that fewer replicas than
+// RedisConfig.WaitReplicas acknowledged in time.
+var ErrReplicas = errors.New("store: not enough replicas acknowledged the write")
 
 // String describes the configuration for logs, with the password redacted.
 func (c RedisConfig) String() string {
@@ -59,8 +76,8 @@ func (c RedisConfig) String() string {
 	if c.Password != "" {
 		pw = "xxxxx"
 	}
-	return fmt.Sprintf("redis{addrs=%v master=%q user=%q password=%q db=%d prefix=%q tls=%t}",
-		c.Addrs, c.MasterName, c.Username, pw, c.DB, c.KeyPrefix, c.TLS != nil)
+	return fmt.Sprintf("redis{addrs=%v master=%q user=%q password=%q db=%d prefix=%q tls=%t wait_replicas=%d}",
+		c.Addrs, c.MasterName, c.Username, pw, c.DB, c.KeyPrefix, c.TLS != nil, c.WaitReplicas)
 }
 
 // GoString is String, so that %#v does not print the password either.
@@ -183,6 +200,10 @@ type Redis struct {
 	prefix    string
 	ownClient bool
 	dlv       *redis.Script
+	// waitReplicas and waitTimeout: RedisConfig's WaitReplicas and
+	// WaitTimeout.
+	waitReplicas int
+	waitTimeout  time.Duration
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -225,9 +246,55 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		// an SMTP session's deadline bounds its store calls.
 		ContextTimeoutEnabled: true,
 	})
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		cc.AddHook(reloadOnNetError{cc})
+	}
+	if cfg.WaitReplicas < 0 {
+		return nil, fmt.Errorf("store: redis: wait_replicas %d is negative", cfg.WaitReplicas)
+	}
 	r := newRedis(c, prefix)
 	r.ownClient = true
+	r.waitReplicas, r.waitTimeout = cfg.WaitReplicas, cfg.WaitTimeout
+	if r.waitTimeout <= 0 {
+		r.waitTimeout = DefaultWaitTimeout
+	}
 	return r, nil
+}
+
+// reloadOnNetError makes a cluster client read the cluster's slot map again
+// after a command or pipeline failed without an answer from Redis (a
+// connection refused, reset or timed out). Without it, go-redis follows
+// only MOVED replies and its 60-second periodic reload: after a master dies
+// and its replica takes over, nothing answers MOVED for the dead master's
+// slots, so every write to them failed for up to a minute after the
+// replica was promoted (seen in TestClusterFailover). The reload is lazy
+// and go-redis runs at most one at a time.
+type reloadOnNetError struct{ cc *redis.ClusterClient }
+
+func (h reloadOnNetError) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadOnNetError) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.check(ctx, err)
+		return err
+	}
+}
+
+func (h reloadOnNetError) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.check(ctx, err)
+		return err
+	}
+}
+
+func (h reloadOnNetError) check(ctx context.Context, err error) {
+	var rerr redis.Error
+	if err == nil || errors.Is(err, redis.Nil) || errors.As(err, &rerr) || ctx.Err() != nil {
+		return
+	}
+	h.cc.ReloadState(context.WithoutCancel(ctx))
 }
 
 // NewRedisClient returns a store on an existing client, with keys starting
@@ -292,8 +359,13 @@ func (r *Redis) fpKey(fp string) string { return r.prefix + ":{fp:" + fp + "}" }
 // rec.MessageID and rec.Fingerprint that are non-empty. The delivery state of
 // an existing record is kept and its expiry moved to match the new record.
 //
-// The writes to each Cluster slot happen in one MULTI/EXEC transaction: on a
-// single node, Put is atomic.
+// On a single node (or behind Sentinel), Put is one MULTI/EXEC transaction,
+// so it is atomic. A Redis Cluster runs no transaction across slots, and the
+// indexes live in other slots than the record: there each slot's writes are
+// a transaction of their own, the index entries first and the record last,
+// so that a record that exists is indexed. A Put that fails part-way leaves
+// index entries that lookups skip and prune, or a record without its
+// indexes; either way it returns an error, and the relay answers 4xx.
 func (r *Redis) Put(ctx context.Context, rec *headers.Record, ttl time.Duration) error {
 	if err := usable(ctx, &r.closed); err != nil {
 		return fmt.Errorf("store: put: %w", err)
@@ -301,7 +373,7 @@ func (r *Redis) Put(ctx context.Context, rec *headers.Record, ttl time.Duration)
 	if err := checkPut(rec, ttl); err != nil {
 		return err
 	}
-	data, err := json.Marshal(rec)
+	data, err := encodeRecord(rec)
 	if err != nil {
 		return fmt.Errorf("store: put %s: %w", rec.Ref, err)
 	}
@@ -315,20 +387,75 @@ func (r *Redis) Put(ctx context.Context, rec *headers.Record, ttl time.Duration)
 	if rec.Fingerprint != "" {
 		idx = append(idx, r.fpKey(rec.Fingerprint))
 	}
-	_, err = r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	index := func(p redis.Pipeliner, k string) {
+		p.SAdd(ctx, k, rec.Ref)
+		// A new set has no TTL, and GT treats that as infinite: NX gives
+		// it one, GT then only ever extends it.
+		p.ExpireNX(ctx, k, idxTTL)
+		p.ExpireGT(ctx, k, idxTTL)
+	}
+	record := func(p redis.Pipeliner) {
 		p.Set(ctx, r.recKey(rec.Ref), data, ttl)
 		p.PExpire(ctx, r.dlvKey(rec.Ref), ttl)
+	}
+	if _, cluster := r.c.(*redis.ClusterClient); !cluster {
+		err = r.write(ctx, "", func(p redis.Pipeliner) {
+			record(p)
+			for _, k := range idx {
+				index(p, k)
+			}
+		})
+	} else {
 		for _, k := range idx {
-			p.SAdd(ctx, k, rec.Ref)
-			// A new set has no TTL, and GT treats that as infinite: NX
-			// gives it one, GT then only ever extends it.
-			p.ExpireNX(ctx, k, idxTTL)
-			p.ExpireGT(ctx, k, idxTTL)
+			if err = r.write(ctx, k, func(p redis.Pipeliner) { index(p, k) }); err != nil {
+				break
+			}
 		}
-		return nil
-	})
+		if err == nil {
+			err = r.write(ctx, r.recKey(rec.Ref), record)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("store: put %s: %w", rec.Ref, err)
+	}
+	return nil
+}
+
+// write runs cmds in one MULTI/EXEC transaction (on a Cluster, every key
+// of cmds is in key's slot) and, with WaitReplicas set, then waits on the
+// same connection until enough replicas have the write: WAIT counts the
+// writes of the connection it is sent on, so it needs that connection,
+// not the pool's next one.
+func (r *Redis) write(ctx context.Context, key string, cmds func(p redis.Pipeliner)) error {
+	tx := func(p redis.Pipeliner) error { cmds(p); return nil }
+	if r.waitReplicas <= 0 {
+		_, err := r.c.TxPipelined(ctx, tx)
+		return err
+	}
+	var node *redis.Client
+	switch c := r.c.(type) {
+	case *redis.Client: // one node, or Sentinel's current master
+		node = c
+	case *redis.ClusterClient:
+		m, err := c.MasterForKey(ctx, key)
+		if err != nil {
+			return err
+		}
+		node = m
+	default:
+		return fmt.Errorf("store: wait_replicas needs a node or cluster client, not %T", r.c)
+	}
+	conn := node.Conn()
+	defer conn.Close()
+	if _, err := conn.TxPipelined(ctx, tx); err != nil {
+		return err
+	}
+	n, err := conn.Wait(ctx, r.waitReplicas, r.waitTimeout).Result()
+	if err != nil {
+		return fmt.Errorf("WAIT: %w", err)
+	}
+	if n < int64(r.waitReplicas) {
+		return fmt.Errorf("%w: %d of %d replicas within %s", ErrReplicas, n, r.waitReplicas, r.waitTimeout)
 	}
 	return nil
 }
@@ -616,13 +743,4 @@ func (r *Redis) Close() error {
 		}
 	})
 	return r.closeErr
-}
-
-// decodeRecord decodes a stored record.
-func decodeRecord(data []byte) (*headers.Record, error) {
-	var rec headers.Record
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return nil, fmt.Errorf("decode record: %w", err)
-	}
-	return &rec, nil
 }

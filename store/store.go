@@ -133,10 +133,14 @@ type Store interface {
 
 	// CountReturn adds one to the number of times the record ref came back
 	// from the vendor and returns the new count: 1 on the first call for a
-	// record. Concurrent calls get distinct, consecutive counts. The count
-	// is part of the record's delivery state (kept when a live record is
-	// replaced, gone when it expires) and independent of claims. It returns
-	// an error wrapping ErrNotFound if no live record exists under ref.
+	// record. The relay calls it only for a copy that delivers to nobody
+	// (every recipient had it already), so the count is of duplicates
+	// acknowledged without delivery, which the relay's
+	// max_duplicate_returns bounds; a first delivery is not counted.
+	// Concurrent calls get distinct, consecutive counts. The count is part
+	// of the record's delivery state (kept when a live record is replaced,
+	// gone when it expires) and independent of claims. It returns an error
+	// wrapping ErrNotFound if no live record exists under ref.
 	CountReturn(ctx context.Context, ref string) (int64, error)
 
 	// Ping reports whether the store can serve requests: it returns nil if

@@ -17,14 +17,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -33,6 +30,7 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 
+	"github.com/recallrelay/recallrelay/internal/tlsflags"
 	"github.com/recallrelay/recallrelay/relaytest"
 )
 
@@ -240,19 +238,14 @@ func (a *app) send(ctx context.Context, args []string) error {
 	helo := fs.String("helo", relaytest.DefaultHelo, "EHLO name")
 	attempts := fs.Int("attempts", relaytest.DefaultMaxAttempts, "attempts per message")
 	timeout := fs.Duration("timeout", relaytest.DefaultTimeout, "timeout of every network operation")
-	starttls := fs.Bool("starttls", false, "issue STARTTLS and fail the attempt without it, as Exchange Online does towards a connector that requires TLS")
-	serverName := fs.String("tls-server-name", "", "with --starttls, the name expected in the server's certificate (default: the host of --to)")
-	caFile := fs.String("ca-file", "", "with --starttls, PEM roots trusted instead of the system's")
-	certFile := fs.String("client-cert", "", "with --starttls, a PEM certificate chain to present (mutual TLS); needs --client-key")
-	keyFile := fs.String("client-key", "", "the PEM private key of --client-cert")
-	insecure := fs.Bool("insecure-skip-verify", false, "with --starttls, accept any server certificate")
+	clientTLS := tlsflags.Register(fs, "", "to", "issue STARTTLS and fail the attempt without it, as Exchange Online does towards a connector that requires TLS")
 	if err := a.parse(fs, args); err != nil {
 		return err
 	}
 	if *to == "" {
 		return a.usageError(fs, "--to is required")
 	}
-	tlsConfig, err := senderTLS(*starttls, *to, *serverName, *caFile, *certFile, *keyFile, *insecure)
+	tlsConfig, err := clientTLS.Config(*to)
 	if err != nil {
 		return a.usageError(fs, "%v", err)
 	}
@@ -385,40 +378,4 @@ func allASCII(ss []string) bool {
 		}
 	}
 	return true
-}
-
-// senderTLS is the TLS configuration of send's flags, nil without
-// --starttls.
-func senderTLS(starttls bool, to, serverName, caFile, certFile, keyFile string, insecure bool) (*tls.Config, error) {
-	if !starttls {
-		if serverName != "" || caFile != "" || certFile != "" || keyFile != "" || insecure {
-			return nil, errors.New("--tls-server-name, --ca-file, --client-cert, --client-key and --insecure-skip-verify need --starttls")
-		}
-		return nil, nil
-	}
-	cfg := &tls.Config{ServerName: serverName, InsecureSkipVerify: insecure, MinVersion: tls.VersionTLS12}
-	if cfg.ServerName == "" {
-		cfg.ServerName, _, _ = net.SplitHostPort(to)
-	}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file %s: no PEM certificates", caFile)
-		}
-	}
-	if (certFile == "") != (keyFile == "") {
-		return nil, errors.New("--client-cert and --client-key go together")
-	}
-	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("--client-cert: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
 }

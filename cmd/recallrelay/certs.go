@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/recallrelay/recallrelay/metrics"
+	"github.com/recallrelay/recallrelay/relay"
 )
 
 // certFile is a certificate and key loaded from PEM files, reloadable while
@@ -83,4 +87,45 @@ func (s *certSet) expiry() []metrics.CertExpiry {
 		}
 	}
 	return out
+}
+
+// invalid returns an error naming each certificate in force that is not
+// valid at now (expired, or not valid yet), nil when all are. A relay
+// with such a certificate is not ready: Exchange Online's connectors
+// refuse it, so mail sent to this instance would only queue.
+func (s *certSet) invalid(now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, c := range s.files {
+		cert := c.cur.Load()
+		if cert == nil || cert.Leaf == nil {
+			continue
+		}
+		switch l := cert.Leaf; {
+		case now.After(l.NotAfter):
+			errs = append(errs, fmt.Errorf("certificate %s expired on %s", c.certPath, l.NotAfter.UTC().Format(time.DateOnly)))
+		case now.Before(l.NotBefore):
+			errs = append(errs, fmt.Errorf("certificate %s is not valid before %s", c.certPath, l.NotBefore.UTC().Format(time.RFC3339)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// readySource is the relay as the admin listener and the status page see
+// it: ready when the relay is and every certificate in force is valid.
+type readySource struct {
+	*relay.Relay
+	certs *certSet
+	now   func() time.Time
+}
+
+func (r readySource) Ready(ctx context.Context) error {
+	if err := r.Relay.Ready(ctx); err != nil {
+		return err
+	}
+	if err := r.certs.invalid(r.now()); err != nil {
+		return fmt.Errorf("%w: %s", relay.ErrNotReady, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return nil
 }

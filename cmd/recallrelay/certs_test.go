@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -66,5 +67,43 @@ func TestCertReload(t *testing.T) {
 	}
 	if n := servedName(t, c); n != "new.example" {
 		t.Fatalf("a broken file replaced the certificate: %s", n)
+	}
+}
+
+// A certificate outside its validity makes the instance not ready, and
+// says which; replacing it and reloading makes it ready again.
+func TestCertValidity(t *testing.T) {
+	dir := t.TempDir()
+	good, gk := filepath.Join(dir, "good.pem"), filepath.Join(dir, "good-key.pem")
+	bad, bk := filepath.Join(dir, "bad.pem"), filepath.Join(dir, "bad-key.pem")
+	writeSelfSigned(t, good, gk, "good.example")
+	writeSelfSigned(t, bad, bk, "bad.example") // valid for an hour either side of now
+	var set certSet
+	for _, p := range [][2]string{{good, gk}, {bad, bk}} {
+		if _, err := set.open(p[0], p[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	tests := []struct {
+		name string
+		at   time.Time
+		want []string // files named in the error; none: valid
+	}{
+		{"now", now, nil},
+		{"two hours on: both expired", now.Add(2 * time.Hour), []string{good + " expired", bad + " expired"}},
+		{"two hours ago: neither valid yet", now.Add(-2 * time.Hour), []string{good + " is not valid before", bad + " is not valid before"}},
+	}
+	for _, tt := range tests {
+		err := set.invalid(tt.at)
+		if (err == nil) != (len(tt.want) == 0) {
+			t.Errorf("%s: invalid = %v, want %q", tt.name, err, tt.want)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %v does not say %q", tt.name, err, w)
+			}
+		}
 	}
 }

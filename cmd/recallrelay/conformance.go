@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -15,7 +16,7 @@ import (
 	"time"
 
 	"github.com/recallrelay/recallrelay/conformance"
-	"github.com/recallrelay/recallrelay/relay"
+	"github.com/recallrelay/recallrelay/internal/tlsflags"
 	"github.com/recallrelay/recallrelay/relaytest"
 )
 
@@ -33,6 +34,8 @@ func cmdConformance(args []string, stdout, stderr io.Writer) error {
 	vendor := fs.String("vendor", "", "test the real vendor service at `HOST:PORT` instead of fake vendors")
 	returnListen := fs.String("return-listen", "", "with --vendor: the `ADDR` the vendor sends mail back to")
 	returnAllow := fs.String("return-allow", "", "with --vendor --path relay: the comma-separated `NETS` the vendor sends from, the return leg's allow_nets (default: --vendor's address when it is an IP address)")
+	vf := registerVendorFlags(fs)
+	senderDomain := fs.String("sender-domain", "", "the `DOMAIN` of the generated messages' senders and internal recipients (default contoso.com), so that a vendor applies its configuration for that domain; not with --messages")
 	pathFlag := fs.String("path", "", "direct, relay or both (default both; with --vendor, direct or relay is required)")
 	cases := fs.String("cases", "", "run only these comma-separated `CASES` of the matrix")
 	minSurvival := fs.Float64("require-relay-survival", -1, "exit 1 if a relay-path cell not in --expect-damage survives below `N` percent")
@@ -49,9 +52,21 @@ func cmdConformance(args []string, stdout, stderr io.Writer) error {
 	cfg := conformance.Config{
 		VendorAddr:   *vendor,
 		ReturnListen: *returnListen,
+		SenderDomain: *senderDomain,
 		Senders:      *senders,
 		Settle:       *settle,
 		CellTimeout:  *cellTimeout,
+	}
+	if err := vf.apply(&cfg); err != nil {
+		return err
+	}
+	if *senderDomain != "" {
+		if *dir != "" {
+			return usageError{errors.New("--sender-domain sets the generated messages' domain; --messages sends the files' own addresses")}
+		}
+		if !validHostname(*senderDomain) {
+			return usageError{fmt.Errorf("--sender-domain %q: want a domain name such as example.com", *senderDomain)}
+		}
 	}
 	switch *pathFlag {
 	case "direct":
@@ -238,26 +253,115 @@ func newProgress(w io.Writer) func(conformance.Progress) {
 }
 
 // conformanceRelay returns the relay starter of the conformance command:
-// startLocalRelay, the relay exactly as demo and serve run it, unless the
-// return leg must listen on a fixed address (--vendor --return-listen).
+// localRelay, the relay exactly as demo and serve run it, on loopback
+// ports unless the return leg must listen on a fixed address (--vendor
+// --return-listen), with the vendor's STARTTLS, EHLO name and the return
+// leg's certificate as c gives them (--vendor-*, --ehlo, --return-*).
 //
-// The return leg admits allow (the vendor's sending networks) only, as a
-// deployed one would: one reachable by everyone is refused.
+// A return leg on a fixed address admits allow (the vendor's sending
+// networks) only, as a deployed one would: one reachable by everyone is
+// refused.
 func conformanceRelay(logw io.Writer, allow []string) conformance.StartRelayFunc {
 	return func(c conformance.RelayConfig) (conformance.RunningRelay, error) {
-		var (
-			r    *relay.Relay
-			stop func()
-			err  error
-		)
-		if c.ReturnListen == "" {
-			r, _, stop, err = startLocalRelay(c.VendorAddr, c.TenantAddr, "", nil, logw)
-		} else {
-			r, _, stop, err = startLocalRelay(c.VendorAddr, c.TenantAddr, c.ReturnListen, allow, logw)
+		l := localRelay{
+			VendorAddr: c.VendorAddr, TenantAddr: c.TenantAddr, ReturnListen: c.ReturnListen,
+			VendorTLS: c.VendorTLS, VendorHELO: c.HELO, ReturnTLS: c.ReturnTLS, Log: logw,
 		}
+		if c.ReturnListen != "" {
+			l.ReturnAllow = allow
+		}
+		r, _, stop, err := l.start()
 		if err != nil {
 			return conformance.RunningRelay{}, err
 		}
 		return conformance.RunningRelay{TenantAddr: r.TenantAddr(), ReturnAddr: r.ReturnAddr(), Stop: stop}, nil
 	}
+}
+
+// vendorFlags are the conformance command's settings for a real vendor
+// (--vendor) beyond its address: how the test speaks to the vendor and
+// how the vendor delivers back.
+type vendorFlags struct {
+	tls                   *tlsflags.Client // --vendor-starttls and the rest
+	ehlo                  string
+	returnCert, returnKey string
+}
+
+// registerVendorFlags defines the vendorFlags on fs.
+func registerVendorFlags(fs *flag.FlagSet) *vendorFlags {
+	v := &vendorFlags{tls: tlsflags.Register(fs, "vendor-", "vendor",
+		"with --vendor: issue STARTTLS to the vendor and fail without it, from the test's sender (--path direct) or the relay's tenant leg (--path relay, starttls: required)")}
+	fs.StringVar(&v.ehlo, "ehlo", "", "with --vendor: the EHLO `NAME` given to the vendor, e.g. the name its connector expects (default: "+
+		relaytest.DefaultHelo+" on --path direct, the relay's host name on --path relay); the EHLO before STARTTLS says localhost")
+	fs.StringVar(&v.returnCert, "return-cert", "", "with --vendor: offer STARTTLS on --return-listen with this PEM certificate chain `FILE`, so the vendor can deliver back over TLS; needs --return-key")
+	fs.StringVar(&v.returnKey, "return-key", "", "the PEM private key `FILE` of --return-cert")
+	return v
+}
+
+// apply checks the flags against cfg.VendorAddr, loads the files they name
+// and sets cfg's VendorTLS, HELO and ReturnTLS. Its errors are usage
+// errors, naming the flags.
+func (v *vendorFlags) apply(cfg *conformance.Config) error {
+	if cfg.VendorAddr == "" {
+		set := v.tls.Set()
+		for _, f := range []struct{ name, value string }{{"--ehlo", v.ehlo}, {"--return-cert", v.returnCert}, {"--return-key", v.returnKey}} {
+			if f.value != "" {
+				set = append(set, f.name)
+			}
+		}
+		if len(set) > 0 {
+			return usageError{fmt.Errorf("%s: only used with --vendor", strings.Join(set, ", "))}
+		}
+		return nil
+	}
+	var err error
+	if cfg.VendorTLS, err = v.tls.Config(cfg.VendorAddr); err != nil {
+		return usageError{err}
+	}
+	if v.ehlo != "" && !validHostname(v.ehlo) && !validAddressLiteral(v.ehlo) {
+		return usageError{fmt.Errorf("--ehlo %q: want a host name or an address literal such as [192.0.2.1]", v.ehlo)}
+	}
+	cfg.HELO = v.ehlo
+	if cfg.ReturnTLS, err = tlsflags.ServerConfig("return-cert", v.returnCert, "return-key", v.returnKey); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+// validHostname reports whether s is a host name: dot-separated labels of
+// letters, digits and hyphens, none empty or longer than 63 bytes, neither
+// beginning nor ending with a hyphen.
+func validHostname(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validAddressLiteral reports whether s is an EHLO address literal:
+// [IPv4] or [IPv6:address] (RFC 5321, section 4.1.3).
+func validAddressLiteral(s string) bool {
+	inner, ok := strings.CutPrefix(s, "[")
+	if !ok {
+		return false
+	}
+	if inner, ok = strings.CutSuffix(inner, "]"); !ok {
+		return false
+	}
+	if v6, isV6 := strings.CutPrefix(inner, "IPv6:"); isV6 {
+		a, err := netip.ParseAddr(v6)
+		return err == nil && a.Is6()
+	}
+	a, err := netip.ParseAddr(inner)
+	return err == nil && a.Is4()
 }

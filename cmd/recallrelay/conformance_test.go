@@ -2,14 +2,24 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/recallrelay/recallrelay/conformance"
+	"github.com/recallrelay/recallrelay/internal/testpki"
 	"github.com/recallrelay/recallrelay/relaytest"
 )
 
@@ -213,11 +223,41 @@ func TestCmdConformanceExternalVendor(t *testing.T) {
 }
 
 func TestCmdConformanceUsage(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("no certificate here\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.pem")
+	// ext is a --vendor run that passes the other checks.
+	ext := func(more ...string) []string {
+		return append([]string{"--vendor", "127.0.0.1:1", "--return-listen", "127.0.0.1:2", "--path", "direct"}, more...)
+	}
 	tests := []struct {
 		name string
 		args []string
 		want string
 	}{
+		{"vendor STARTTLS without vendor", []string{"--vendor-starttls"}, "--vendor-starttls: only used with --vendor"},
+		{"vendor TLS flags without vendor", []string{"--vendor-starttls", "--vendor-client-cert", "c.pem", "--vendor-client-key", "k.pem"},
+			"--vendor-starttls, --vendor-client-cert, --vendor-client-key: only used with --vendor"},
+		{"ehlo without vendor", []string{"--ehlo", "mta.example.com"}, "--ehlo: only used with --vendor"},
+		{"return certificate without vendor", []string{"--return-cert", "c.pem", "--return-key", "k.pem"}, "--return-cert, --return-key: only used with --vendor"},
+		{"CA file without STARTTLS", ext("--vendor-ca-file", "ca.pem"), "--vendor-ca-file needs --vendor-starttls"},
+		{"TLS flags without STARTTLS", ext("--vendor-tls-server-name", "mx.example.com", "--vendor-insecure-skip-verify"),
+			"--vendor-tls-server-name and --vendor-insecure-skip-verify need --vendor-starttls"},
+		{"client certificate without key", ext("--vendor-starttls", "--vendor-client-cert", "c.pem"), "--vendor-client-cert needs --vendor-client-key"},
+		{"client key without certificate", ext("--vendor-starttls", "--vendor-client-key", "k.pem"), "--vendor-client-key needs --vendor-client-cert"},
+		{"unreadable CA file", ext("--vendor-starttls", "--vendor-ca-file", missing), "--vendor-ca-file: open " + missing},
+		{"CA file without certificates", ext("--vendor-starttls", "--vendor-ca-file", notPEM), "--vendor-ca-file " + notPEM + ": no PEM certificates"},
+		{"client certificate that does not load", ext("--vendor-starttls", "--vendor-client-cert", notPEM, "--vendor-client-key", notPEM), "--vendor-client-cert: "},
+		{"return certificate without key", ext("--return-cert", "c.pem"), "--return-cert needs --return-key"},
+		{"return key without certificate", ext("--return-key", "k.pem"), "--return-key needs --return-cert"},
+		{"return certificate that does not load", ext("--return-cert", missing, "--return-key", missing), "--return-cert: open " + missing},
+		{"EHLO name with a space", ext("--ehlo", "mta example"), `--ehlo "mta example": want a host name or an address literal`},
+		{"EHLO name with a bad literal", ext("--ehlo", "[300.1.2.3]"), `--ehlo "[300.1.2.3]"`},
+		{"sender domain that is an address", []string{"--sender-domain", "admin@example.com"}, `--sender-domain "admin@example.com": want a domain name`},
+		{"sender domain with message files", []string{"--sender-domain", "example.com", "--messages", dir}, "--messages sends the files' own addresses"},
 		{"bad path", []string{"--path", "sideways"}, "--path"},
 		{"vendor without path", []string{"--vendor", "127.0.0.1:1", "--return-listen", "127.0.0.1:2"}, "--path direct or --path relay"},
 		{"vendor on both paths", []string{"--vendor", "127.0.0.1:1", "--return-listen", "127.0.0.1:2", "--path", "both"}, "not both"},
@@ -242,6 +282,222 @@ func TestCmdConformanceUsage(t *testing.T) {
 			}
 			if stdout.Len() > 0 {
 				t.Errorf("stdout: %s", stdout.String())
+			}
+		})
+	}
+}
+
+func TestValidEHLOName(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		host, lit bool // validHostname, validAddressLiteral
+	}{
+		{"mta.contoso.com", true, false},
+		{"localhost", true, false},
+		{"mail-1.example.org.", true, false},
+		{"[192.0.2.1]", false, true},
+		{"[IPv6:2001:db8::1]", false, true},
+		{"[2001:db8::1]", false, false},
+		{"[IPv6:192.0.2.1]", false, false},
+		{"192.0.2.1]", false, false},
+		{"", false, false},
+		{"-mta.example.com", false, false},
+		{"mta..example.com", false, false},
+		{"mta_1.example.com", false, false},
+		{"mta example.com", false, false},
+		{"user@example.com", false, false},
+		{strings.Repeat("a", 64) + ".com", false, false},
+	} {
+		if got := validHostname(tt.name); got != tt.host {
+			t.Errorf("validHostname(%q) = %v, want %v", tt.name, got, tt.host)
+		}
+		if got := validAddressLiteral(tt.name); got != tt.lit {
+			t.Errorf("validAddressLiteral(%q) = %v, want %v", tt.name, got, tt.lit)
+		}
+	}
+}
+
+// vendorTxn is what a tlsVendor saw of one transaction it accepted.
+type vendorTxn struct {
+	helo       string   // the EHLO name in force at MAIL FROM
+	from       string   // MAIL FROM
+	rcpts      []string // RCPT TO
+	clientCert string   // the client certificate's common name
+}
+
+// tlsVendor is a vendor service configured as production ones are: it
+// refuses MAIL FROM before STARTTLS (530 5.7.0), its handshake requires a
+// client certificate from its CA, and it sends every message it accepts
+// back unchanged to ret, with STARTTLS verified by retTLS.
+type tlsVendor struct {
+	addr string
+	ret  relaytest.Sender
+
+	mu      sync.Mutex
+	txns    []vendorTxn
+	refused int // MAIL FROM refused for want of TLS
+	back    sync.WaitGroup
+}
+
+// startTLSVendor starts a tlsVendor on a free loopback port with a server
+// certificate for "vendor.test" from ca, accepting client certificates from
+// ca; it is closed when the test ends.
+func startTLSVendor(t *testing.T, ca *testpki.CA, ret string, retTLS *tls.Config) *tlsVendor {
+	t.Helper()
+	v := &tlsVendor{ret: relaytest.Sender{Addr: ret, Helo: "vendor.test", TLSConfig: retTLS, Backoff: 50 * time.Millisecond}}
+	srv := smtp.NewServer(v)
+	srv.Domain = "vendor.test"
+	srv.EnableSMTPUTF8 = true
+	srv.ReadTimeout, srv.WriteTimeout = 30*time.Second, 30*time.Second
+	srv.TLSConfig = &tls.Config{
+		Certificates: []tls.Certificate{ca.Issue(t, "vendor.test", x509.ExtKeyUsageServerAuth)},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    ca.Pool,
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.addr = ln.Addr().String()
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		srv.Close()
+		v.back.Wait()
+	})
+	return v
+}
+
+// NewSession implements smtp.Backend.
+func (v *tlsVendor) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &tlsVendorSession{v: v, c: c}, nil
+}
+
+// seen returns the transactions accepted so far.
+func (v *tlsVendor) seen() ([]vendorTxn, int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.Clone(v.txns), v.refused
+}
+
+type tlsVendorSession struct {
+	v    *tlsVendor
+	c    *smtp.Conn
+	txn  vendorTxn
+	utf8 bool
+}
+
+func (s *tlsVendorSession) Reset()        { s.txn, s.utf8 = vendorTxn{}, false }
+func (s *tlsVendorSession) Logout() error { return nil }
+
+func (s *tlsVendorSession) Mail(from string, opts *smtp.MailOptions) error {
+	state, ok := s.c.TLSConnectionState()
+	if !ok {
+		s.v.mu.Lock()
+		s.v.refused++
+		s.v.mu.Unlock()
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
+	}
+	s.txn = vendorTxn{helo: s.c.Hostname(), from: from}
+	if len(state.PeerCertificates) > 0 {
+		s.txn.clientCert = state.PeerCertificates[0].Subject.CommonName
+	}
+	s.utf8 = opts != nil && opts.UTF8
+	return nil
+}
+
+func (s *tlsVendorSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.txn.rcpts = append(s.txn.rcpts, to)
+	return nil
+}
+
+func (s *tlsVendorSession) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.v.mu.Lock()
+	s.v.txns = append(s.v.txns, s.txn)
+	s.v.mu.Unlock()
+	m := relaytest.Message{Name: "returned", From: s.txn.from, To: slices.Clone(s.txn.rcpts), UTF8: s.utf8, Data: data}
+	s.v.back.Add(1)
+	go func() {
+		defer s.v.back.Done()
+		s.v.ret.Send(context.Background(), m)
+	}()
+	return nil
+}
+
+// A production vendor requires STARTTLS and a client certificate: without
+// the --vendor-* flags it refuses every message the test sends it; with
+// them, and --return-cert for its delivery back over TLS, every message
+// arrives exactly once, on both paths, and the vendor saw the --ehlo name,
+// the client certificate and senders in --sender-domain.
+func TestCmdConformanceVendorTLS(t *testing.T) {
+	ca := testpki.NewCA(t, "conformance test CA")
+	dir := t.TempDir()
+	caFile := ca.WriteCA(t, dir)
+	clientCert, clientKey := testpki.WritePair(t, dir, "client", ca.Issue(t, "tenant.test", x509.ExtKeyUsageClientAuth))
+	returnCert, returnKey := testpki.WritePair(t, dir, "return", ca.Issue(t, "return.test", x509.ExtKeyUsageServerAuth))
+	ret, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := startTLSVendor(t, ca, ret, &tls.Config{RootCAs: ca.Pool, ServerName: "return.test"})
+	const ehlo, domain = "mta.contoso.test", "fabrikam-tenant.test"
+	base := []string{"--json", "-", "--vendor", v.addr, "--return-listen", ret}
+	tlsArgs := []string{
+		"--vendor-starttls", "--vendor-ca-file", caFile, "--vendor-tls-server-name", "vendor.test",
+		"--vendor-client-cert", clientCert, "--vendor-client-key", clientKey,
+		"--ehlo", ehlo, "--sender-domain", domain,
+		"--return-cert", returnCert, "--return-key", returnKey,
+	}
+	for _, p := range []conformance.Path{conformance.PathDirect, conformance.PathRelay} {
+		t.Run(string(p), func(t *testing.T) {
+			// Through the relay, the recall-safe rules keep the two recall
+			// requests, the recall report and the calendar item off the
+			// vendor: it is sent the other eight. The relay opens the
+			// vendor's transaction at MAIL FROM, before the rules have seen
+			// the header, so a vendor that refuses MAIL fails those four
+			// too.
+			bypassed := 0
+			if p == conformance.PathRelay {
+				bypassed = 4
+			}
+			before, _ := v.seen()
+
+			rep, stderr, err := runConformance(t, append(base, "--path", string(p))...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, stderr)
+			}
+			c := cell(t, rep, v.addr, p)
+			txns, refused := v.seen()
+			if len(txns) != len(before) || refused == 0 || c.NotAccepted != c.Sent || c.Complete() {
+				t.Fatalf("without the TLS flags: vendor accepted %d, refused %d; cell not accepted %d of %d, complete %v; want every message for the vendor refused",
+					len(txns)-len(before), refused, c.NotAccepted, c.Sent, c.Complete())
+			}
+
+			rep, stderr, err = runConformance(t, append(append(base, "--path", string(p)), tlsArgs...)...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, stderr)
+			}
+			c = cell(t, rep, v.addr, p)
+			if !c.Complete() || c.NotAccepted != 0 || c.Incomplete != "" {
+				t.Fatalf("with the TLS flags: %s (not accepted %d, incomplete %q)", c.Damage.Summary, c.NotAccepted, c.Incomplete)
+			}
+			if pr := rep.Params; !pr.VendorTLS || !pr.ReturnTLS || pr.EHLO != ehlo || pr.SenderDomain != domain {
+				t.Errorf("report parameters %+v", pr)
+			}
+			txns, _ = v.seen()
+			got := txns[len(before):]
+			if len(got) != c.Sent-bypassed {
+				t.Fatalf("the vendor accepted %d transactions, want %d", len(got), c.Sent-bypassed)
+			}
+			for _, tx := range got {
+				inDomain := slices.ContainsFunc(tx.rcpts, func(r string) bool { return strings.HasSuffix(r, "@"+domain) })
+				if tx.helo != ehlo || tx.clientCert != "tenant.test" || !strings.HasSuffix(tx.from, "@"+domain) || !inDomain {
+					t.Errorf("vendor saw EHLO %q, client certificate %q, MAIL FROM <%s>, RCPT TO %v; want %s, tenant.test and addresses in %s",
+						tx.helo, tx.clientCert, tx.from, tx.rcpts, ehlo, domain)
+				}
 			}
 		})
 	}

@@ -5,14 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/recallrelay/recallrelay/config"
 	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/relaytest"
 )
@@ -198,67 +194,8 @@ func summarize(names []string) string {
 // return leg other hosts can reach then fails validation).
 // stop shuts the relay down and removes the directory.
 func startLocalRelay(vendorAddr, tenantAddr, returnListen string, returnAllow []string, logw io.Writer, obs ...relay.Observer) (r *relay.Relay, dataDir string, stop func(), err error) {
-	data, err := os.MkdirTemp("", "recallrelay-local-")
-	if err != nil {
-		return nil, "", nil, err
-	}
-	var closers []func()
-	stop = func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-		os.RemoveAll(data)
-	}
-	defer func() {
-		if err != nil {
-			stop()
-		}
-	}()
-	tenantLeg, err := freeAddr()
-	if err != nil {
-		return nil, "", nil, err
-	}
-	returnLeg := returnListen
-	if returnLeg == "" {
-		if returnLeg, err = freeAddr(); err != nil {
-			return nil, "", nil, err
-		}
-	}
-	cfg := config.Default()
-	cfg.Store.DataDir = data
-	cfg.Listeners.Tenant.Listen = tenantLeg
-	cfg.Listeners.Return.Listen = returnLeg
-	cfg.Listeners.Return.AllowNets = returnAllow
-	cfg.Vendors[0].Address = vendorAddr
-	cfg.Vendors[0].StartTLS = relay.StartTLSOff
-	cfg.Tenant.Address = tenantAddr
-	cfg.Tenant.StartTLS = relay.StartTLSOff
-	engine, err := checkConfig(cfg)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	st, err := openStore(cfg.Store)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	closers = append(closers, func() { st.Close() })
-	rc, err := relayConfig(cfg, engine, st, &certSet{}, zerolog.New(logw))
-	if err != nil {
-		return nil, "", nil, err
-	}
-	rc.Observers = obs
-	if r, err = relay.New(rc); err != nil {
-		return nil, "", nil, err
-	}
-	if err = r.Start(); err != nil {
-		return nil, "", nil, err
-	}
-	closers = append(closers, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		r.Shutdown(ctx)
-	})
-	return r, data, stop, nil
+	return localRelay{VendorAddr: vendorAddr, TenantAddr: tenantAddr, ReturnListen: returnListen, ReturnAllow: returnAllow,
+		Log: logw, Observers: obs}.start()
 }
 
 // freeAddr returns a loopback address with a port that was free just now.

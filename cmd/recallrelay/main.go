@@ -8,6 +8,7 @@
 //	recallrelay rules check|explain    validate rules, explain a decision
 //	recallrelay trace --config FILE ID what the store holds about a message
 //	recallrelay version                the build's version and revision
+//	recallrelay healthcheck            ask the admin listener (containers)
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -32,6 +34,7 @@ import (
 	"github.com/recallrelay/recallrelay/config"
 	"github.com/recallrelay/recallrelay/metrics"
 	"github.com/recallrelay/recallrelay/relay"
+	"github.com/recallrelay/recallrelay/status"
 	"github.com/recallrelay/recallrelay/store"
 )
 
@@ -50,6 +53,9 @@ Usage:
   recallrelay trace --config FILE [--as auto|ref|message-id|address]
                           [--limit N] [--json] MESSAGE-ID|REFERENCE|ADDRESS
   recallrelay version | --version
+  recallrelay healthcheck [--url URL] [--timeout 5s] [--token-file FILE]
+  recallrelay exo-setup --config FILE [--topology direct|via-tenant]
+                          [--remove] [--checklist] [--out DIR]
 
 Commands:
   serve   run the tenant and return listeners
@@ -68,6 +74,14 @@ Commands:
           connection, envelope, vendor chain, captured fields, expiry and
           each recipient's delivery state; exits 1 when none matches
   version print the version, VCS revision and Go version of this binary
+  healthcheck
+          GET an admin endpoint (default http://127.0.0.1:9025/healthz) and
+          exit 0 on 200, 1 otherwise with the reason: a health check for
+          images without curl (Docker HEALTHCHECK, Kubernetes exec probes)
+  exo-setup
+          print the Exchange Online PowerShell (connectors, transport rules)
+          that puts this relay into the tenant's mail flow, its removal
+          script, or a verification checklist (docs/exchange-online.md)
 `
 
 func main() {
@@ -95,6 +109,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdTrace(args[1:], stdout)
 	case "version", "--version":
 		err = cmdVersion(args[1:], stdout)
+	case "healthcheck":
+		err = cmdHealthcheck(args[1:], stdout)
+	case "exo-setup":
+		err = cmdExoSetup(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -282,6 +300,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if *path == "" {
 		return usageError{errors.New("--config FILE is required")}
 	}
+	started := time.Now()
 	cfg, engine, err := loadConfig(*path)
 	if err != nil {
 		return err
@@ -313,14 +332,28 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rc.Observers = append(rc.Observers, m)
+	recent := status.New(status.Config{Keep: cfg.Admin.RecentMessages})
+	rc.Observers = append(rc.Observers, m, recent)
 	if r, err = relay.New(rc); err != nil {
 		return err
 	}
 	if err := r.Start(); err != nil {
 		return err
 	}
-	adm, err := startAdmin(cfg.Admin, reg, r, certs, log)
+	src := readySource{Relay: r, certs: certs, now: time.Now}
+	if err := certs.invalid(time.Now()); err != nil {
+		// Serving on: a crash loop would help nobody. /readyz says not
+		// ready until a valid certificate is in place (SIGHUP reloads it),
+		// and the certificate metric and alert say the same.
+		log.Error().Err(err).Msg("a certificate in use is not valid: this instance is not ready until it is replaced (then SIGHUP)")
+	}
+	summary := &liveSummary{}
+	summary.set(cfg, engine)
+	page := status.NewPage(status.PageConfig{
+		Recorder: recent, Source: src, Version: currentVersion().String(), Started: started,
+		Summary: summary.get, Recipients: rc.LogRecipients, Log: log,
+	})
+	adm, err := startAdmin(cfg.Admin, reg, page, src.Ready, certs, log)
 	if err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), *grace)
 		defer cancel()
@@ -335,7 +368,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 		if s != syscall.SIGHUP {
 			break
 		}
-		if err := reloadConfig(*path, cfg, r, st, certs, log); err != nil {
+		if err := reloadConfig(*path, cfg, r, st, certs, summary, log); err != nil {
 			log.Error().Err(err).Str("config", *path).Msg("SIGHUP: new configuration refused; the one in force stays")
 			var re relayReloadError
 			if !errors.As(err, &re) {
@@ -356,7 +389,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 }
 
 // startAdmin starts the admin listener when the configuration names one.
-func startAdmin(c config.Admin, reg *prometheus.Registry, r *relay.Relay, certs *certSet, log zerolog.Logger) (*admin.Server, error) {
+func startAdmin(c config.Admin, reg *prometheus.Registry, page http.Handler, ready func(context.Context) error, certs *certSet, log zerolog.Logger) (*admin.Server, error) {
 	if c.Listen == "" {
 		return nil, nil
 	}
@@ -364,7 +397,7 @@ func startAdmin(c config.Admin, reg *prometheus.Registry, r *relay.Relay, certs 
 	if err != nil {
 		return nil, fmt.Errorf("admin.token_file: %w", err)
 	}
-	ac := admin.Config{Listen: c.Listen, Token: token, InsecureOpen: c.InsecureOpen, Gatherer: reg, Ready: r.Ready, Log: log}
+	ac := admin.Config{Listen: c.Listen, Token: token, InsecureOpen: c.InsecureOpen, Gatherer: reg, Status: page, Ready: ready, Log: log}
 	if c.TLS.CertFile != "" {
 		cf, err := certs.open(c.TLS.CertFile, c.TLS.KeyFile)
 		if err != nil {
@@ -389,7 +422,7 @@ func startAdmin(c config.Admin, reg *prometheus.Registry, r *relay.Relay, certs 
 // sections only a restart can change (hostname, log, store, listeners) are
 // kept as they were at start (started) and named in a warning. An invalid
 // file changes nothing: the error says why.
-func reloadConfig(path string, started *config.Config, r *relay.Relay, st store.Store, certs *certSet, log zerolog.Logger) error {
+func reloadConfig(path string, started *config.Config, r *relay.Relay, st store.Store, certs *certSet, summary *liveSummary, log zerolog.Logger) error {
 	next, engine, err := loadConfig(path)
 	if err != nil {
 		return err
@@ -401,6 +434,7 @@ func reloadConfig(path string, started *config.Config, r *relay.Relay, st store.
 	if err := r.Reload(rc.Policy); err != nil {
 		return relayReloadError{err}
 	}
+	summary.set(next, engine)
 	logWarnings(log, next)
 	n, err := certs.reload()
 	if err != nil {

@@ -86,6 +86,7 @@ func openStore(c config.Store) (store.Store, error) {
 	}
 	to := time.Duration(r.Timeout)
 	rc.DialTimeout, rc.ReadTimeout, rc.WriteTimeout = to, to, to
+	rc.WaitReplicas, rc.WaitTimeout = r.WaitReplicas, time.Duration(r.WaitTimeout)
 	return store.NewRedis(rc)
 }
 

@@ -67,6 +67,7 @@ type redisProcess struct {
 	bin  string
 	dir  string
 	port int
+	conf string   // a configuration file read before the arguments, or ""
 	args []string // beyond those of every test server
 
 	mu   sync.Mutex
@@ -79,15 +80,22 @@ type redisProcess struct {
 // installed, the test is skipped (failed under CI=true).
 func startRedisProcess(t testing.TB, args ...string) *redisProcess {
 	t.Helper()
+	return startRedisProcessOn(t, freePort, "", args...)
+}
+
+// startRedisProcessOn is startRedisProcess on a port that pick chooses,
+// with the configuration file conf ("" for none) read before args.
+func startRedisProcessOn(t testing.TB, pick func() (int, error), conf string, args ...string) *redisProcess {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		unavailable(t, fmt.Sprintf("redis-server not installed: %v", err))
 	}
-	p := &redisProcess{bin: bin, dir: t.TempDir(), args: args}
+	p := &redisProcess{bin: bin, dir: t.TempDir(), conf: conf, args: args}
 	// Another process may take the free port before redis-server binds it:
 	// try a few ports.
 	for attempt := 0; ; attempt++ {
-		if p.port, err = freePort(); err != nil {
+		if p.port, err = pick(); err != nil {
 			t.Fatalf("storetest: %v", err)
 		}
 		if err = p.start(); err == nil {
@@ -124,8 +132,13 @@ func (p *redisProcess) start() error {
 		return errors.New("redis-server already running")
 	}
 	out := &lockedBuffer{}
-	args := append([]string{"--port", strconv.Itoa(p.port), "--bind", "127.0.0.1", "--save", "",
-		"--dir", p.dir, "--daemonize", "no", "--loglevel", "warning"}, p.args...)
+	var args []string
+	if p.conf != "" {
+		args = append(args, p.conf)
+	}
+	args = append(args, "--port", strconv.Itoa(p.port), "--bind", "127.0.0.1", "--save", "",
+		"--dir", p.dir, "--daemonize", "no", "--loglevel", "warning")
+	args = append(args, p.args...)
 	cmd := exec.Command(p.bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
