@@ -61,6 +61,7 @@ Commands:
   tenant     receive mail and print every delivery
   vendor     receive mail, apply behaviours and send it back
   send       send .eml files or generated Exchange messages
+  load       put SMTP load on a server or the built-in sink and measure it
   behaviors  list the vendor behaviours
 
 Run "fakemta COMMAND -h" for the flags of a command.
@@ -82,6 +83,8 @@ func (a *app) run(ctx context.Context, args []string) int {
 		err = a.vendor(ctx, args[1:])
 	case "send":
 		err = a.send(ctx, args[1:])
+	case "load":
+		err = a.load(ctx, args[1:])
 	case "behaviors", "behaviours":
 		err = a.behaviors(args[1:])
 	case "-h", "-help", "--help", "help":
