@@ -93,6 +93,9 @@ type Config struct {
 	// /readyz. Off by default.
 	Admin Admin `yaml:"admin"`
 
+	// NextHopPool keeps idle next-hop connections for later sessions.
+	NextHopPool NextHopPool `yaml:"next_hop_pool"`
+
 	// src locates fields in the parsed file for error messages; nil for a
 	// Config that was not parsed. A pointer, so that fmt prints an address.
 	src *fileInfo
@@ -171,12 +174,28 @@ func (c *Config) RestartOnly(next *Config) []string {
 		{"listeners.tenant", c.Listeners.Tenant, next.Listeners.Tenant},
 		{"listeners.return", c.Listeners.Return, next.Listeners.Return},
 		{"admin", c.Admin, next.Admin},
+		{"next_hop_pool", c.NextHopPool, next.NextHopPool},
 	} {
 		if !reflect.DeepEqual(s.cur, s.next) {
 			out = append(out, s.name)
 		}
 	}
 	return out
+}
+
+// NextHopPool configures the pool of idle connections to the vendors and
+// the tenant (relay.HopPool).
+type NextHopPool struct {
+	// MaxIdle bounds the idle connections kept per next hop; -1 turns the
+	// pool off. Default: 32.
+	MaxIdle int `yaml:"max_idle"`
+	// IdleTimeout is how long an idle connection is kept. Default: 30s.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+}
+
+// RelayHopPool maps p onto the relay's setting.
+func (p NextHopPool) RelayHopPool() relay.HopPool {
+	return relay.HopPool{MaxIdle: p.MaxIdle, IdleTimeout: time.Duration(p.IdleTimeout)}
 }
 
 // Log configures logging.
@@ -656,6 +675,10 @@ func base() *Config {
 		FallbackMatching:    relay.FallbackTrusted,
 		Duplicates:          relay.DuplicatesSuppress,
 		MaxDuplicateReturns: relay.DefaultMaxDuplicateReturns,
+		NextHopPool: NextHopPool{
+			MaxIdle:     relay.DefaultHopPool().MaxIdle,
+			IdleTimeout: Duration(relay.DefaultHopPool().IdleTimeout),
+		},
 	}
 }
 

@@ -86,6 +86,11 @@ func (c *Config) Explain(engine *rules.Engine) string {
 	if engine != nil {
 		line("rules: %s", engine.Summary())
 	}
+	if c.NextHopPool.MaxIdle < 0 {
+		line("next-hop pool: off")
+	} else {
+		line("next-hop pool: up to %d idle connections per next hop, kept %s", c.NextHopPool.MaxIdle, c.NextHopPool.IdleTimeout)
+	}
 	line("return without record: %s", c.ReturnWithoutRecord)
 	line("fallback matching: %s", explainFallback(c.FallbackMatching))
 	for _, w := range c.Warnings() {

@@ -99,6 +99,12 @@ func (c *Config) Validate() error {
 	v.client("tenant", &c.Tenant.Client)
 	v.notOwnListener("tenant.address", c.Tenant.Address, c)
 	v.admin(&c.Admin)
+	if n := c.NextHopPool.MaxIdle; n < -1 || n > 1000 {
+		v.add("next_hop_pool.max_idle", "%d is out of range: -1 (off) to 1000", n)
+	}
+	if d := c.NextHopPool.IdleTimeout; d <= 0 || d > Duration(10*time.Minute) {
+		v.add("next_hop_pool.idle_timeout", "%s is out of range: above 0, at most 10m (next hops close idle connections themselves)", d)
+	}
 	v.oneOf("return_without_record", string(c.ReturnWithoutRecord), string(relay.ReturnReject), string(relay.ReturnStrip))
 	v.oneOf("fallback_matching", string(c.FallbackMatching), string(relay.FallbackTrusted), string(relay.FallbackOff), string(relay.FallbackAny))
 	v.oneOf("duplicates", string(c.Duplicates), string(relay.DuplicatesSuppress), string(relay.DuplicatesDeliver))

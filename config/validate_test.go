@@ -194,6 +194,8 @@ func TestValidate(t *testing.T) {
 			c.Store.Redis.WaitReplicas, c.Store.Redis.WaitTimeout = 1, Duration(3*time.Second)
 		}, "store.redis.wait_timeout", "below store.redis.timeout"},
 		{"admin recent_messages", func(c *Config) { c.Admin.Listen = "127.0.0.1:9025"; c.Admin.RecentMessages = 200_000 }, "admin.recent_messages", "out of range"},
+		{"next_hop_pool max_idle", func(c *Config) { c.NextHopPool.MaxIdle = -2 }, "next_hop_pool.max_idle", "out of range"},
+		{"next_hop_pool idle_timeout", func(c *Config) { c.NextHopPool.IdleTimeout = Duration(time.Hour) }, "next_hop_pool.idle_timeout", "out of range"},
 		{"record ttl under a minute", func(c *Config) { c.Store.RecordTTL = Duration(59 * time.Second) }, "store.record_ttl", "at least 1m"},
 
 		// Enumerations.

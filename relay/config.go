@@ -50,6 +50,9 @@ type Static struct {
 	// Observers are told of every message's outcome and of the relay's
 	// other events (see Observer), after the log.
 	Observers []Observer
+	// HopPool configures the pool of idle next-hop connections; zero
+	// values take DefaultHopPool's.
+	HopPool HopPool
 }
 
 // Policy is what Reload replaces while the relay runs; each transaction

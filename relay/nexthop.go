@@ -20,6 +20,12 @@ type hopConn struct {
 	tls    bool
 	inTx   bool // MAIL sent and the transaction not finished
 	broken bool // unusable: close instead of reusing
+	// sawErr: a command on it failed, even with a plain refusal; such a
+	// connection serves its session on, but never goes back to the pool.
+	sawErr bool
+	// reused: it came from the pool; idleSince: when it went in.
+	reused    bool
+	idleSince time.Time
 	// dataOpen is true between a successful DATA and its end (the dot, or
 	// abort). While it is, nothing may be written on c but message data.
 	dataOpen bool
@@ -43,9 +49,12 @@ func (hc *hopConn) cut() {
 // whose EHLO before STARTTLS names itself "localhost"; the EHLO after it,
 // the one that counts, uses h.HELO. A next hop that does not offer STARTTLS
 // gets a second, plaintext connection under StartTLSOpportunistic.
-func dialHop(h NextHop) (*hopConn, error) {
+//
+// sessions, when set, resumes TLS sessions across connections (unless
+// h.TLS has a cache of its own).
+func dialHop(h NextHop, sessions tls.ClientSessionCache) (*hopConn, error) {
 	if h.StartTLS != StartTLSOff {
-		hc, err := dialHopTLS(h)
+		hc, err := dialHopTLS(h, sessions)
 		if err == nil || h.StartTLS == StartTLSRequired || !errors.Is(err, errNoStartTLS) {
 			return hc, err
 		}
@@ -72,7 +81,7 @@ type tlsError struct{ err error }
 func (e *tlsError) Error() string { return "tls: " + e.err.Error() }
 func (e *tlsError) Unwrap() error { return e.err }
 
-func dialHopTLS(h NextHop) (*hopConn, error) {
+func dialHopTLS(h NextHop, sessions tls.ClientSessionCache) (*hopConn, error) {
 	conn, err := net.DialTimeout("tcp", h.Address, h.ConnectTimeout)
 	if err != nil {
 		return nil, hopError(h.Name, "connect", err)
@@ -86,6 +95,9 @@ func dialHopTLS(h NextHop) (*hopConn, error) {
 	}
 	if cfg.MinVersion == 0 {
 		cfg.MinVersion = tls.VersionTLS12
+	}
+	if cfg.ClientSessionCache == nil {
+		cfg.ClientSessionCache = sessions
 	}
 	// The greeting and first EHLO are bounded by the connect timeout.
 	conn.SetDeadline(time.Now().Add(h.ConnectTimeout + h.CommandTimeout))
@@ -195,6 +207,7 @@ func (hc *hopConn) close() {
 }
 
 func (hc *hopConn) noteErr(err error) {
+	hc.sawErr = true
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) || se.Code == 421 {
 		hc.broken = true
@@ -209,7 +222,7 @@ func Probe(h NextHop, hostname string) (tls bool, err error) {
 	if err := h.validate(); err != nil {
 		return false, err
 	}
-	hc, err := dialHop(h.withDefaults(hostname))
+	hc, err := dialHop(h.withDefaults(hostname), nil)
 	if err != nil {
 		return false, err
 	}

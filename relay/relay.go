@@ -46,6 +46,8 @@ type Relay struct {
 	obs  observers
 
 	tenant, ret *leg
+	// hops keeps idle next-hop connections for later sessions.
+	hops *hopPool
 
 	mu       sync.Mutex
 	closing  bool
@@ -115,7 +117,7 @@ func New(cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{cfg: cfg.Static, sessions: map[*session]struct{}{}}
+	r := &Relay{cfg: cfg.Static, sessions: map[*session]struct{}{}, hops: newHopPool(cfg.HopPool)}
 	if err := cfg.LogRecipients.Check(); err != nil {
 		return nil, fmt.Errorf("relay: log recipients: %w", err)
 	}
@@ -136,6 +138,8 @@ func (r *Relay) Reload(p Policy) error {
 	st, err := newState(r.cfg, p)
 	if err == nil {
 		r.live.Store(st)
+		// Idle connections were made with the old settings.
+		r.hops.flush()
 	}
 	r.obs.Reloaded(err)
 	return err
@@ -272,6 +276,7 @@ func (r *Relay) Start() error {
 		}
 		r.cfg.Log.Info().Str("leg", l.name).Str("listen", l.ln.Addr().String()).Str("next_hop", next).Msg("listening")
 	}
+	r.hops.start()
 	return nil
 }
 
@@ -328,6 +333,7 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 		}(l)
 	}
 	wg.Wait()
+	r.hops.close()
 	return errors.Join(errs...)
 }
 

@@ -80,18 +80,27 @@ func (s *session) switchHop(h NextHop) error {
 		return nil
 	}
 	s.closeHop()
-	hc, err := dialHop(h)
-	if err != nil {
-		return err
-	}
-	s.hop = hc
-	if err := hc.mail(s.from, &s.opts); err != nil {
-		return err
-	}
-	for _, rc := range s.rcpts {
-		if err := hc.rcpt(rc); err != nil {
+	// A pooled connection the next hop closed a moment ago fails at MAIL:
+	// try once more on a fresh one.
+	for attempt := 0; ; attempt++ {
+		hc, err := s.r.hops.dial(h, attempt > 0)
+		if err != nil {
 			return err
 		}
+		s.hop = hc
+		err = hc.mail(s.from, &s.opts)
+		if err != nil && hc.reused && hc.broken && attempt == 0 {
+			s.closeHop()
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, rc := range s.rcpts {
+			if err := hc.rcpt(rc); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return nil
 }

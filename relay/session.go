@@ -207,18 +207,20 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if s.hop != nil && (s.hop.hop.Name != target.Name || s.hop.hop.Address != target.Address) {
 		s.closeHop()
 	}
-	// A reused connection may have been closed by the next hop while idle:
-	// retry once on a fresh one.
+	// A reused connection (this session's last one, or one from the pool)
+	// may have been closed by the next hop while idle: retry once on a
+	// fresh one.
 	for attempt := 0; ; attempt++ {
 		reused := s.hop != nil && !s.hop.broken
 		if !reused {
 			s.closeHop()
-			hc, err := dialHop(target)
+			hc, err := s.r.hops.dial(target, attempt > 0)
 			if err != nil {
 				s.hopFailed(target.Name, "connect", err)
 				return err
 			}
 			s.hop = hc
+			reused = hc.reused
 		}
 		err := s.hop.mail(from, &s.opts)
 		if err != nil && reused && s.hop.broken && attempt == 0 {
@@ -374,9 +376,11 @@ func (s *session) addReceived(h *headers.Header, id string, now time.Time) {
 		TLS: s.tls, ID: id, For: rcpt, At: now}.Field())
 }
 
+// closeHop lets go of the next-hop connection: back to the pool when it
+// is clean (hopPool.put), closed otherwise.
 func (s *session) closeHop() {
 	if s.hop != nil {
-		s.hop.close()
+		s.r.hops.put(s.hop)
 		s.hop = nil
 	}
 }

@@ -96,7 +96,8 @@ func openStore(c config.Store) (store.Store, error) {
 // Config.RelayPolicy); this adds what comes from files, the certificates
 // (registered in certs for reloading), client CAs and users.
 func relayConfig(cfg *config.Config, engine *rules.Engine, st store.Store, certs *certSet, log zerolog.Logger) (relay.Config, error) {
-	rc := relay.Config{Static: relay.Static{Hostname: cfg.Hostname, Store: st, Log: log, LogRecipients: cfg.Log.Recipients}}
+	rc := relay.Config{Static: relay.Static{Hostname: cfg.Hostname, Store: st, Log: log, LogRecipients: cfg.Log.Recipients,
+		HopPool: cfg.NextHopPool.RelayHopPool()}}
 	var err error
 	if rc.Policy, err = cfg.RelayPolicy(engine); err != nil {
 		return rc, err
