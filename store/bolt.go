@@ -60,6 +60,7 @@ type Bolt struct {
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
+	commits   chan commitReq // to commitLoop; unbuffered
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -138,9 +139,11 @@ func OpenBolt(cfg BoltConfig) (*Bolt, error) {
 		now:          cfg.Now,
 		onSweepError: cfg.OnSweepError,
 		stop:         make(chan struct{}),
+		commits:      make(chan commitReq),
 	}
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.sweepLoop(cfg.SweepInterval)
+	go b.commitLoop()
 	return b, nil
 }
 
@@ -182,7 +185,88 @@ func liveRecord(tx *bolt.Tx, ref []byte, now int64) []byte {
 // view runs fn in a read-only transaction; update in a read-write one. A
 // database closed meanwhile reads as ErrClosed.
 func (b *Bolt) view(fn func(*bolt.Tx) error) error   { return dbErr(b.db.View(fn)) }
-func (b *Bolt) update(fn func(*bolt.Tx) error) error { return dbErr(b.db.Update(fn)) }
+// update runs fn in a read-write transaction and returns once that
+// transaction is on disk, or fn's error. Writes are committed in groups
+// (commitLoop): those that arrive while a commit is being written to disk
+// share the next one, so concurrent messages pay for one fsync between
+// them instead of one each, and a lone write is committed at once. fn may
+// run more than once (see commitGroup), each time in a fresh transaction:
+// it must keep nothing from a run but what it writes to the transaction
+// and the results it sets.
+func (b *Bolt) update(fn func(*bolt.Tx) error) error {
+	if b.commits == nil { // opened read-only: bbolt refuses the write
+		return dbErr(b.db.Update(fn))
+	}
+	req := commitReq{fn: fn, done: make(chan error, 1)}
+	select {
+	case b.commits <- req:
+	case <-b.stop:
+		return ErrClosed
+	}
+	return <-req.done
+}
+
+// commitReq is one write waiting for commitLoop.
+type commitReq struct {
+	fn   func(*bolt.Tx) error
+	done chan error
+}
+
+// maxGroup bounds the writes committed in one transaction.
+const maxGroup = 256
+
+// commitLoop commits the writes update hands it: the first one that comes,
+// with every one that is waiting by then.
+func (b *Bolt) commitLoop() {
+	defer b.wg.Done()
+	for {
+		var group []commitReq
+		select {
+		case req := <-b.commits:
+			group = append(group, req)
+		case <-b.stop:
+			return
+		}
+	more:
+		for len(group) < maxGroup {
+			select {
+			case req := <-b.commits:
+				group = append(group, req)
+			default:
+				break more
+			}
+		}
+		b.commitGroup(group)
+	}
+}
+
+// commitGroup runs a group's writes in one transaction. When one of them
+// fails, the transaction is rolled back and each write runs again in a
+// transaction of its own, so that each gets its own result and none is
+// kept or lost because of another.
+func (b *Bolt) commitGroup(group []commitReq) {
+	if len(group) > 1 {
+		failed := false
+		err := b.db.Update(func(tx *bolt.Tx) error {
+			for _, r := range group {
+				if err := r.fn(tx); err != nil {
+					failed = true
+					return err
+				}
+			}
+			return nil
+		})
+		if !failed {
+			for _, r := range group {
+				r.done <- dbErr(err)
+			}
+			return
+		}
+	}
+	for _, r := range group {
+		r.done <- dbErr(b.db.Update(r.fn))
+	}
+}
 
 func dbErr(err error) error {
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {

@@ -2,11 +2,13 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -264,5 +266,91 @@ func TestBoltCloseStopsSweeper(t *testing.T) {
 	}
 	if err := b.Put(ctxT(t), newRecord("after-close", "", "", baseTime), long); err == nil {
 		t.Error("Put after Close succeeded")
+	}
+}
+
+// Writes from many goroutines at once share commits (group commit), and
+// each still gets its own result: a write that fails (a claim on a record
+// that does not exist) neither fails nor drops the others committed with
+// it, and every acknowledged record is in the file after a reopen.
+func TestBoltGroupCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "records.db")
+	b := openBolt(t, store.BoltConfig{Path: path})
+	ctx := t.Context()
+	at := time.Now()
+	if err := b.Put(ctx, storetest.Record("existing", "<e@x>", "", at), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	const n = 48
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make([]error, n)
+	claims := make([]store.ClaimResult, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			switch i % 3 {
+			case 0:
+				errs[i] = b.Put(ctx, storetest.Record(fmt.Sprintf("put-%02d", i), fmt.Sprintf("<%d@x>", i), "", at), time.Hour)
+			case 1:
+				_, errs[i] = b.Claim(ctx, fmt.Sprintf("missing-%02d", i), "bob@contoso.example", time.Minute)
+			case 2:
+				claims[i], errs[i] = b.Claim(ctx, "existing", fmt.Sprintf("rcpt%02d@contoso.example", i), time.Minute)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		switch i % 3 {
+		case 0, 2:
+			if errs[i] != nil {
+				t.Errorf("write %d: %v", i, errs[i])
+			}
+			if i%3 == 2 && claims[i] != store.Claimed {
+				t.Errorf("claim %d = %v, want Claimed", i, claims[i])
+			}
+		case 1:
+			if !errors.Is(errs[i], store.ErrNotFound) {
+				t.Errorf("claim %d on a missing record = %v, want ErrNotFound", i, errs[i])
+			}
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = openBolt(t, store.BoltConfig{Path: path})
+	for i := 0; i < n; i += 3 {
+		if _, err := b.Get(ctx, fmt.Sprintf("put-%02d", i)); err != nil {
+			t.Errorf("record put-%02d after reopening: %v", i, err)
+		}
+	}
+}
+
+// BenchmarkBoltPut writes records from one goroutine (every write its own
+// commit) and from many (writes share commits).
+func BenchmarkBoltPut(b *testing.B) {
+	for _, par := range []int{1, 20} {
+		b.Run(fmt.Sprintf("writers=%d", par), func(b *testing.B) {
+			st, err := store.OpenBolt(store.BoltConfig{Path: filepath.Join(b.TempDir(), "records.db")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			var next atomic.Int64
+			b.SetParallelism(par)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					ref := fmt.Sprintf("bench-%d", next.Add(1))
+					if err := st.Put(b.Context(), storetest.Record(ref, "<"+ref+"@x>", "", time.Now()), time.Hour); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }
