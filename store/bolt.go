@@ -184,7 +184,8 @@ func liveRecord(tx *bolt.Tx, ref []byte, now int64) []byte {
 
 // view runs fn in a read-only transaction; update in a read-write one. A
 // database closed meanwhile reads as ErrClosed.
-func (b *Bolt) view(fn func(*bolt.Tx) error) error   { return dbErr(b.db.View(fn)) }
+func (b *Bolt) view(fn func(*bolt.Tx) error) error { return dbErr(b.db.View(fn)) }
+
 // update runs fn in a read-write transaction and returns once that
 // transaction is on disk, or fn's error. Writes are committed in groups
 // (commitLoop): those that arrive while a commit is being written to disk
