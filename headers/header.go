@@ -48,7 +48,7 @@ const maxBlockBytes = math.MaxInt32
 
 // readAhead is the buffer of the reader ReadHeader returns; it is also how
 // far ReadHeader may read past the header block.
-const readAhead = 64 << 10
+const readAhead = 16 << 10
 
 // Limits bound what ReadHeaderLimits accepts. A zero (or negative) field
 // takes its default.

@@ -31,10 +31,17 @@ type lineGuard struct {
 }
 
 func newLineGuard(r io.Reader, mode BareLineEndings) *lineGuard {
-	return &lineGuard{r: r, mode: mode, buf: make([]byte, 32<<10)}
+	g := &lineGuard{r: r, mode: mode}
+	if mode != BareLineReject {
+		g.buf = make([]byte, 32<<10)
+	}
+	return g
 }
 
 func (g *lineGuard) Read(p []byte) (int, error) {
+	if g.mode == BareLineReject {
+		return g.readChecked(p)
+	}
 	for len(g.out) == 0 {
 		if g.err != nil {
 			if g.err == io.EOF && g.cr {
@@ -63,6 +70,65 @@ func (g *lineGuard) Read(p []byte) (int, error) {
 	g.out = g.out[n:]
 	g.n += int64(n)
 	return n, nil
+}
+
+// readChecked is Read in BareLineReject mode: data passes unchanged or
+// not at all, so it is read straight into p and checked there, with no
+// copy.
+func (g *lineGuard) readChecked(p []byte) (int, error) {
+	if g.err != nil {
+		if g.err == io.EOF && g.cr { // data ends in a lone CR
+			g.cr = false
+			g.err = errBare
+		}
+		return 0, g.err
+	}
+	n, err := g.r.Read(p)
+	if n > 0 {
+		if cerr := g.check(p[:n]); cerr != nil {
+			g.err = cerr
+			return 0, cerr
+		}
+	}
+	if err != nil {
+		g.err = err
+		if n == 0 {
+			return g.readChecked(p)
+		}
+	}
+	g.n += int64(n)
+	return n, nil
+}
+
+// check reports a bare CR or LF in b, a line at a time as filter moves.
+func (g *lineGuard) check(b []byte) error {
+	for len(b) > 0 {
+		if g.cr { // the previous read ended in a CR
+			g.cr = false
+			if b[0] != '\n' {
+				return errBare
+			}
+			b = b[1:]
+			continue
+		}
+		lf := bytes.IndexByte(b, '\n')
+		if lf < 0 {
+			switch cr := bytes.IndexByte(b, '\r'); {
+			case cr < 0:
+				return nil
+			case cr == len(b)-1:
+				g.cr = true
+				return nil
+			default:
+				return errBare
+			}
+		}
+		if lf == 0 || b[lf-1] != '\r' || bytes.IndexByte(b[:lf-1], '\r') >= 0 {
+			return errBare
+		}
+		b = b[lf+1:]
+	}
+	return nil
 }
 
 // filter appends the checked or normalized form of b to g.out. It moves

@@ -660,8 +660,20 @@ type readErr struct{ error }
 func (e readErr) Unwrap() error { return e.error }
 
 // copyBody copies the body, telling read errors (the client's) from write
-// errors (the next hop's).
+// errors (the next hop's). A body that writes itself out (the header
+// reader's bufio.Reader) does so from its own buffer.
 func copyBody(w io.Writer, r io.Reader) error {
+	if wt, ok := r.(io.WriterTo); ok {
+		tw := &trackedWriter{w: w}
+		_, err := wt.WriteTo(tw)
+		switch {
+		case tw.err != nil:
+			return tw.err
+		case err != nil:
+			return readErr{err}
+		}
+		return nil
+	}
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
@@ -677,6 +689,21 @@ func copyBody(w io.Writer, r io.Reader) error {
 			return readErr{err}
 		}
 	}
+}
+
+// trackedWriter keeps the error of its writer, so that copyBody can tell
+// it from the reader's.
+type trackedWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (t *trackedWriter) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	if err != nil {
+		t.err = err
+	}
+	return n, err
 }
 
 // readError maps a failure to read the client's message to a reply.
