@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -25,14 +24,13 @@ type Authenticator interface {
 // with '#' are ignored.
 type PasswordFile struct {
 	users map[string][]byte
+	// dummy is a hash of the file's cost that an unknown user's password
+	// is compared with, so that refusing an unknown user takes as long as
+	// refusing a wrong password. It is made when the file is loaded, not
+	// at the first unknown user, whose refusal would otherwise take twice
+	// as long as any other.
+	dummy []byte
 }
-
-// dummyHash keeps the time to refuse an unknown user close to the time to
-// refuse a wrong password.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("recallrelay-dummy"), bcrypt.DefaultCost)
-	return h
-})
 
 // LoadPasswordFile reads a credentials file.
 func LoadPasswordFile(path string) (*PasswordFile, error) {
@@ -52,8 +50,14 @@ func LoadPasswordFile(path string) (*PasswordFile, error) {
 		if !ok || user == "" {
 			return nil, fmt.Errorf("credentials %s:%d: want user:bcrypt-hash", path, n)
 		}
-		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+		cost, err := bcrypt.Cost([]byte(hash))
+		if err != nil {
 			return nil, fmt.Errorf("credentials %s:%d: user %s: not a bcrypt hash", path, n, user)
+		}
+		if pf.dummy == nil {
+			if pf.dummy, err = bcrypt.GenerateFromPassword([]byte("recallrelay-dummy"), cost); err != nil {
+				return nil, fmt.Errorf("credentials %s:%d: %w", path, n, err)
+			}
 		}
 		if _, dup := pf.users[user]; dup {
 			return nil, fmt.Errorf("credentials %s:%d: user %s listed twice", path, n, user)
@@ -73,7 +77,7 @@ func LoadPasswordFile(path string) (*PasswordFile, error) {
 func (pf *PasswordFile) Authenticate(username, password string) bool {
 	hash, ok := pf.users[username]
 	if !ok {
-		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
+		bcrypt.CompareHashAndPassword(pf.dummy, []byte(password))
 		return false
 	}
 	return bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil

@@ -123,6 +123,7 @@ func TestHopPoolReuse(t *testing.T) {
 			})
 			for range 3 {
 				sendOne(t, h.relay.TenantAddr(), "bob@fabrikam.example")
+				waitSessionsClosed(t, h.relay)
 			}
 			if conns, per := hop.counts(); conns != tt.wantConns {
 				t.Errorf("the next hop saw %d connections (messages per connection %v), want %d", conns, per, tt.wantConns)
@@ -149,6 +150,7 @@ func TestHopPoolNotAfterError(t *testing.T) {
 	c.expect(250)
 	c.cmd(221, "QUIT")
 	c.c.Close()
+	waitSessionsClosed(t, h.relay)
 	sendOne(t, h.relay.TenantAddr(), "bob@fabrikam.example")
 	if conns, _ := hop.counts(); conns != 2 {
 		t.Errorf("the next hop saw %d connections, want 2: the one with a refusal must not be reused", conns)
@@ -170,5 +172,20 @@ func TestHopPoolDeadConnection(t *testing.T) {
 	sendOne(t, h.relay.TenantAddr(), "carol@fabrikam.example")
 	if conns, per := hop.counts(); conns != 2 || len(per) != 2 {
 		t.Errorf("the next hop saw %d connections (messages per connection %v), want 2 with one message each", conns, per)
+	}
+}
+
+// waitSessionsClosed waits until the relay has ended every session: a
+// session hands its next-hop connection to the pool before it ends.
+func waitSessionsClosed(t *testing.T, r *relay.Relay) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		n := r.Sessions()
+		if n["tenant"]+n["return"] == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions still open: %v", n)
+		}
 	}
 }

@@ -1,9 +1,12 @@
 package relay
 
 import (
+	"bufio"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
+	"net/textproto"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -23,6 +26,9 @@ type hopConn struct {
 	// sawErr: a command on it failed, even with a plain refusal; such a
 	// connection serves its session on, but never goes back to the pool.
 	sawErr bool
+	// w is the connection go-smtp's client writes to (under it, after
+	// STARTTLS the TLS connection): the stuffer writes message data there.
+	w io.Writer
 	// reused: it came from the pool; idleSince: when it went in.
 	reused    bool
 	idleSince time.Time
@@ -63,14 +69,15 @@ func dialHop(h NextHop, sessions tls.ClientSessionCache) (*hopConn, error) {
 	if err != nil {
 		return nil, hopError(h.Name, "connect", err)
 	}
-	c := smtp.NewClient(&idleWriteConn{Conn: conn, idle: h.DataTimeout})
+	iw := &idleWriteConn{Conn: conn, idle: h.DataTimeout}
+	c := smtp.NewClient(iw)
 	c.CommandTimeout = h.CommandTimeout
 	c.SubmissionTimeout = h.FinalTimeout
 	if err := c.Hello(h.HELO); err != nil {
 		c.Close()
 		return nil, hopError(h.Name, "greeting", err)
 	}
-	return &hopConn{hop: h, c: c, raw: conn}, nil
+	return &hopConn{hop: h, c: c, raw: conn, w: iw}, nil
 }
 
 var errNoStartTLS = errors.New("next hop does not offer STARTTLS")
@@ -99,35 +106,108 @@ func dialHopTLS(h NextHop, sessions tls.ClientSessionCache) (*hopConn, error) {
 	if cfg.ClientSessionCache == nil {
 		cfg.ClientSessionCache = sessions
 	}
-	// The greeting and first EHLO are bounded by the connect timeout.
+	// The greeting, both EHLOs and the handshake are bounded by the
+	// connect and command timeouts.
 	conn.SetDeadline(time.Now().Add(h.ConnectTimeout + h.CommandTimeout))
-	c, err := smtp.NewClientStartTLS(&idleWriteConn{Conn: conn, idle: h.DataTimeout}, cfg)
+	iw := &idleWriteConn{Conn: conn, idle: h.DataTimeout}
+	greeting, err := startTLS(iw, h)
 	if err != nil {
 		conn.Close()
-		var se *smtp.SMTPError
-		switch {
-		case errors.As(err, &se):
-			return nil, hopError(h.Name, "STARTTLS", err)
-		case strings.Contains(err.Error(), "doesn't support STARTTLS"):
-			// go-smtp (v0.25) says so only in an errors.New text;
-			// TestNextHopTLS ("required without offer", "opportunistic
-			// without offer") pins it.
-			if h.StartTLS == StartTLSRequired {
-				return nil, Reply(454, smtp.EnhancedCode{4, 7, 10}, "%s does not offer STARTTLS, which is required", h.Name)
-			}
-			return nil, errNoStartTLS
-		default:
-			return nil, hopError(h.Name, "STARTTLS", &tlsError{err})
-		}
+		return nil, err
 	}
-	c.CommandTimeout = h.CommandTimeout
-	c.SubmissionTimeout = h.FinalTimeout
-	if err := c.Hello(h.HELO); err != nil { // the TLS handshake happens here
-		c.Close()
+	tc := tls.Client(iw, cfg)
+	if err := tc.Handshake(); err != nil {
+		conn.Close()
 		return nil, hopError(h.Name, "STARTTLS", &tlsError{err})
 	}
+	// go-smtp's client takes over on the TLS connection from its greeting,
+	// which it reads from greetedConn: the next hop's, given again.
+	c := smtp.NewClient(&greetedConn{Conn: tc, greeting: []byte(greeting)})
+	c.CommandTimeout = h.CommandTimeout
+	c.SubmissionTimeout = h.FinalTimeout
+	if err := c.Hello(h.HELO); err != nil {
+		c.Close()
+		return nil, hopError(h.Name, "EHLO", err)
+	}
 	conn.SetDeadline(time.Time{})
-	return &hopConn{hop: h, c: c, raw: conn, tls: true}, nil
+	return &hopConn{hop: h, c: c, raw: conn, tls: true, w: tc}, nil
+}
+
+// startTLS reads the greeting of the next hop on conn, says EHLO with
+// h.HELO and asks for STARTTLS; it returns the greeting line, to be given
+// to go-smtp again after the handshake. The relay speaks this part itself
+// rather than through go-smtp's NewClientStartTLS (whose EHLO says
+// "localhost") so that it holds the TLS connection go-smtp then writes
+// to, which the stuffer writes message data to directly.
+func startTLS(conn net.Conn, h NextHop) (greeting string, err error) {
+	tr := textproto.NewReader(bufio.NewReaderSize(conn, 4096))
+	reply := func(stage string, want int) (string, error) {
+		_, msg, err := tr.ReadResponse(want)
+		if err == nil {
+			return msg, nil
+		}
+		var te *textproto.Error
+		if errors.As(err, &te) {
+			return "", hopError(h.Name, stage, &smtp.SMTPError{Code: te.Code, Message: te.Msg})
+		}
+		return "", hopError(h.Name, stage, err)
+	}
+	send := func(line string) error {
+		_, err := conn.Write([]byte(line + "\r\n"))
+		return err
+	}
+	msg, err := reply("greeting", 220)
+	if err != nil {
+		return "", err
+	}
+	first, _, _ := strings.Cut(msg, "\n") // a multi-line greeting is given again as its first line
+	greeting = "220 " + first + "\r\n"
+	if err := send("EHLO " + h.HELO); err != nil {
+		return "", hopError(h.Name, "EHLO", err)
+	}
+	ext, err := reply("EHLO", 250)
+	if err != nil {
+		return "", err
+	}
+	offered := false
+	for _, line := range strings.Split(ext, "\n")[1:] {
+		if kw, _, _ := strings.Cut(line, " "); strings.EqualFold(kw, "STARTTLS") {
+			offered = true
+		}
+	}
+	if !offered {
+		if h.StartTLS == StartTLSRequired {
+			return "", Reply(454, smtp.EnhancedCode{4, 7, 10}, "%s does not offer STARTTLS, which is required", h.Name)
+		}
+		return "", errNoStartTLS
+	}
+	if err := send("STARTTLS"); err != nil {
+		return "", hopError(h.Name, "STARTTLS", err)
+	}
+	if _, err := reply("STARTTLS", 220); err != nil {
+		return "", err
+	}
+	if tr.R.Buffered() > 0 {
+		// Bytes before the handshake would be read as plaintext (the
+		// STARTTLS command injection of CVE-2011-0411).
+		return "", hopError(h.Name, "STARTTLS", &tlsError{errors.New("data after the STARTTLS reply, before the handshake")})
+	}
+	return greeting, nil
+}
+
+// greetedConn gives its reader greeting before the connection's data.
+type greetedConn struct {
+	net.Conn
+	greeting []byte
+}
+
+func (c *greetedConn) Read(p []byte) (int, error) {
+	if len(c.greeting) > 0 {
+		n := copy(p, c.greeting)
+		c.greeting = c.greeting[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // mail starts a transaction.

@@ -576,12 +576,27 @@ func (s *session) stream(h *headers.Header, body io.Reader, p *prepared, o *Outc
 	hop.dataOpen = true
 	s.streaming.Store(hop)
 	defer s.streaming.Store(nil)
-	if _, err := h.WriteTo(w); err != nil {
+	// Message data goes to the connection through the stuffer; only the
+	// final CRLF and the end of data go through go-smtp's writer (see
+	// stuffer).
+	var dst io.Writer = w
+	var st *stuffer
+	if hop.w != nil {
+		st = newStuffer(hop.w)
+		dst = st
+	}
+	if _, err := h.WriteTo(dst); err != nil {
 		hop.abort()
 		s.hopFailed(hop.hop.Name, "message transfer", err)
 		return notDelivered, hopError(s.hopName(), "message transfer", err)
 	}
-	if err := copyBody(w, body); err != nil {
+	err = copyBody(dst, body)
+	if err == nil && st != nil {
+		if err = st.finish(); err == nil {
+			_, err = w.Write(crlf)
+		}
+	}
+	if err != nil {
 		hop.abort()
 		var rerr readErr
 		switch {
@@ -658,6 +673,8 @@ func (s *session) prepareError(err error) error {
 type readErr struct{ error }
 
 func (e readErr) Unwrap() error { return e.error }
+
+var crlf = []byte("\r\n")
 
 // copyBody copies the body, telling read errors (the client's) from write
 // errors (the next hop's). A body that writes itself out (the header
