@@ -4,6 +4,7 @@
 //
 //	GET /         the status page, Config.Status (404 without one)
 //	GET /metrics  the Prometheus exposition of Config.Gatherer
+//	GET /debug/pprof/  Go's profiles, when Config.Pprof
 //	GET /healthz  200 "ok" while the process serves HTTP (liveness)
 //	GET /readyz   200 "ok" when Config.Ready returns nil, else 503 with
 //	              its reason (readiness: send mail here or not)
@@ -28,6 +29,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strings"
 	"sync"
@@ -74,6 +76,10 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Status is what / serves (package status's Page); nil leaves it out.
 	Status http.Handler
+	// Pprof serves Go's profiles under /debug/pprof/ (net/http/pprof),
+	// behind the token like every route but /healthz. Off by default: a
+	// CPU profile costs CPU while it runs.
+	Pprof bool
 	// Ready says whether the relay should be sent mail (relay.Relay.Ready);
 	// nil: ready whenever the server serves.
 	Ready func(ctx context.Context) error
@@ -121,6 +127,13 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	if cfg.Status != nil {
 		mux.Handle("GET /{$}", s.authorized(cfg.Status))
+	}
+	if cfg.Pprof {
+		mux.Handle("GET /debug/pprof/", s.authorized(http.HandlerFunc(pprof.Index)))
+		mux.Handle("GET /debug/pprof/cmdline", s.authorized(http.HandlerFunc(pprof.Cmdline)))
+		mux.Handle("GET /debug/pprof/profile", s.authorized(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("GET /debug/pprof/symbol", s.authorized(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("GET /debug/pprof/trace", s.authorized(http.HandlerFunc(pprof.Trace)))
 	}
 	mux.Handle("GET /readyz", s.authorized(http.HandlerFunc(s.readyz)))
 	if cfg.Gatherer != nil {

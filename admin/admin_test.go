@@ -92,7 +92,7 @@ func TestAuth(t *testing.T) {
 	}
 	ready := func(context.Context) error { return nil }
 	page := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "status page") })
-	withToken := start(t, admin.Config{Token: token, Gatherer: reg, Ready: ready, Status: page})
+	withToken := start(t, admin.Config{Token: token, Gatherer: reg, Ready: ready, Status: page, Pprof: true})
 	open := start(t, admin.Config{Gatherer: reg, Ready: ready, Status: page})
 	basic := func(user, password string) string {
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
@@ -115,7 +115,7 @@ func TestAuth(t *testing.T) {
 		{"readyz with the token", withToken, "GET", "/readyz", token, 200},
 		{"HEAD metrics with the token", withToken, "HEAD", "/metrics", token, 200},
 		{"POST metrics", withToken, "POST", "/metrics", token, 405},
-		{"unknown path", withToken, "GET", "/debug/pprof/", token, 404},
+		{"unknown path", withToken, "GET", "/debug/vars", token, 404},
 		{"status page without token", withToken, "GET", "/", "", 401},
 		{"status page with the token", withToken, "GET", "/", token, 200},
 		{"status page, basic auth with the token as password", withToken, "GET", "/", basic("admin", token), 200},
@@ -123,6 +123,9 @@ func TestAuth(t *testing.T) {
 		{"status page, basic auth with a wrong password", withToken, "GET", "/", basic("admin", "s3cret"), 401},
 		{"status page, basic auth with the token as user name", withToken, "GET", "/", basic(token, ""), 401},
 		{"no token configured: status page", open, "GET", "/", "", 200},
+		{"pprof without token", withToken, "GET", "/debug/pprof/", "", 401},
+		{"pprof with the token", withToken, "GET", "/debug/pprof/", token, 200},
+		{"pprof not enabled", open, "GET", "/debug/pprof/", "", 404},
 		{"status page is only /", open, "GET", "/index.html", "", 404},
 		{"no token configured: metrics", open, "GET", "/metrics", "", 200},
 		{"no token configured: readyz", open, "GET", "/readyz", "", 200},

@@ -369,6 +369,9 @@ type Admin struct {
 	// DefaultRecentMessages, at most MaxRecentMessages. Older ones are in
 	// the log and, while their records live, in `recallrelay trace`.
 	RecentMessages int `yaml:"recent_messages"`
+	// Pprof serves Go's runtime profiles under /debug/pprof/, behind the
+	// token. Default: false.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Bounds of Admin.RecentMessages: a kept outcome costs about a kilobyte.

@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +137,51 @@ func TestListenerSTARTTLS(t *testing.T) {
 	}
 	if !strings.Contains(string(d[0].Data), "with ESMTPS") || !strings.Contains(string(d[0].Data), "(TLS 1.3\r\n TLS_AES") {
 		t.Errorf("Received does not record TLS:\n%s", d[0].Data)
+	}
+}
+
+// The EHLO before STARTTLS towards a next hop names the relay as the one
+// after it does (go-smtp's own STARTTLS would say "localhost"), and data
+// sent after the STARTTLS reply but before the handshake is refused as
+// the command injection it would be.
+func TestNextHopEHLOBeforeSTARTTLS(t *testing.T) {
+	for _, inject := range []bool{false, true} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ehlo := make(chan string, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			c.Write([]byte("220 hop.test ESMTP\r\n"))
+			line, _ := br.ReadString('\n')
+			ehlo <- strings.TrimSpace(line)
+			c.Write([]byte("250-hop.test\r\n250 STARTTLS\r\n"))
+			br.ReadString('\n')
+			if inject {
+				c.Write([]byte("220 go ahead\r\n250 injected\r\n"))
+			} else {
+				c.Write([]byte("220 go ahead\r\n"))
+			}
+			br.ReadString('\n') // the ClientHello, or nothing
+		}()
+		h := relay.NextHop{Name: "hop", Address: ln.Addr().String(), StartTLS: relay.StartTLSRequired, HELO: "relay.contoso.example",
+			ConnectTimeout: 5 * time.Second, CommandTimeout: 5 * time.Second}
+		_, err = relay.Probe(h, "relay.contoso.example")
+		ln.Close()
+		if got := <-ehlo; got != "EHLO relay.contoso.example" {
+			t.Errorf("the next hop heard %q before STARTTLS, want the relay's name", got)
+		}
+		if err == nil {
+			t.Fatal("Probe succeeded without a TLS handshake")
+		}
+		if inject && !strings.Contains(err.Error(), "before the handshake") {
+			t.Errorf("data after the STARTTLS reply: %v, want it refused as such", err)
+		}
 	}
 }

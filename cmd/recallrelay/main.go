@@ -397,7 +397,7 @@ func startAdmin(c config.Admin, reg *prometheus.Registry, page http.Handler, rea
 	if err != nil {
 		return nil, fmt.Errorf("admin.token_file: %w", err)
 	}
-	ac := admin.Config{Listen: c.Listen, Token: token, InsecureOpen: c.InsecureOpen, Gatherer: reg, Status: page, Ready: ready, Log: log}
+	ac := admin.Config{Listen: c.Listen, Token: token, InsecureOpen: c.InsecureOpen, Gatherer: reg, Status: page, Pprof: c.Pprof, Ready: ready, Log: log}
 	if c.TLS.CertFile != "" {
 		cf, err := certs.open(c.TLS.CertFile, c.TLS.KeyFile)
 		if err != nil {
