@@ -100,3 +100,26 @@ func TestPercentile(t *testing.T) {
 		t.Errorf("latencyStats = %+v", st)
 	}
 }
+
+// ReadReply never panics, and what it accepts it gives back: a code in
+// range, each line's text as sent.
+func FuzzReadReply(f *testing.F) {
+	for _, s := range []string{"250 OK\r\n", "250-a\r\n250 b\r\n", "354 go\r\n", "25 x\r\n", "250-a\r\n251 b\r\n", "250\r\n", "\r\n", "250 a\nb\r\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		br := bufio.NewReader(strings.NewReader(in))
+		r, err := ReadReply(br)
+		if err != nil {
+			return
+		}
+		if r.Code < 100 || r.Code > 599 {
+			t.Fatalf("%q: accepted code %d", in, r.Code)
+		}
+		for _, line := range r.Lines {
+			if !strings.Contains(in, line) {
+				t.Fatalf("%q: line %q not in the input", in, line)
+			}
+		}
+	})
+}
