@@ -72,7 +72,11 @@ func CheckFieldName(name string) error {
 
 // Match reports whether name matches one of the patterns.
 func (m Matcher) Match(name string) bool {
-	ln := strings.ToLower(name)
+	return m.matchLower(strings.ToLower(name))
+}
+
+// matchLower is Match for a name already in lower case.
+func (m Matcher) matchLower(ln string) bool {
 	if m.exact[ln] {
 		return true
 	}

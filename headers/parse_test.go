@@ -491,3 +491,27 @@ func TestLookupsAllocate(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCaptureRestore records a realistic Exchange header block (the
+// tenant leg) and restores it onto the block as a vendor that stripped the
+// Microsoft fields returns it (the return leg).
+func BenchmarkCaptureRestore(b *testing.B) {
+	msg := generatedExchangeHeader()
+	orig, _, err := ReadHeader(bytes.NewReader(msg), 1<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	capture, restore := MustMatcher(DefaultCapture...), MustMatcher(DefaultRestore...)
+	rec := &Record{Ref: "benchref", MessageID: orig.MessageID(), Fields: orig.Capture(capture)}
+	stripped := bytes.ReplaceAll(msg, []byte("\r\nX-MS-Exchange-CrossPremises-"), []byte("\r\nX-Dropped-"))
+	r := NewRestorer(restore)
+	b.ReportAllocs()
+	for b.Loop() {
+		h, _, err := ReadHeader(bytes.NewReader(stripped), 1<<20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = h.Capture(capture)
+		r.Restore(h, rec)
+	}
+}

@@ -21,9 +21,10 @@ func NewRestorer(restore Matcher) *Restorer {
 	return &Restorer{restore: restore, firewall: MustMatcher(Firewall...), restamped: MustMatcher(Restamped...)}
 }
 
-// restores reports whether Restore puts back recorded fields named name.
-func (r *Restorer) restores(name string) bool {
-	return r.restore.Match(name) && !r.restamped.Match(name)
+// restores reports whether Restore puts back recorded fields named ln (in
+// lower case).
+func (r *Restorer) restores(ln string) bool {
+	return r.restore.matchLower(ln) && !r.restamped.matchLower(ln)
 }
 
 // RestoreReport says what Restore changed, by lower-case field name.
@@ -55,26 +56,25 @@ func (r RestoreReport) Changed() bool { return len(r.Restored)+len(r.Removed) > 
 // With rec == nil (a message without a record), every firewalled and
 // Restamped field is removed and nothing is added.
 func (r *Restorer) Restore(h *Header, rec *Record) RestoreReport {
-	guarded := func(name string) bool {
-		return r.restore.Match(name) || r.firewall.Match(name) || r.restamped.Match(name)
+	// Names are lowered once per field and matched as they are.
+	guarded := func(ln string) bool {
+		return r.restore.matchLower(ln) || r.firewall.matchLower(ln) || r.restamped.matchLower(ln)
 	}
 	if rec == nil {
-		guarded = func(name string) bool { return r.firewall.Match(name) || r.restamped.Match(name) }
+		guarded = func(ln string) bool { return r.firewall.matchLower(ln) || r.restamped.matchLower(ln) }
 	}
 
 	// Group the vendor's and the record's guarded fields by lower-case name.
 	vendor := map[string][][]byte{}
 	for _, f := range h.Fields() {
-		if guarded(f.Name) {
-			k := strings.ToLower(f.Name)
+		if k := strings.ToLower(f.Name); guarded(k) {
 			vendor[k] = append(vendor[k], f.Raw)
 		}
 	}
 	recorded := map[string][][]byte{}
 	if rec != nil {
 		for _, f := range rec.Fields {
-			if r.restores(f.Name) {
-				k := strings.ToLower(f.Name)
+			if k := strings.ToLower(f.Name); r.restores(k) {
 				recorded[k] = append(recorded[k], f.Raw)
 			}
 		}
@@ -113,7 +113,7 @@ func (r *Restorer) Restore(h *Header, rec *Record) RestoreReport {
 		var add []Field
 		for _, f := range rec.Fields {
 			k := strings.ToLower(f.Name)
-			if replace[k] && r.restores(f.Name) && ValidRawField(f.Raw) {
+			if replace[k] && r.restores(k) && ValidRawField(f.Raw) {
 				add = append(add, Field{Name: f.Name, Raw: bytes.Clone(f.Raw)})
 			}
 		}
