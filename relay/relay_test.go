@@ -17,6 +17,7 @@ import (
 	"github.com/recallrelay/recallrelay/internal/looptest"
 	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/relaytest"
+	"github.com/recallrelay/recallrelay/rules"
 	"github.com/recallrelay/recallrelay/store/storetest"
 )
 
@@ -428,4 +429,53 @@ func (w *syncWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.buf.String()
+}
+
+// While the vendor cannot be reached, mail the rules keep off the vendors
+// (a recall request here) still reaches the tenant: the tenant leg accepts
+// MAIL and RCPT without a next hop when the route is not yet known, and
+// opens the route's hop once the header block has decided it. Mail for
+// the vendor gets 451 at the end of its data, never a bounce.
+func TestVendorDownBypassFlows(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	set, err := rules.Parse([]byte("default_route: [vendor]\n"), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := set.Compile(rules.CompileOptions{Vendors: []string{"vendor"}, LoopMarker: relay.DefaultLoopMarkerName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, func(c *relay.Config) {
+		c.Vendors[0].Address, c.Vendors[0].ConnectTimeout = dead, time.Second
+		c.Router = relay.NewRulesRouter(e)
+	})
+	send := func(msg string, want int) string {
+		t.Helper()
+		c := dial(t, h.relay.TenantAddr())
+		c.cmd(250, "MAIL FROM:<ann@contoso.com>")
+		c.cmd(250, "RCPT TO:<bob@contoso.com>")
+		c.cmd(354, "DATA")
+		c.write(msg + ".\r\n")
+		return c.expect(want)
+	}
+	recall := "Message-ID: <recall-1@contoso.com>\r\nX-MS-Exchange-RecallReportGenerated: true\r\n" +
+		"Subject: Recall: numbers\r\n\r\nAnn would like to recall the message.\r\n"
+	send(recall, 250)
+	got := h.tenant.Deliveries()
+	if len(got) != 1 || !bytes.Contains(got[0].Data, []byte("X-RecallRelay-Processed")) || got[0].Rcpts[0] != "bob@contoso.com" {
+		t.Fatalf("the recall request did not reach the tenant marked as processed: %d deliveries", len(got))
+	}
+	text := send(original, 451)
+	if !strings.Contains(text, "4.4.1") || !strings.Contains(text, "vendor") {
+		t.Errorf("a message for the unreachable vendor got %q, want 451 4.4.1 naming it", text)
+	}
+	if n := len(h.tenant.Deliveries()); n != 1 {
+		t.Errorf("the tenant has %d messages, want only the recall request", n)
+	}
+	if len(h.obs.HopFailures()) == 0 {
+		t.Error("the unreachable vendor was not reported to the observers")
+	}
 }

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"io"
 
 	"github.com/emersion/go-smtp"
@@ -79,6 +80,29 @@ func (s *session) switchHop(h NextHop) error {
 	if s.hop != nil && !s.hop.broken && s.hop.hop.Name == h.Name && s.hop.hop.Address == h.Address {
 		return nil
 	}
+	if s.deferred {
+		// The client was told 250 to MAIL and RCPT without this hop's
+		// verdicts: whatever it refuses now is a reason to try again
+		// later, never to bounce.
+		if err := s.openHop(h); err != nil {
+			if !isVerdict(err) {
+				s.hopFailed(h.Name, "connect", err)
+			}
+			msg := err.Error()
+			var se *smtp.SMTPError
+			if errors.As(err, &se) {
+				msg = se.Message
+			}
+			return Reply(451, smtp.EnhancedCode{4, 4, 1}, "%s", oneLine(msg))
+		}
+		s.deferred = false
+		return nil
+	}
+	return s.openHop(h)
+}
+
+// openHop connects to h and replays the transaction's MAIL and RCPT there.
+func (s *session) openHop(h NextHop) error {
 	s.closeHop()
 	// A pooled connection the next hop closed a moment ago fails at MAIL:
 	// try once more on a fresh one.

@@ -70,6 +70,13 @@ type session struct {
 	opts  smtp.MailOptions
 	rcpts []string
 	hop   *hopConn
+	// deferred: the tenant leg could not reach the hop it guessed at MAIL
+	// FROM and the route was not final, so MAIL and RCPT were accepted
+	// without a next hop; the route, known once the header block is,
+	// opens one (switchHop), or the message gets 451. Mail traffic the
+	// rules keep off the vendors (recall requests and reports) so flows
+	// while a vendor is down.
+	deferred bool
 
 	route      Route // tenant leg: the route decided (or guessed) at MAIL
 	routeFinal bool
@@ -195,7 +202,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	}
 	s.busy.Store(true)
 	s.st = s.r.live.Load()
-	s.from, s.rcpts = from, nil
+	s.from, s.rcpts, s.deferred = from, nil, false
 	s.opts = smtp.MailOptions{}
 	if opts != nil {
 		s.opts = *opts
@@ -217,6 +224,10 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 			hc, err := s.r.hops.dial(target, attempt > 0)
 			if err != nil {
 				s.hopFailed(target.Name, "connect", err)
+				if s.leg.name == "tenant" && !s.routeFinal {
+					s.deferred = true
+					return nil
+				}
 				return err
 			}
 			s.hop = hc
@@ -275,6 +286,10 @@ func (s *session) rcpt(to string) error {
 		s.limitHit("too many recipients", reply)
 		return reply
 	}
+	if s.deferred && s.hop == nil { // the route's hop hears the recipients at DATA (switchHop)
+		s.rcpts = append(s.rcpts, to)
+		return nil
+	}
 	if s.hop == nil || s.hop.broken {
 		return Reply(451, smtp.EnhancedCode{4, 4, 2}, "%s connection lost; start again", s.hopName())
 	}
@@ -295,7 +310,7 @@ func (s *session) Reset() {
 	s.mu.Lock()
 	defer s.unlock()
 	s.busy.Store(false)
-	s.from, s.rcpts = "", nil
+	s.from, s.rcpts, s.deferred = "", nil, false
 	if s.hop != nil {
 		s.hop.reset()
 	}
@@ -506,7 +521,7 @@ const (
 )
 
 func (s *session) data(r io.Reader, o *Outcome) error {
-	if s.hop == nil || s.hop.broken {
+	if (s.hop == nil && !s.deferred) || (s.hop != nil && s.hop.broken) {
 		return Reply(451, smtp.EnhancedCode{4, 4, 2}, "%s connection lost; start again", s.hopName())
 	}
 	start := time.Now()
@@ -531,14 +546,18 @@ func (s *session) data(r io.Reader, o *Outcome) error {
 		defer p.cleanup()
 	}
 	if err != nil {
-		s.hop.reset()
+		if s.hop != nil {
+			s.hop.reset()
+		}
 		return s.prepareError(err)
 	}
 	if p.body != nil {
 		body = p.body
 	}
 	if p.skip {
-		s.hop.reset()
+		if s.hop != nil {
+			s.hop.reset()
+		}
 		_, err := io.Copy(io.Discard, body)
 		if err != nil {
 			return s.readError(err)
