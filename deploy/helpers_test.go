@@ -9,26 +9,19 @@ package deploy_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/recallrelay/recallrelay/config"
+	"github.com/recallrelay/recallrelay/internal/testpki"
 )
 
 // testSecret is reference key material the relay accepts.
@@ -127,33 +120,12 @@ func validateRelayConfig(t *testing.T, data []byte, source string, files mounted
 	return orig, nil
 }
 
-// testCertificate returns a self-signed certificate for names and its key,
-// in PEM.
+// testCertificate returns a certificate for names, for server and client
+// use, and its key, in PEM.
 func testCertificate(t *testing.T, names ...string) (certPEM, keyPEM string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
+	chain, key := testpki.PEM(t, testpki.NewCA(t, "deploy test CA").IssueNames(t, names...))
+	return string(chain), string(key)
 }
 
 // decodeStrict decodes one YAML document into v, refusing unknown and

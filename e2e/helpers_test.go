@@ -13,7 +13,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -344,4 +346,32 @@ func greets(addr string) error {
 	}
 	_, _ = c.Write([]byte("QUIT\r\n"))
 	return nil
+}
+
+// adminGet requests path from the admin listener at addr and returns the
+// status and the body.
+func adminGet(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitAdmin polls path on the admin listener at addr until it answers
+// want, and returns the body; it fails the test after 15 seconds.
+func waitAdmin(t *testing.T, addr, path string, want int) string {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, body := adminGet(t, addr, path)
+		if code == want {
+			return body
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s = %d %q, want %d", path, code, body, want)
+		}
+	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"io"
-	"net/http"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -49,31 +47,8 @@ admin:
 `, redis.URL(), tenantListen, returnListen, vendor.Addr(), tenant.Addr(), adminListen)
 	startRelayProcess(t, bin, cfg, tenantListen, returnListen)
 
-	get := func(path string) (int, string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminListen+path, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	waitStatus := func(path string, want int) {
-		t.Helper()
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			code, body := get(path)
-			if code == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("GET %s = %d %s, want %d", path, code, body, want)
-			}
-		}
-	}
+	get := func(path string) (int, string) { return adminGet(t, adminListen, path) }
+	waitStatus := func(path string, want int) { waitAdmin(t, adminListen, path, want) }
 	waitStatus("/readyz", 200)
 
 	msgs := relaytest.Generate(relaytest.GenerateOptions{Seed: 3})[:4] // ordinary messages
@@ -151,25 +126,10 @@ admin:
 `, filepath.Join(dir, "data"), tenantListen, certPath, keyPath, returnListen, tenant.Addr(), tenant.Addr(), adminListen)
 	p := startRelayProcess(t, bin, cfg, tenantListen, returnListen)
 
-	get := func(path string) (int, string) {
-		t.Helper()
-		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + adminListen + path)
-		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	var code int
-	var body string
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if code, body = get("/readyz"); code == 503 || time.Now().After(deadline) {
-			break
-		}
-	}
-	if code != 503 || !strings.Contains(body, "certificate "+certPath+" expired") {
-		t.Fatalf("/readyz with an expired certificate = %d %q, want 503 naming it", code, body)
+	get := func(path string) (int, string) { return adminGet(t, adminListen, path) }
+	body := waitAdmin(t, adminListen, "/readyz", 503)
+	if !strings.Contains(body, "certificate "+certPath+" expired") {
+		t.Fatalf("/readyz with an expired certificate = %q, want 503 naming it", body)
 	}
 	if _, page := get("/"); !strings.Contains(page, "Not ready") || !strings.Contains(page, certPath+" expired") {
 		t.Error("the status page does not say the certificate expired")
@@ -182,12 +142,5 @@ admin:
 	if err := p.signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if code, body = get("/readyz"); code == 200 || time.Now().After(deadline) {
-			break
-		}
-	}
-	if code != 200 {
-		t.Fatalf("/readyz after a valid certificate and SIGHUP = %d %q, want 200", code, body)
-	}
+	waitAdmin(t, adminListen, "/readyz", 200) // a valid certificate, reloaded
 }

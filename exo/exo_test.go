@@ -2,51 +2,27 @@ package exo
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"flag"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/recallrelay/recallrelay/config"
 	"github.com/recallrelay/recallrelay/headers"
+	"github.com/recallrelay/recallrelay/internal/testpki"
 	"github.com/recallrelay/recallrelay/rules"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
-// WriteTestCert writes a self-signed certificate for names (the first is
-// the common name) to dir/file and returns its path.
+// writeTestCert writes a certificate for names (the first is the common
+// name) to dir/file (a .pem name) and returns its path.
 func writeTestCert(t testing.TB, dir, file string, names ...string) string {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, file)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cert := testpki.NewCA(t, "exo test CA").IssueNames(t, names...)
+	path, _ := testpki.WritePair(t, dir, strings.TrimSuffix(file, ".pem"), cert)
 	return path
 }
 

@@ -20,6 +20,10 @@ type returnPolicy struct{}
 
 func (returnPolicy) hopKind() string { return "tenant" }
 
+// mayDefer: the return leg's next hop is the tenant whatever the message,
+// so there is nothing to wait for.
+func (returnPolicy) mayDefer(*session) bool { return false }
+
 // mailHop opens the tenant: where nearly all returning mail goes. A
 // message that must go on to the next vendor of a chain moves there once
 // its reference is read (switchHop).

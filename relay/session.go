@@ -224,7 +224,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 			hc, err := s.r.hops.dial(target, attempt > 0)
 			if err != nil {
 				s.hopFailed(target.Name, "connect", err)
-				if s.leg.name == "tenant" && !s.routeFinal {
+				if s.leg.policy.mayDefer(s) {
 					s.deferred = true
 					return nil
 				}
@@ -354,6 +354,10 @@ type legPolicy interface {
 	prepare(s *session, h *headers.Header, body io.Reader, o *Outcome) (*prepared, error)
 	// hopKind names the next hop in replies when none is connected.
 	hopKind() string
+	// mayDefer reports whether a transaction whose guessed next hop could
+	// not be reached at MAIL FROM may go on without one until prepare has
+	// decided the route (see session.deferred).
+	mayDefer(s *session) bool
 }
 
 // limitHit tells the observers of a limit this session reached.

@@ -23,6 +23,10 @@ type tenantPolicy struct{}
 
 func (tenantPolicy) hopKind() string { return "vendor" }
 
+// mayDefer: while the route is only a guess, mail the rules will keep off
+// the vendors must not wait for an unreachable vendor.
+func (tenantPolicy) mayDefer(s *session) bool { return !s.routeFinal }
+
 // mailHop opens the hop the message most likely goes to, so the client
 // hears that hop's verdict on each recipient; the route may change once
 // the header block is known (switchHop).

@@ -9,7 +9,6 @@ import (
 	"html/template"
 	"net/http"
 	"net/netip"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -362,7 +361,7 @@ func loopback(addr string) bool {
 
 // resultClass is the CSS class of a result cell.
 func resultClass(r string) string {
-	if slices.Contains([]string{"tempfail", "rejected"}, r) {
+	if r == "tempfail" || r == "rejected" {
 		return "bad"
 	}
 	return "ok"

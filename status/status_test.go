@@ -176,7 +176,7 @@ func TestPage(t *testing.T) {
 		"recallrelay v1.2.3", "up <span id=\"uptime\">1h30m0s</span>", "Ready: listeners up",
 		`<td class="num" data-result="all">2</td>`, // two tenant-leg messages
 		"sig.example:25", "contoso-com.mail.protection.outlook.com:25", "2.0.0 Ok: queued as",
-		"127.0.0.1:2525", "STARTTLS", "143.1 MiB", // the listener's default size limit
+		"127.0.0.1:2525", "<td>required</td>", "143.1 MiB", // a hop's STARTTLS mode; the listener's default size limit
 		"hostname: relay.contoso.com", "Rules: 3 rules",
 		"3 messages kept (at most 1000)",
 		"&lt;script&gt;", // escaped

@@ -269,8 +269,8 @@ func TestBoltCloseStopsSweeper(t *testing.T) {
 	}
 }
 
-// Writes from many goroutines at once share commits (group commit), and
-// each still gets its own result: a write that fails (a claim on a record
+// Writes from many goroutines at once, which the group commit puts in
+// shared transactions, each get their own result: a write that fails (a claim on a record
 // that does not exist) neither fails nor drops the others committed with
 // it, and every acknowledged record is in the file after a reopen.
 func TestBoltGroupCommit(t *testing.T) {

@@ -2,18 +2,12 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/recallrelay/recallrelay/internal/testpki"
 )
 
 // exoTestConfig writes a relay configuration with the certificates the
@@ -21,21 +15,9 @@ import (
 func exoTestConfig(t *testing.T, hostname string) string {
 	t.Helper()
 	dir := t.TempDir()
+	ca := testpki.NewCA(t, "exo-setup test CA")
 	cert := func(file, name string) string {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(dir, file)
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		path, _ := testpki.WritePair(t, dir, strings.TrimSuffix(file, ".pem"), ca.IssueNames(t, name))
 		return path
 	}
 	yaml := `hostname: ` + hostname + `

@@ -63,18 +63,32 @@ func (ca *CA) Issue(t testing.TB, name string, use x509.ExtKeyUsage) tls.Certifi
 // an expired one, or one not valid yet.
 func (ca *CA) IssueValid(t testing.TB, name string, use x509.ExtKeyUsage, notBefore, notAfter time.Time) tls.Certificate {
 	t.Helper()
+	return ca.issue(t, []string{name}, []x509.ExtKeyUsage{use}, notBefore, notAfter)
+}
+
+// IssueNames signs a certificate for several DNS names (the first is also
+// the subject common name), for server and client use, valid for an hour
+// either side of now.
+func (ca *CA) IssueNames(t testing.TB, names ...string) tls.Certificate {
+	t.Helper()
+	return ca.issue(t, names, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+}
+
+func (ca *CA) issue(t testing.TB, names []string, uses []x509.ExtKeyUsage, notBefore, notAfter time.Time) tls.Certificate {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatalf("testpki: key for %s: %v", name, err)
+		t.Fatalf("testpki: key for %s: %v", names[0], err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(t), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		SerialNumber: serial(t), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
 		NotBefore: notBefore, NotAfter: notAfter,
-		ExtKeyUsage: []x509.ExtKeyUsage{use}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: uses, KeyUsage: x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
-		t.Fatalf("testpki: certificate for %s: %v", name, err)
+		t.Fatalf("testpki: certificate for %s: %v", names[0], err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
@@ -92,24 +106,31 @@ func (ca *CA) WriteCA(t testing.TB, dir string) string {
 // NAME.pem and NAME-key.pem in dir and returns the two paths.
 func WritePair(t testing.TB, dir, name string, cert tls.Certificate) (certPath, keyPath string) {
 	t.Helper()
-	key, ok := cert.PrivateKey.(*ecdsa.PrivateKey)
-	if !ok {
-		t.Fatalf("testpki: %s: key is a %T, not ECDSA", name, cert.PrivateKey)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatalf("testpki: %s: %v", name, err)
-	}
+	chain, key := PEM(t, cert)
 	certPath, keyPath = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-	var chain []byte
+	for path, b := range map[string][]byte{certPath: chain, keyPath: key} {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatalf("testpki: %v", err)
+		}
+	}
+	return certPath, keyPath
+}
+
+// PEM returns cert's chain and its (ECDSA) key as PEM.
+func PEM(t testing.TB, cert tls.Certificate) (chain, key []byte) {
+	t.Helper()
+	k, ok := cert.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		t.Fatalf("testpki: key is a %T, not ECDSA", cert.PrivateKey)
+	}
+	kb, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatalf("testpki: %v", err)
+	}
 	for _, der := range cert.Certificate {
 		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
-	if err := os.WriteFile(certPath, chain, 0o600); err != nil {
-		t.Fatalf("testpki: %v", err)
-	}
-	writePEM(t, keyPath, "EC PRIVATE KEY", kb)
-	return certPath, keyPath
+	return chain, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
 
 func writePEM(t testing.TB, path, typ string, der []byte) {

@@ -136,11 +136,7 @@ func (c *RedisCluster) Store(t testing.TB) *store.Redis {
 	if err != nil {
 		t.Fatalf("storetest: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("storetest: %v", err)
-		}
-	})
+	closeAtEnd(t, s)
 	return s
 }
 

@@ -112,12 +112,18 @@ func Bolt(t testing.TB) *store.Bolt {
 	if err != nil {
 		t.Fatalf("storetest: %v", err)
 	}
+	closeAtEnd(t, s)
+	return s
+}
+
+// closeAtEnd closes s when the test ends; closing a store twice is no
+// error, so the test may close it first.
+func closeAtEnd(t testing.TB, s store.Store) {
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
 			t.Errorf("storetest: %v", err)
 		}
 	})
-	return s
 }
 
 func randomHex(t testing.TB, n int) string {
