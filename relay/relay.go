@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/rs/zerolog"
 
 	"github.com/recallrelay/recallrelay/headers"
@@ -48,6 +49,10 @@ type Relay struct {
 	tenant, ret *leg
 	// hops keeps idle next-hop connections for later sessions.
 	hops *hopPool
+	// stamped remembers when each recent reference was first stamped, so
+	// that a message sent again gets the same time stamps without a store
+	// read (see stampTime).
+	stamped *lru.Cache[string, time.Time]
 
 	mu       sync.Mutex
 	closing  bool
@@ -117,7 +122,11 @@ func New(cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{cfg: cfg.Static, sessions: map[*session]struct{}{}, hops: newHopPool(cfg.HopPool)}
+	stamped, err := lru.New[string, time.Time](stampedEntries)
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	r := &Relay{cfg: cfg.Static, sessions: map[*session]struct{}{}, hops: newHopPool(cfg.HopPool), stamped: stamped}
 	if err := cfg.LogRecipients.Check(); err != nil {
 		return nil, fmt.Errorf("relay: log recipients: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/recallrelay/recallrelay/internal/looptest"
 	"github.com/recallrelay/recallrelay/relay"
 	"github.com/recallrelay/recallrelay/relaytest"
 )
@@ -394,4 +395,45 @@ func TestRetrySameReference(t *testing.T) {
 
 func refOf(data []byte) []byte {
 	return regexp.MustCompile(`r=[a-z2-7]{26}`).Find(data)
+}
+
+// A retry that reaches another instance (or this one after a restart) is
+// stamped anew, since the first attempt's time is kept in the memory of the
+// instance that recorded it, not read from the store. It still carries the
+// same reference, and when both copies come back the tenant gets the
+// message once.
+func TestRetryOtherInstance(t *testing.T) {
+	h := newHarness(t, nil)
+	cfg := looptest.Config(t, h.tenant.Addr(), looptest.Hop("vendor", h.vendor.Addr()))
+	cfg.Store, cfg.Signer = h.store, h.signer
+	later := time.Now().Add(time.Hour)
+	cfg.Now = func() time.Time { return later }
+	other := looptest.Start(t, cfg)
+
+	first := h.sendOut("ann@contoso.com", "bob@fabrikam.example")
+	c := dial(t, other.TenantAddr())
+	c.cmd(250, "MAIL FROM:<ann@contoso.com>")
+	c.cmd(250, "RCPT TO:<bob@fabrikam.example>")
+	c.cmd(354, "DATA")
+	c.write(original + ".\r\n")
+	c.expect(250)
+	d, err := h.vendor.WaitDeliveries(2, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := d[1].Data
+	if bytes.Equal(first, second) {
+		t.Fatal("the other instance stamped the retry with the first attempt's time; expected a new stamp")
+	}
+	if r1, r2 := refOf(first), refOf(second); r1 == nil || !bytes.Equal(r1, r2) {
+		t.Fatalf("references differ: %q vs %q", r1, r2)
+	}
+	for _, out := range [][]byte{first, second} {
+		if code, text := h.sendBack(vendorise(out, false, false), "ann@contoso.com", "bob@fabrikam.example"); code != 250 {
+			t.Fatalf("return: %d %s", code, text)
+		}
+	}
+	if n := len(h.tenant.Deliveries()); n != 1 {
+		t.Fatalf("tenant got %d copies", n)
+	}
 }

@@ -3,7 +3,6 @@ package relay
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/recallrelay/recallrelay/headers"
 	"github.com/recallrelay/recallrelay/rules"
-	"github.com/recallrelay/recallrelay/store"
 )
 
 // tenantPolicy is the tenant leg: mail from the tenant's outbound
@@ -125,22 +123,13 @@ func (s *session) applyRoute(h *headers.Header, rt Route, o *Outcome) (*prepared
 	}
 
 	// The same message sent again (Exchange retrying after a 4xx or a lost
-	// reply) gets the same reference and, from its record, the same time
-	// stamps: it reaches the vendor byte-identical, and both copies map to
-	// one record, so duplicate suppression works across the retry.
+	// reply) gets the same reference and, from the time it was first
+	// stamped, the same time stamps: it reaches the vendor byte-identical,
+	// and both copies map to one record, so duplicate suppression works
+	// across the retry. The time comes from the relay's memory of recent
+	// references, not from a store read: one store round trip per message.
 	ref := s.st.cfg.Signer.DeriveRef(messageMaterial(s.from, s.rcpts, h))
-	now := s.st.cfg.Now()
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), s.st.cfg.StoreTimeout)
-	prev, err := s.r.cfg.Store.Get(ctx, ref)
-	cancel()
-	o.Stages.Store += time.Since(start)
-	switch {
-	case err == nil && prev.MailFrom == s.from:
-		now = prev.ReceivedAt
-	case err != nil && !errors.Is(err, store.ErrNotFound) && !s.st.cfg.PassUnrecorded:
-		return nil, &storeError{op: "get", ref: ref, err: err}
-	}
+	now := s.r.stampTime(ref, s.st.cfg.Now())
 	rec := &headers.Record{
 		Ref:      ref,
 		MailFrom: s.from,
@@ -184,6 +173,7 @@ func (s *session) applyRoute(h *headers.Header, rt Route, o *Outcome) (*prepared
 		if err != nil {
 			return &storeError{op: "put", ref: rec.Ref, err: err}
 		}
+		s.r.stamped.Add(rec.Ref, rec.ReceivedAt)
 		return nil
 	}}, nil
 }
@@ -229,4 +219,25 @@ func (s *session) applyHeaderActions(h *headers.Header, rt Route) {
 		h.Remove(headers.MustMatcher(f.Name))
 		h.Prepend(f)
 	}
+}
+
+// stampedEntries bounds the relay's memory of recent references: about
+// 100 bytes each, so at most a few MiB, and far more than the messages a
+// relay sees between Exchange's first attempt and its retries.
+const stampedEntries = 32768
+
+// stampTime returns the time a message with reference ref is stamped
+// with: the time its first attempt was recorded, when this relay recorded
+// it recently, else now.
+//
+// A retry that reaches another instance, or this one after a restart, is
+// stamped anew. That costs only byte-identity towards the vendor: the
+// reference derives from the envelope and the header block, so both
+// copies still map to one record and duplicates are still suppressed
+// (TestRetryOtherInstance).
+func (r *Relay) stampTime(ref string, now time.Time) time.Time {
+	if t, ok := r.stamped.Get(ref); ok {
+		return t
+	}
+	return now
 }
