@@ -2,7 +2,6 @@ package relaytest
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -142,67 +141,13 @@ func registry() []behaviorDef {
 
 // Behaviors lists every behaviour name ParseBehaviors accepts, named
 // combinations included.
-func Behaviors() []BehaviorInfo {
-	defs := registry()
-	out := make([]BehaviorInfo, len(defs))
-	for i, d := range defs {
-		out[i] = d.info
-	}
-	return out
-}
+func Behaviors() []BehaviorInfo { return NewRegistry().Behaviors() }
 
 // ParseBehaviors parses a comma-separated behaviour list such as
-// "footer-html,delay=2s,stamp-marker=X-Processed: yes". A parameter follows
-// its name after "="; named combinations expand in place. Unknown names,
-// parameters given to behaviours that take none and invalid parameters are
-// rejected. An empty list yields no behaviours (the vendor passes mail
-// through unchanged).
-func ParseBehaviors(list string) ([]Behavior, error) {
-	defs := registry()
-	byName := make(map[string]behaviorDef, len(defs))
-	for _, d := range defs {
-		byName[d.info.Name] = d
-	}
-	var out []Behavior
-	var add func(item string) error
-	add = func(item string) error {
-		name, param, hasParam := strings.Cut(item, "=")
-		name = strings.ToLower(strings.TrimSpace(name))
-		d, ok := byName[name]
-		if !ok {
-			return fmt.Errorf("unknown behaviour %q", name)
-		}
-		if d.combo != nil {
-			if hasParam {
-				return fmt.Errorf("behaviour %q takes no parameter", name)
-			}
-			for _, c := range d.combo {
-				if err := add(c); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		if hasParam && strings.TrimSpace(param) == "" {
-			return fmt.Errorf("behaviour %q: empty parameter", name)
-		}
-		b, err := d.make(strings.TrimSpace(param))
-		if err != nil {
-			return fmt.Errorf("behaviour %q: %w", name, err)
-		}
-		out = append(out, b)
-		return nil
-	}
-	for _, item := range strings.Split(list, ",") {
-		if strings.TrimSpace(item) == "" {
-			continue
-		}
-		if err := add(item); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
+// "footer-html,delay=2s,stamp-marker=X-Processed: yes" with the built-in
+// behaviours; see Registry.Parse, and Registry for lists with behaviours of
+// one's own.
+func ParseBehaviors(list string) ([]Behavior, error) { return NewRegistry().Parse(list) }
 
 // MustParseBehaviors is ParseBehaviors for lists known to be valid, such as
 // constants in tests; it panics on error.

@@ -23,14 +23,38 @@
 // images, attachments, TNEF, 8-bit, SMTPUTF8, recall requests and reports,
 // calendar requests) with the X-MS-Exchange-CrossPremises-* header block a
 // connector with CloudServicesMailEnabled adds; LoadDir reads .eml files.
+// GenerateOptions chooses the kinds, their number, the senders and the
+// recipients; GenerateMessages is the variant that returns invalid options
+// as an error. Within one call names, Subjects and Message-IDs are unique.
+// With TestNames every message carries its name in an X-Relaytest-Name
+// field (TestNameHeader), which identifies a delivery even where a service
+// changes the Subject. The field is not part of the recall identity: a
+// service may keep or drop it.
+//
 // CompareIdentity tells whether a delivered message still carries what
-// recall needs to find the original.
+// recall needs to find the original: Message-ID, the CrossPremises block,
+// X-OrganizationHeadersPreserved, X-MS-TNEF-Correlator and a few more
+// fields, byte for byte, and the TNEF parts. Its IdentityResult names what
+// went missing, changed or was added, carries the sent and delivered bytes
+// of each (Changes, TNEF), and reports a message that had no identity to
+// begin with (NoIdentity); Explain prints all of it for a failing test.
+//
+// Inspection helpers look into a delivered message with go-message:
+// HeaderValues (unfolded values), RawFields (exact bytes, folding and line
+// endings included), ParseHeader (go-message's mail.Header), WalkParts and
+// Parts (every MIME entity with its path, type, file name and decoded
+// body), TextParts (text decoded from its transfer encoding and charset to
+// UTF-8) and HasTNEF (a winmail.dat part).
 //
 // Behaviours (ParseBehaviors, Behaviors): passthrough, footer-text,
 // footer-html, reencode, strip-ms-headers, strip-unknown-headers,
 // rewrite-message-id, split-recipients, tempfail-first, delay,
 // drop-mid-data, duplicate, flatten-tnef, stamp-marker,
-// exchange-second-pass, and the combination signature-service.
+// exchange-second-pass, and the combination signature-service. A Registry
+// adds behaviours of one's own, and named combinations, to the built-ins:
+// NewRegistry, Register, RegisterCombination, then Registry.Parse reads
+// lists mixing both. There is no package-wide registry: ParseBehaviors
+// always knows exactly the built-ins.
 //
 // All servers listen on 127.0.0.1 with a random port unless told otherwise,
 // keep everything in memory, and stop every goroutine they start on Close.

@@ -13,7 +13,15 @@ import (
 	"time"
 )
 
-// GenerateOptions configures Generate.
+// TestNameHeader is the header field GenerateOptions.TestNames adds: it
+// carries the message's Message.Name ("gen-01-plain"), so that a test can tell
+// which generated message a delivery is, even when a service rewrites the
+// Subject or splits the recipients. It is not part of the recall identity
+// (CompareIdentity ignores it, and nothing in Exchange or the relay reads
+// it); a service may keep it, move it or drop it without consequence.
+const TestNameHeader = "X-Relaytest-Name"
+
+// GenerateOptions configures Generate and GenerateMessages.
 type GenerateOptions struct {
 	// Seed makes the output deterministic: the same options give the same
 	// bytes.
@@ -21,8 +29,45 @@ type GenerateOptions struct {
 	// OrgDomain is the tenant's domain; "contoso.com" when empty.
 	OrgDomain string
 	// BigAttachmentBytes, when positive, adds a message with a base64
-	// attachment of that many bytes.
+	// attachment of that many bytes to the default kinds, and sets the
+	// attachment size of KindBigAttachment when Kinds names it
+	// (DefaultBigAttachmentBytes otherwise).
 	BigAttachmentBytes int
+
+	// Kinds lists the kinds to generate, in order; a kind may appear more
+	// than once. Empty means Kinds(): one message of every kind, the big
+	// attachment only when BigAttachmentBytes is positive. An unknown kind is
+	// an error.
+	Kinds []string
+	// Count is the number of messages to generate, going through Kinds
+	// cyclically (Count 30 over 13 kinds gives every kind two or three
+	// times). Zero means one message per entry of Kinds; negative is an
+	// error.
+	Count int
+
+	// Senders, when not empty, replaces the generated senders: message i
+	// (counted from 0) is from Senders[i%len(Senders)]. Every entry is an
+	// address ("adele@contoso.com") or a name and an address ("Adele Vance
+	// <adele@contoso.com>"); the entry is written to the From field as
+	// given. The recall report, which Exchange sends to the user who
+	// recalled, goes to the message's sender.
+	Senders []string
+	// Recipients, when not empty, replaces the generated recipients,
+	// external ones included: message i's recipients are
+	// Recipients[i%len(Recipients)] and the entries after it, as many as the
+	// kind has (two To and one Cc for KindMultiRcpt), each at most once.
+	// Entries are written like Senders; duplicates are an error.
+	Recipients []string
+
+	// NamePrefix begins every Message.Name, which is NamePrefix, the
+	// message's number in the call (from 1, two digits or more) and its
+	// kind: "gen-01-plain". "gen-" when empty; it must be printable ASCII
+	// without blanks.
+	NamePrefix string
+	// TestNames adds a TestNameHeader field carrying Message.Name to every
+	// message. Names are unique within one call; give every call its own
+	// NamePrefix to keep them unique across calls.
+	TestNames bool
 }
 
 // Message kinds Generate produces, in order.
@@ -41,47 +86,197 @@ const (
 	KindCalendar      = "calendar"
 	KindBigAttachment = "big-attachment"
 	defaultOrgDomain  = "contoso.com"
+	defaultNamePrefix = "gen-"
 )
 
+// DefaultBigAttachmentBytes is the attachment size of a KindBigAttachment
+// message that Kinds asks for while BigAttachmentBytes is not positive.
+const DefaultBigAttachmentBytes = 1 << 20
+
+// kindBuilders maps every kind to the method that builds it, in the order of
+// Kinds().
+func kindBuilders() []struct {
+	kind  string
+	build func(*gen) Message
+} {
+	return []struct {
+		kind  string
+		build func(*gen) Message
+	}{
+		{KindPlain, (*gen).plain}, {KindHTML, (*gen).html}, {KindRelated, (*gen).related},
+		{KindAttachment, (*gen).attachment}, {KindTNEF, (*gen).tnef}, {KindEightBit, (*gen).eightBit},
+		{KindSMTPUTF8, (*gen).smtpUTF8}, {KindMultiRcpt, (*gen).multiRcpt}, {KindRecallRequest, (*gen).recallRequest},
+		{KindTNEFRecall, (*gen).tnefRecall}, {KindRecallReport, (*gen).recallReport}, {KindCalendar, (*gen).calendar},
+		{KindBigAttachment, (*gen).bigAttachment},
+	}
+}
+
+// Kinds returns every kind Generate knows, in the order it generates them
+// by default.
+func Kinds() []string {
+	bs := kindBuilders()
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = b.kind
+	}
+	return out
+}
+
 // Generate returns realistic messages as Exchange Online sends them through
-// an outbound connector with CloudServicesMailEnabled (see
-// docs/exchange-round-trip.md): each has a full header block with
-// X-MS-Exchange-CrossPremises-* fields (the set, spelling and folding vary),
-// X-OrganizationHeadersPreserved, X-MS-Exchange-CrossTenant-* fields,
-// X-OriginatorOrg, an Exchange Message-ID, Thread-Index, Thread-Topic,
-// X-MS-Has-Attach, X-MS-TNEF-Correlator and long folded antispam fields.
-// There is one message of every kind (see the Kind constants; the big
-// attachment only when asked for), named "gen-NN-kind". The sender and the
-// recipients are in OrgDomain, except for one external recipient of the
-// multi-recipient message.
+// an outbound connector with CloudServicesMailEnabled (see "What makes
+// returning mail internal" in this repository's docs/exchange-online.md):
+// each has a full header block with X-MS-Exchange-CrossPremises-* fields
+// (the set, spelling and folding vary), X-OrganizationHeadersPreserved,
+// X-MS-Exchange-CrossTenant-* fields, X-OriginatorOrg, an Exchange
+// Message-ID, Thread-Index, Thread-Topic, X-MS-Has-Attach,
+// X-MS-TNEF-Correlator and long folded antispam fields.
+//
+// By default there is one message of every kind (see Kinds; the big
+// attachment only when asked for), named "gen-NN-kind"; GenerateOptions
+// chooses kinds, count, names, senders and recipients. Unless Senders and
+// Recipients say otherwise, the sender and the recipients are in OrgDomain,
+// except for one external recipient of the multi-recipient message. Within
+// one call every message has its own name, Subject and Message-ID.
+//
+// Generate panics if opts is invalid (see GenerateMessages, which returns
+// the error instead); options that set only Seed, OrgDomain and
+// BigAttachmentBytes are always valid.
 func Generate(opts GenerateOptions) []Message {
+	msgs, err := GenerateMessages(opts)
+	if err != nil {
+		panic(err)
+	}
+	return msgs
+}
+
+// GenerateMessages is Generate returning an error for invalid options: an
+// unknown kind, a negative Count, an unparsable or duplicate address in
+// Senders or Recipients, or a NamePrefix with blanks or control
+// characters.
+func GenerateMessages(opts GenerateOptions) ([]Message, error) {
+	p, err := newGenPlan(opts)
+	if err != nil {
+		return nil, fmt.Errorf("relaytest: generate: %w", err)
+	}
+	builders := make(map[string]func(*gen) Message)
+	for _, b := range kindBuilders() {
+		builders[b.kind] = b.build
+	}
+	width := max(2, len(fmt.Sprint(p.count)))
+	seen := make(map[string]int) // occurrences of each kind so far
+	out := make([]Message, 0, p.count)
+	for i := 0; i < p.count; i++ {
+		kind := p.kinds[i%len(p.kinds)]
+		g := newGen(p, i)
+		g.name = fmt.Sprintf("%s%0*d-%s", p.opts.NamePrefix, width, i+1, kind)
+		g.repeat = seen[kind]
+		seen[kind]++
+		m := builders[kind](g)
+		m.Name = g.name
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// genPlan is what every message of one GenerateMessages call shares.
+type genPlan struct {
+	opts     GenerateOptions // normalized: OrgDomain and NamePrefix set
+	kinds    []string
+	count    int
+	subjects []string // per-call order of subjectPool
+	senders  []person
+	rcpts    []person
+}
+
+func newGenPlan(opts GenerateOptions) (*genPlan, error) {
 	if opts.OrgDomain == "" {
 		opts.OrgDomain = defaultOrgDomain
 	}
-	kinds := []func(*gen) Message{
-		(*gen).plain, (*gen).html, (*gen).related, (*gen).attachment, (*gen).tnef,
-		(*gen).eightBit, (*gen).smtpUTF8, (*gen).multiRcpt, (*gen).recallRequest,
-		(*gen).tnefRecall, (*gen).recallReport, (*gen).calendar,
+	if opts.NamePrefix == "" {
+		opts.NamePrefix = defaultNamePrefix
 	}
-	if opts.BigAttachmentBytes > 0 {
-		kinds = append(kinds, (*gen).bigAttachment)
+	for i := 0; i < len(opts.NamePrefix); i++ {
+		if c := opts.NamePrefix[i]; c <= ' ' || c > '~' {
+			return nil, fmt.Errorf("name prefix %q: only printable ASCII without blanks", opts.NamePrefix)
+		}
 	}
-	out := make([]Message, 0, len(kinds))
-	for i, k := range kinds {
-		g := newGen(opts, i)
-		m := k(g)
-		m.Name = fmt.Sprintf("gen-%02d-%s", i+1, m.Kind)
-		out = append(out, m)
+	p := &genPlan{opts: opts, kinds: opts.Kinds, count: opts.Count}
+	if len(p.kinds) == 0 {
+		p.kinds = Kinds()
+		if opts.BigAttachmentBytes <= 0 {
+			p.kinds = p.kinds[:len(p.kinds)-1]
+		}
+	} else {
+		known := make(map[string]bool)
+		for _, k := range Kinds() {
+			known[k] = true
+		}
+		for _, k := range p.kinds {
+			if !known[k] {
+				return nil, fmt.Errorf("unknown kind %q (known: %s)", k, strings.Join(Kinds(), ", "))
+			}
+		}
+		if p.opts.BigAttachmentBytes <= 0 {
+			p.opts.BigAttachmentBytes = DefaultBigAttachmentBytes
+		}
 	}
-	return out
+	switch {
+	case p.count < 0:
+		return nil, fmt.Errorf("negative count %d", p.count)
+	case p.count == 0:
+		p.count = len(p.kinds)
+	}
+	var err error
+	if p.senders, err = parsePeople("sender", opts.Senders); err != nil {
+		return nil, err
+	}
+	if p.rcpts, err = parsePeople("recipient", opts.Recipients); err != nil {
+		return nil, err
+	}
+	p.subjects = subjectPool()
+	sr := rand.New(rand.NewPCG(uint64(opts.Seed), 0x5AB1EC7))
+	sr.Shuffle(len(p.subjects), func(i, j int) { p.subjects[i], p.subjects[j] = p.subjects[j], p.subjects[i] })
+	return p, nil
+}
+
+// parsePeople parses the Senders or Recipients option.
+func parsePeople(what string, list []string) ([]person, error) {
+	var out []person
+	seen := make(map[string]bool)
+	for _, entry := range list {
+		entry = strings.TrimSpace(entry)
+		a, err := addrParser().Parse(entry)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %w", what, entry, err)
+		}
+		at := strings.LastIndexByte(a.Address, '@')
+		if at <= 0 || at == len(a.Address)-1 {
+			return nil, fmt.Errorf("%s %q: no domain", what, entry)
+		}
+		key := strings.ToLower(a.Address)
+		if seen[key] {
+			return nil, fmt.Errorf("duplicate %s %q", what, entry)
+		}
+		seen[key] = true
+		p := person{name: a.Name, local: a.Address[:at], domain: a.Address[at+1:], display: entry}
+		if p.name == "" {
+			p.name = p.local
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // gen generates one message; every message has its own random stream so
 // that adding a kind does not change the others.
 type gen struct {
 	opts GenerateOptions
+	plan *genPlan
 	rng  *rand.Rand
 	idx  int
+
+	name   string // Message.Name
+	repeat int    // how many messages of this kind the call generated before
 
 	date      time.Time
 	mailbox   string // server the sender's mailbox lives on, e.g. DM6PR11MB4316
@@ -95,8 +290,9 @@ type gen struct {
 // generatorEpoch anchors generated dates.
 func generatorEpoch() time.Time { return time.Date(2025, time.March, 3, 8, 0, 0, 0, time.UTC) }
 
-func newGen(opts GenerateOptions, idx int) *gen {
-	g := &gen{opts: opts, idx: idx, rng: rand.New(rand.NewPCG(uint64(opts.Seed), uint64(idx)+0x9E3779B97F4A7C15))}
+func newGen(p *genPlan, idx int) *gen {
+	opts := p.opts
+	g := &gen{opts: opts, plan: p, idx: idx, rng: rand.New(rand.NewPCG(uint64(opts.Seed), uint64(idx)+0x9E3779B97F4A7C15))}
 	// The tenant ID is the same for every message of a seed.
 	tr := rand.New(rand.NewPCG(uint64(opts.Seed), 0x7E4A47))
 	g.tenantID = guid(tr)
@@ -158,25 +354,63 @@ func (g *gen) server() (string, string) {
 	return name, name + "." + region + ".prod.outlook.com"
 }
 
-type person struct{ name, local string }
-
-func (g *gen) people(n int) []person {
-	all := []person{
-		{"Adele Vance", "AdeleV"}, {"Alex Wilber", "AlexW"}, {"Megan Bowen", "MeganB"},
-		{"Lee Gu", "LeeG"}, {"Nestor Wilke", "NestorW"}, {"Isaiah Langer", "IsaiahL"},
-		{"Diego Siciliani", "DiegoS"}, {"Grady Archie", "GradyA"}, {"Lynne Robbins", "LynneR"},
-		{"Johanna Lorenz", "JohannaL"}, {"Pradeep Gupta", "PradeepG"}, {"Miriam Graham", "MiriamG"},
-	}
-	g.rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-	return all[:n]
+// person is a sender or recipient.
+type person struct {
+	name    string // display name, also used in the text
+	local   string // local part of the address
+	domain  string // domain of the address; OrgDomain when empty
+	display string // the From/To form given in GenerateOptions; name <address> when empty
 }
 
-func (g *gen) addr(p person) string { return p.local + "@" + g.opts.OrgDomain }
+// people returns n people: the sender first, then the recipients. They are
+// picked from a fixed staff list, then replaced by GenerateOptions.Senders
+// and Recipients when those are given (the random stream is used the same
+// way either way).
+func (g *gen) people(n int) []person {
+	all := []person{
+		{name: "Adele Vance", local: "AdeleV"}, {name: "Alex Wilber", local: "AlexW"}, {name: "Megan Bowen", local: "MeganB"},
+		{name: "Lee Gu", local: "LeeG"}, {name: "Nestor Wilke", local: "NestorW"}, {name: "Isaiah Langer", local: "IsaiahL"},
+		{name: "Diego Siciliani", local: "DiegoS"}, {name: "Grady Archie", local: "GradyA"}, {name: "Lynne Robbins", local: "LynneR"},
+		{name: "Johanna Lorenz", local: "JohannaL"}, {name: "Pradeep Gupta", local: "PradeepG"}, {name: "Miriam Graham", local: "MiriamG"},
+	}
+	g.rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	return g.override(all[:n])
+}
 
-func (g *gen) nameAddr(p person) string { return p.name + " <" + g.addr(p) + ">" }
+// override replaces ps[0] by the configured sender and ps[1:] by the
+// configured recipients of this message, where configured. With fewer
+// recipients configured than needed, they repeat; build drops the repeats.
+func (g *gen) override(ps []person) []person {
+	if s := g.plan.senders; len(s) > 0 && len(ps) > 0 {
+		ps[0] = s[g.idx%len(s)]
+	}
+	if r := g.plan.rcpts; len(r) > 0 {
+		for j := 1; j < len(ps); j++ {
+			ps[j] = r[(g.idx+j-1)%len(r)]
+		}
+	}
+	return ps
+}
 
-func (g *gen) subject() string {
-	return g.pick(
+func (g *gen) addr(p person) string {
+	if p.domain != "" {
+		return p.local + "@" + p.domain
+	}
+	return p.local + "@" + g.opts.OrgDomain
+}
+
+func (g *gen) nameAddr(p person) string {
+	if p.display != "" {
+		return p.display
+	}
+	return p.name + " <" + g.addr(p) + ">"
+}
+
+// subjectPool lists the subjects of ordinary messages; it is longer than
+// the list of kinds, so that one Generate call with the default kinds never
+// repeats a subject.
+func subjectPool() []string {
+	return []string{
 		"Q3 planning review",
 		"Updated travel policy",
 		"Contract draft for Fabrikam",
@@ -184,7 +418,35 @@ func (g *gen) subject() string {
 		"Budget sign-off needed by Friday",
 		"RE: Customer escalation - ticket 48213",
 		"Quarterly numbers, the revised forecast and the open questions from Tuesday's steering committee meeting",
-	)
+		"Onboarding checklist for new hires",
+		"Minutes of the architecture board",
+		"RE: Invoice 2025-0117 payment status",
+		"Security awareness training reminder",
+		"Draft press release for review",
+		"Lab equipment order",
+		"FW: Supplier audit findings",
+		"Holiday schedule and on-call rota",
+		"Migration cut-over plan",
+	}
+}
+
+// subject returns the subject of this message: an entry of the pool that no
+// other message of the call has, numbered once the pool is used up.
+func (g *gen) subject() string {
+	s := g.plan.subjects
+	subj := s[g.idx%len(s)]
+	if n := g.idx / len(s); n > 0 {
+		subj += fmt.Sprintf(" (%d)", n+1)
+	}
+	return subj
+}
+
+// again numbers a fixed subject when the kind repeats within a call.
+func (g *gen) again(subject string) string {
+	if g.repeat > 0 {
+		return fmt.Sprintf("%s (%d)", subject, g.repeat+1)
+	}
+	return subject
 }
 
 func (g *gen) paragraphs(n int) []string {
@@ -257,13 +519,27 @@ func (g *gen) build(s msgSpec) Message {
 	} else {
 		h.add("From", g.nameAddr(s.from))
 	}
+	// Configured recipients may repeat (fewer than the kind has): each
+	// address is written and sent to once.
+	seen := make(map[string]bool)
+	once := func(list []string) []string {
+		var out []string
+		for _, a := range list {
+			if k := strings.ToLower(angleAddr(a)); !seen[k] {
+				seen[k] = true
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	s.to, s.cc = once(s.to), once(s.cc)
 	h.addFolded("To", strings.Join(s.to, ", "))
 	if len(s.cc) > 0 {
 		h.addFolded("CC", strings.Join(s.cc, ", "))
 	}
 	h.addFolded("Subject", s.subject)
 	topic := s.subject
-	for _, p := range []string{"RE: ", "Recall: "} {
+	for _, p := range []string{"RE: ", "FW: ", "Recall: "} {
 		topic = strings.TrimPrefix(topic, p)
 	}
 	h.addFolded("Thread-Topic", topic)
@@ -312,6 +588,9 @@ func (g *gen) build(s msgSpec) Message {
 	for _, f := range s.extra {
 		h.raw(f)
 	}
+	if g.opts.TestNames {
+		h.add(TestNameHeader, g.name)
+	}
 	g.crossTenant(&h, netID, s.authSource)
 	g.crossPremises(&h)
 
@@ -327,7 +606,11 @@ func (g *gen) build(s msgSpec) Message {
 	if !strings.HasSuffix(data, "\r\n") {
 		data += "\r\n"
 	}
-	return Message{Kind: s.kind, From: env, To: rcpts, UTF8: s.utf8, Data: []byte(data)}
+	utf8 := s.utf8 || !isASCII(env)
+	for _, r := range rcpts {
+		utf8 = utf8 || !isASCII(r)
+	}
+	return Message{Kind: s.kind, From: env, To: rcpts, UTF8: utf8, Data: []byte(data)}
 }
 
 // angleAddr extracts the address from "Name <addr>" or returns a bare address.
@@ -619,28 +902,33 @@ func (g *gen) eightBit() Message {
 		"Café, naïve, déjà vu; 日本語のテキスト; Ελληνικά; русский текст.\n" +
 		strings.Join(g.paragraphs(2), "\n\n") + "\n\nViele Grüße,\n" + ps[0].name + "\n"
 	return g.build(msgSpec{
-		kind: KindEightBit, from: ps[0], to: []string{g.nameAddr(ps[1])}, subject: "Grüße aus München",
+		kind: KindEightBit, from: ps[0], to: []string{g.nameAddr(ps[1])}, subject: g.again("Grüße aus München"),
 		contentType: "Content-Type: text/plain; charset=\"utf-8\"\r\nContent-Transfer-Encoding: 8bit\r\n",
 		body:        crlf(text),
 	})
 }
 
 func (g *gen) smtpUTF8() Message {
-	from := person{"José Muñoz", "josé.muñoz"}
-	to := person{"Zoë Ångström", "zoë.ångström"}
+	ps := g.override([]person{{name: "José Muñoz", local: "josé.muñoz"}, {name: "Zoë Ångström", local: "zoë.ångström"}})
+	from, to := ps[0], ps[1]
 	text := "Hola Zoë,\n\nla dirección de correo también es UTF-8 (RFC 6531).\n" + strings.Join(g.paragraphs(2), "\n\n") + "\n\nSaludos,\nJosé\n"
 	return g.build(msgSpec{
-		kind: KindSMTPUTF8, from: from, to: []string{g.nameAddr(to)}, subject: "Reunión del jueves – agenda",
+		kind: KindSMTPUTF8, from: from, to: []string{g.nameAddr(to)}, subject: g.again("Reunión del jueves – agenda"),
 		contentType: "Content-Type: text/plain; charset=\"utf-8\"\r\nContent-Transfer-Encoding: 8bit\r\n",
 		body:        crlf(text), utf8: true,
 	})
 }
 
 func (g *gen) multiRcpt() Message {
-	ps := g.people(3)
-	ext := "Kari Hensien <kari.hensien@fabrikam.com>"
+	ps := g.people(4)
+	// One recipient is outside the organization, unless the recipients are
+	// configured.
+	to, cc := []string{g.nameAddr(ps[1]), "Kari Hensien <kari.hensien@fabrikam.com>"}, []string{g.nameAddr(ps[2])}
+	if len(g.plan.rcpts) > 0 {
+		to, cc = []string{g.nameAddr(ps[1]), g.nameAddr(ps[2])}, []string{g.nameAddr(ps[3])}
+	}
 	return g.build(msgSpec{
-		kind: KindMultiRcpt, from: ps[0], to: []string{g.nameAddr(ps[1]), ext}, cc: []string{g.nameAddr(ps[2])},
+		kind: KindMultiRcpt, from: ps[0], to: to, cc: cc,
 		subject:     g.subject(),
 		contentType: "Content-Type: text/plain; charset=\"us-ascii\"\r\nContent-Transfer-Encoding: quoted-printable\r\n",
 		body:        qp(g.plainText(ps[0], g.paragraphs(3))),
@@ -726,13 +1014,14 @@ func (g *gen) calendar() Message {
 	start := g.date.Add(72 * time.Hour).Truncate(time.Hour)
 	uid := "040000008200E00074C5B7101A82E00800000000" + g.hex(16, true) + "010000000000000010000000" + g.hex(32, true)
 	summary := "Project sync - " + g.subject()
+	optional := "ATTENDEE;ROLE=OPT-PARTICIPANT;PARTSTAT=NEEDS-ACTION;RSVP=TRUE;CN=" + ps[2].name + ":mailto:" + g.addr(ps[2])
 	var ics strings.Builder
 	for _, l := range []string{
 		"BEGIN:VCALENDAR", "METHOD:REQUEST", "PRODID:Microsoft Exchange Server 2010", "VERSION:2.0",
 		"BEGIN:VEVENT",
 		"ORGANIZER;CN=" + ps[0].name + ":mailto:" + g.addr(ps[0]),
 		"ATTENDEE;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION;RSVP=TRUE;CN=" + ps[1].name + ":mailto:" + g.addr(ps[1]),
-		"ATTENDEE;ROLE=OPT-PARTICIPANT;PARTSTAT=NEEDS-ACTION;RSVP=TRUE;CN=" + ps[2].name + ":mailto:" + g.addr(ps[2]),
+		optional,
 		"DESCRIPTION;LANGUAGE=en-US:Agenda: status\\, risks and next steps. Join from the meeting room or online.\\n",
 		"UID:" + uid,
 		"SUMMARY;LANGUAGE=en-US:" + summary,
@@ -746,6 +1035,9 @@ func (g *gen) calendar() Message {
 		"BEGIN:VALARM", "DESCRIPTION:REMINDER", "TRIGGER;RELATED=START:-PT15M", "ACTION:DISPLAY", "END:VALARM",
 		"END:VEVENT", "END:VCALENDAR",
 	} {
+		if l == optional && strings.EqualFold(g.addr(ps[1]), g.addr(ps[2])) {
+			continue // configured recipients repeat: one attendee only
+		}
 		ics.WriteString(icsFold(l))
 	}
 	text := "Agenda: status, risks and next steps.\n\nJoin from the meeting room or online.\n"
@@ -778,7 +1070,7 @@ func (g *gen) bigAttachment() Message {
 		"Content-Description: dataset.bin\r\n" +
 		fmt.Sprintf("Content-Disposition: attachment; filename=\"dataset.bin\"; size=%d\r\n", len(payload))
 	return g.build(msgSpec{
-		kind: KindBigAttachment, from: ps[0], to: []string{g.nameAddr(ps[1])}, subject: "Full data set (" + fmt.Sprint(len(payload)) + " bytes)",
+		kind: KindBigAttachment, from: ps[0], to: []string{g.nameAddr(ps[1])}, subject: g.again("Full data set (" + fmt.Sprint(len(payload)) + " bytes)"),
 		hasAttach:   true,
 		contentType: "Content-Type: multipart/mixed;\r\n\tboundary=\"" + b + "\"\r\n",
 		body:        "\r\n" + g.mixed(b, first, attachHeader, payload),

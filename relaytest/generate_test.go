@@ -323,3 +323,237 @@ func TestTNEFWriterChecksums(t *testing.T) {
 		t.Errorf("a corrupted stream parses: %v", err)
 	}
 }
+
+// subjectOf returns the decoded Subject of a message.
+func subjectOf(t *testing.T, data []byte) string {
+	t.Helper()
+	h, err := ParseHeader(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := h.Subject()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestGenerateNamesSubjectsAndIDsAreUnique(t *testing.T) {
+	t.Parallel()
+	type call struct {
+		name string
+		opts GenerateOptions
+	}
+	var calls []call
+	for seed := int64(1); seed <= 8; seed++ {
+		calls = append(calls, call{fmt.Sprintf("seed %d", seed), GenerateOptions{Seed: seed, BigAttachmentBytes: 100, TestNames: true}})
+	}
+	calls = append(calls,
+		call{"count 45", GenerateOptions{Seed: 3, Count: 45, BigAttachmentBytes: 100, TestNames: true}},
+		call{"one kind 20 times", GenerateOptions{Seed: 4, Kinds: []string{KindEightBit}, Count: 20, TestNames: true}},
+		call{"plain and attachment", GenerateOptions{Seed: 3, Kinds: []string{KindPlain, KindAttachment}, Count: 40, TestNames: true}})
+	for _, c := range calls {
+		t.Run(c.name, func(t *testing.T) {
+			msgs, err := GenerateMessages(c.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			names, subjects, ids := map[string]string{}, map[string]string{}, map[string]string{}
+			for _, m := range msgs {
+				if prev, dup := names[m.Name]; dup {
+					t.Errorf("name %q twice (%s)", m.Name, prev)
+				}
+				names[m.Name] = m.Name
+				tn := HeaderValues(m.Data, TestNameHeader)
+				if len(tn) != 1 || tn[0] != m.Name {
+					t.Errorf("%s: %s fields %q", m.Name, TestNameHeader, tn)
+				}
+				s := subjectOf(t, m.Data)
+				if prev, dup := subjects[s]; dup {
+					t.Errorf("%s and %s share the subject %q", prev, m.Name, s)
+				}
+				subjects[s] = m.Name
+				id := HeaderValues(m.Data, "Message-ID")[0]
+				if prev, dup := ids[id]; dup {
+					t.Errorf("%s and %s share the Message-ID %s", prev, m.Name, id)
+				}
+				ids[id] = m.Name
+			}
+		})
+	}
+}
+
+func TestGenerateTestNamesOnlyAddTheField(t *testing.T) {
+	t.Parallel()
+	plain := Generate(GenerateOptions{Seed: 12, BigAttachmentBytes: 2000})
+	named := Generate(GenerateOptions{Seed: 12, BigAttachmentBytes: 2000, TestNames: true})
+	if len(plain) != len(named) {
+		t.Fatalf("%d and %d messages", len(plain), len(named))
+	}
+	for i, m := range named {
+		if got := RawFields(plain[i].Data, TestNameHeader); got != nil {
+			t.Errorf("%s: %s without TestNames: %q", plain[i].Name, TestNameHeader, got)
+		}
+		raw := RawFields(m.Data, TestNameHeader)
+		if len(raw) != 1 || raw[0] != TestNameHeader+": "+m.Name+"\r\n" {
+			t.Fatalf("%s: %q", m.Name, raw)
+		}
+		// The field is the only difference, so the test name cannot change
+		// what the message is.
+		if without := bytes.Replace(m.Data, []byte(raw[0]), nil, 1); !bytes.Equal(without, plain[i].Data) {
+			t.Errorf("%s: TestNames changed more than the %s field", m.Name, TestNameHeader)
+		}
+		if m.Name != plain[i].Name || m.From != plain[i].From || fmt.Sprint(m.To) != fmt.Sprint(plain[i].To) {
+			t.Errorf("%s: envelope or name changed", m.Name)
+		}
+		// It is not an identity field: a service may drop it or rewrite it.
+		if r := CompareIdentity(m.Data, plain[i].Data); !r.Intact || r.NoIdentity {
+			t.Errorf("%s: dropping the test name: %v", m.Name, r)
+		}
+		rewritten := bytes.Replace(m.Data, []byte(raw[0]), []byte(TestNameHeader+": other\r\n"), 1)
+		if r := CompareIdentity(m.Data, rewritten); !r.Intact {
+			t.Errorf("%s: rewriting the test name: %v", m.Name, r)
+		}
+	}
+}
+
+func TestGenerateKindsCountAndNames(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		opts  GenerateOptions
+		names []string
+	}{
+		{GenerateOptions{Kinds: []string{KindTNEF, KindPlain}, Count: 5},
+			[]string{"gen-01-tnef", "gen-02-plain", "gen-03-tnef", "gen-04-plain", "gen-05-tnef"}},
+		{GenerateOptions{Kinds: []string{KindCalendar}, NamePrefix: "run7-"}, []string{"run7-01-calendar"}},
+		{GenerateOptions{Kinds: []string{KindRecallRequest, KindRecallRequest}}, []string{"gen-01-recall-request", "gen-02-recall-request"}},
+		{GenerateOptions{Count: 2}, []string{"gen-01-plain", "gen-02-html"}},
+		{GenerateOptions{Count: 100, Kinds: []string{KindPlain}}, nil}, // checked below
+	}
+	for _, tc := range tests {
+		msgs, err := GenerateMessages(tc.opts)
+		if err != nil {
+			t.Fatalf("%+v: %v", tc.opts, err)
+		}
+		if tc.names == nil {
+			if len(msgs) != 100 || msgs[0].Name != "gen-001-plain" || msgs[99].Name != "gen-100-plain" {
+				t.Errorf("count 100: %d messages, %s ... %s", len(msgs), msgs[0].Name, msgs[len(msgs)-1].Name)
+			}
+			continue
+		}
+		var names []string
+		for _, m := range msgs {
+			names = append(names, m.Name)
+			if !strings.HasSuffix(m.Name, "-"+m.Kind) {
+				t.Errorf("%s has kind %s", m.Name, m.Kind)
+			}
+		}
+		if fmt.Sprint(names) != fmt.Sprint(tc.names) {
+			t.Errorf("%+v: names %v, want %v", tc.opts, names, tc.names)
+		}
+	}
+	// A message is the same whether it was asked for by kind or by count,
+	// as long as it has the same position.
+	all := Generate(GenerateOptions{Seed: 8})
+	some := Generate(GenerateOptions{Seed: 8, Count: 3})
+	for i := range some {
+		if !bytes.Equal(some[i].Data, all[i].Data) {
+			t.Errorf("%s differs between Count 3 and the default", some[i].Name)
+		}
+	}
+	// Asked for by kind, the big attachment has a default size.
+	big := Generate(GenerateOptions{Seed: 8, Kinds: []string{KindBigAttachment}})
+	if len(big) != 1 || len(big[0].Data) < DefaultBigAttachmentBytes {
+		t.Errorf("big attachment of %d bytes", len(big[0].Data))
+	}
+	if got := Kinds(); len(got) != 13 || got[0] != KindPlain || got[12] != KindBigAttachment {
+		t.Errorf("Kinds() = %v", got)
+	}
+}
+
+func TestGenerateMessagesRejectsBadOptions(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		opts GenerateOptions
+		want string
+	}{
+		{"unknown kind", GenerateOptions{Kinds: []string{KindPlain, "postcard"}}, `unknown kind "postcard"`},
+		{"negative count", GenerateOptions{Count: -1}, "negative count"},
+		{"sender without domain", GenerateOptions{Senders: []string{"alice"}}, `sender "alice"`},
+		{"sender not an address", GenerateOptions{Senders: []string{"Alice <>"}}, `sender "Alice <>"`},
+		{"duplicate recipient", GenerateOptions{Recipients: []string{"a@x.example", "A <A@X.example>"}}, "duplicate recipient"},
+		{"prefix with a blank", GenerateOptions{NamePrefix: "my run-"}, "name prefix"},
+		{"prefix with a line break", GenerateOptions{NamePrefix: "x\r\nBcc: y-"}, "name prefix"},
+	}
+	for _, tc := range tests {
+		msgs, err := GenerateMessages(tc.opts)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || msgs != nil {
+			t.Errorf("%s: %v, %d messages; want an error with %q", tc.name, err, len(msgs), tc.want)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Generate did not panic on an unknown kind")
+		}
+	}()
+	Generate(GenerateOptions{Kinds: []string{"postcard"}})
+}
+
+func TestGenerateSendersAndRecipients(t *testing.T) {
+	t.Parallel()
+	senders := []string{"Rita Sender <rita@sales.example>", "ops@sales.example"}
+	rcpts := []string{"Una <una@tenant.example>", "vic@tenant.example", "Wes West <wes@tenant.example>"}
+	msgs := Generate(GenerateOptions{Seed: 6, Senders: senders, Recipients: rcpts, BigAttachmentBytes: 100})
+	allowed := map[string]bool{"una@tenant.example": true, "vic@tenant.example": true, "wes@tenant.example": true}
+	for i, m := range msgs {
+		sender := []string{"rita@sales.example", "ops@sales.example"}[i%2]
+		from := HeaderValues(m.Data, "From")
+		switch m.Kind {
+		case KindRecallReport:
+			// Exchange sends the report to the user who recalled.
+			if len(m.To) != 1 || m.To[0] != sender || !strings.HasPrefix(m.From, "MicrosoftExchange") {
+				t.Errorf("%s: envelope %s -> %v", m.Name, m.From, m.To)
+			}
+			continue
+		case KindMultiRcpt:
+			if len(m.To) != 3 {
+				t.Errorf("%s: recipients %v", m.Name, m.To)
+			}
+		}
+		if m.From != sender || len(from) != 1 || from[0] != senders[i%2] {
+			t.Errorf("%s: from %s, From field %q; want %s", m.Name, m.From, from, senders[i%2])
+		}
+		if m.UTF8 != (m.Kind == KindSMTPUTF8) {
+			t.Errorf("%s: UTF8 %v", m.Name, m.UTF8)
+		}
+		if first := []string{"una@tenant.example", "vic@tenant.example", "wes@tenant.example"}[i%3]; m.To[0] != first {
+			t.Errorf("%s: first recipient %s, want %s", m.Name, m.To[0], first)
+		}
+		for _, r := range m.To {
+			if !allowed[r] {
+				t.Errorf("%s: recipient %s is not configured", m.Name, r)
+			}
+		}
+		if bytes.Contains(m.Data, []byte("fabrikam.com")) && m.Kind == KindMultiRcpt {
+			t.Errorf("%s: the external recipient is still there", m.Name)
+		}
+	}
+
+	// One recipient for kinds that have several: each address once.
+	for _, m := range Generate(GenerateOptions{Seed: 6, Recipients: []string{"only@tenant.example"}, Senders: []string{"José <josé@tenant.example>"}, Kinds: []string{KindMultiRcpt, KindCalendar, KindPlain}}) {
+		if fmt.Sprint(m.To) != "[only@tenant.example]" || !m.UTF8 {
+			t.Errorf("%s: recipients %v, UTF8 %v", m.Name, m.To, m.UTF8)
+		}
+		if cc := HeaderValues(m.Data, "Cc"); cc != nil {
+			t.Errorf("%s: Cc %q repeats the recipient", m.Name, cc)
+		}
+		if m.Kind == KindCalendar {
+			for _, p := range mustParts(t, m.Data) {
+				if p.ContentType == "text/calendar" && bytes.Count(p.Body, []byte("ATTENDEE;")) != 1 {
+					t.Errorf("calendar attendees:\n%s", p.Body)
+				}
+			}
+		}
+	}
+}

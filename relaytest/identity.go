@@ -24,23 +24,93 @@ func identityField(name string) bool {
 
 // IdentityResult is the outcome of CompareIdentity.
 type IdentityResult struct {
-	// Intact reports that nothing below went wrong.
+	// Intact reports that nothing below went wrong. It is also true when
+	// there was nothing to compare (see NoIdentity).
 	Intact bool
+	// NoIdentity reports that the sent message carries no identity field
+	// and no TNEF part: recall could not have found it in the first place,
+	// so Intact says nothing about the path it took. Plain fixtures without
+	// a Message-ID and data that is not a message end up here.
+	NoIdentity bool
 	// Missing, Changed and Added name the identity fields (lower case,
 	// sorted) that the delivered message lacks entirely, carries with
 	// different bytes or a different count, or carries although the sent
 	// message did not.
 	Missing, Changed, Added []string
+	// Changes holds the sent and delivered bytes of every field named in
+	// Missing, Changed and Added, sorted by name.
+	Changes []FieldChange
 	// TNEFLost reports that the delivered message has fewer TNEF parts than
 	// the sent one; TNEFChanged that a TNEF part's decoded content differs
 	// (compared in order) or that TNEF parts were added.
 	TNEFLost, TNEFChanged bool
+	// TNEF describes every TNEF part that was lost, changed or added, in
+	// document order.
+	TNEF []TNEFChange
+	// Fields is the number of identity fields of the sent message and
+	// TNEFParts the number of its TNEF parts.
+	Fields, TNEFParts int
 }
 
-// String summarizes r in one line, e.g. "intact" or
+// A ChangeKind says what happened to an identity field.
+type ChangeKind int
+
+// Kinds of change.
+const (
+	FieldMissing ChangeKind = iota + 1 // sent, not delivered
+	FieldChanged                       // delivered with other bytes or another count
+	FieldAdded                         // delivered, not sent
+)
+
+// String returns "missing", "changed" or "added".
+func (k ChangeKind) String() string {
+	switch k {
+	case FieldMissing:
+		return "missing"
+	case FieldChanged:
+		return "changed"
+	case FieldAdded:
+		return "added"
+	}
+	return fmt.Sprintf("ChangeKind(%d)", int(k))
+}
+
+// FieldChange is what happened to the identity fields of one name.
+type FieldChange struct {
+	// Name is the field name in lower case.
+	Name string
+	// Kind says whether the fields went missing, changed or were added.
+	Kind ChangeKind
+	// Sent and Delivered are the raw fields of that name (any case) in the
+	// order they appear in each header, name, folding and line endings
+	// included; nil where there is none.
+	Sent, Delivered []string
+}
+
+// TNEFChange is what happened to one TNEF (winmail.dat) part.
+type TNEFChange struct {
+	// Index is the part's position among the TNEF parts, from 0.
+	Index int
+	// Kind is FieldMissing for a part the delivered message lacks,
+	// FieldChanged for one whose decoded content differs and FieldAdded
+	// for one the sent message lacked.
+	Kind ChangeKind
+	// SentBytes and DeliveredBytes are the decoded sizes, -1 where the
+	// part is absent.
+	SentBytes, DeliveredBytes int
+	// FirstDiff is the offset of the first differing byte of a changed
+	// part (the shorter length when one is a prefix of the other), -1
+	// otherwise.
+	FirstDiff int
+}
+
+// String summarizes r in one line, e.g. "intact", "no identity fields" or
 // "missing [x-ms-exchange-crosspremises-authas]; changed [message-id]".
 func (r IdentityResult) String() string {
 	if r.Intact {
+		if r.NoIdentity {
+			return "no identity fields"
+		}
 		return "intact"
 	}
 	var parts []string
@@ -62,6 +132,77 @@ func (r IdentityResult) String() string {
 	return strings.Join(parts, "; ")
 }
 
+// Explain describes r in several lines for a test failure or a log: a
+// summary line, then for every field that went missing, changed or was
+// added its sent and delivered bytes (quoted with %q, so that a changed
+// line ending or blank shows), then every TNEF part that was lost, changed
+// or added. The text ends with a line ending.
+func (r IdentityResult) Explain() string {
+	var b strings.Builder
+	plural := func(n int, one, many string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return fmt.Sprintf("%d %s", n, many)
+	}
+	switch {
+	case r.Intact && r.NoIdentity:
+		b.WriteString("no identity fields: the sent message has no Message-ID, X-MS-Exchange-CrossPremises-*, " +
+			"X-OrganizationHeadersPreserved, X-MS-TNEF-Correlator or other field recall uses, and no TNEF part; nothing was compared\n")
+		return b.String()
+	case r.Intact:
+		fmt.Fprintf(&b, "intact: %s and %s delivered as sent\n",
+			plural(r.Fields, "identity field", "identity fields"), plural(r.TNEFParts, "TNEF part", "TNEF parts"))
+		return b.String()
+	}
+	var what []string
+	for _, c := range []struct {
+		n    int
+		verb string
+	}{{len(r.Missing), "missing"}, {len(r.Changed), "changed"}, {len(r.Added), "added"}} {
+		if c.n > 0 {
+			what = append(what, fmt.Sprintf("%s %s", plural(c.n, "field", "fields"), c.verb))
+		}
+	}
+	if r.TNEFLost {
+		what = append(what, "TNEF part lost")
+	}
+	if r.TNEFChanged {
+		what = append(what, "TNEF part changed")
+	}
+	fmt.Fprintf(&b, "identity broken: %s (%s and %s sent)\n", strings.Join(what, ", "),
+		plural(r.Fields, "identity field", "identity fields"), plural(r.TNEFParts, "TNEF part", "TNEF parts"))
+	if r.NoIdentity {
+		b.WriteString("the sent message had no identity field and no TNEF part\n")
+	}
+	show := func(label string, raws []string) {
+		if len(raws) == 0 {
+			fmt.Fprintf(&b, "  %s (none)\n", label)
+			return
+		}
+		for _, raw := range raws {
+			fmt.Fprintf(&b, "  %s %q\n", label, raw)
+		}
+	}
+	for _, c := range r.Changes {
+		fmt.Fprintf(&b, "%s %s:\n", c.Kind, c.Name)
+		show("sent:     ", c.Sent)
+		show("delivered:", c.Delivered)
+	}
+	for _, t := range r.TNEF {
+		switch t.Kind {
+		case FieldMissing:
+			fmt.Fprintf(&b, "TNEF part %d lost (%d bytes decoded)\n", t.Index+1, t.SentBytes)
+		case FieldAdded:
+			fmt.Fprintf(&b, "TNEF part %d added (%d bytes decoded)\n", t.Index+1, t.DeliveredBytes)
+		default:
+			fmt.Fprintf(&b, "TNEF part %d changed: %d bytes sent, %d delivered, first difference at byte %d\n",
+				t.Index+1, t.SentBytes, t.DeliveredBytes, t.FirstDiff)
+		}
+	}
+	return b.String()
+}
+
 // CompareIdentity compares what makes recall work between a message as it
 // was sent and as it was delivered:
 //
@@ -75,40 +216,70 @@ func (r IdentityResult) String() string {
 //   - the decoded content of every application/ms-tnef part, in order.
 //
 // Fields are grouped by their case-insensitive name; the position of a field
-// in the header does not matter.
+// in the header does not matter. Other fields (TestNameHeader among them)
+// are not compared. The result carries the bytes of every difference; its
+// Explain method prints them.
 func CompareIdentity(sent, delivered []byte) IdentityResult {
 	var r IdentityResult
 	s, d := identityFields(sent), identityFields(delivered)
 	for name, sv := range s {
+		r.Fields += len(sv)
 		dv, ok := d[name]
 		switch {
 		case !ok:
 			r.Missing = append(r.Missing, name)
+			r.Changes = append(r.Changes, FieldChange{Name: name, Kind: FieldMissing, Sent: sv})
 		case !sameMultiset(sv, dv):
 			r.Changed = append(r.Changed, name)
+			r.Changes = append(r.Changes, FieldChange{Name: name, Kind: FieldChanged, Sent: sv, Delivered: dv})
 		}
 	}
-	for name := range d {
+	for name, dv := range d {
 		if _, ok := s[name]; !ok {
 			r.Added = append(r.Added, name)
+			r.Changes = append(r.Changes, FieldChange{Name: name, Kind: FieldAdded, Delivered: dv})
 		}
 	}
 	sort.Strings(r.Missing)
 	sort.Strings(r.Changed)
 	sort.Strings(r.Added)
+	sort.Slice(r.Changes, func(i, j int) bool { return r.Changes[i].Name < r.Changes[j].Name })
 
 	st, dt := tnefParts(sent), tnefParts(delivered)
-	for i := 0; i < len(st) && i < len(dt); i++ {
-		if !bytes.Equal(st[i], dt[i]) {
+	r.TNEFParts = len(st)
+	for i := 0; i < len(st) || i < len(dt); i++ {
+		c := TNEFChange{Index: i, SentBytes: -1, DeliveredBytes: -1, FirstDiff: -1}
+		switch {
+		case i >= len(dt):
+			c.Kind, c.SentBytes = FieldMissing, len(st[i])
+			r.TNEFLost = true
+		case i >= len(st):
+			c.Kind, c.DeliveredBytes = FieldAdded, len(dt[i])
 			r.TNEFChanged = true
+		case !bytes.Equal(st[i], dt[i]):
+			c.Kind, c.SentBytes, c.DeliveredBytes = FieldChanged, len(st[i]), len(dt[i])
+			c.FirstDiff = firstDiff(st[i], dt[i])
+			r.TNEFChanged = true
+		default:
+			continue
 		}
+		r.TNEF = append(r.TNEF, c)
 	}
-	r.TNEFLost = len(dt) < len(st)
-	if len(dt) > len(st) {
-		r.TNEFChanged = true
-	}
+	r.NoIdentity = len(s) == 0 && len(st) == 0
 	r.Intact = len(r.Missing) == 0 && len(r.Changed) == 0 && len(r.Added) == 0 && !r.TNEFLost && !r.TNEFChanged
 	return r
+}
+
+// firstDiff returns the offset of the first byte where a and b differ, or
+// the shorter length when one is a prefix of the other.
+func firstDiff(a, b []byte) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
 }
 
 // identityFields returns the raw bytes of every identity field of msg,

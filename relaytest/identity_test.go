@@ -141,6 +141,7 @@ func TestCompareIdentity(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := tc.delivered(t, append([]byte(nil), tc.sent...))
 			r := CompareIdentity(tc.sent, d)
+			assertChangesCarryBytes(t, r, tc.sent, d)
 			if tc.name == "garbage delivered" {
 				if r.Intact || len(r.Missing) < 5 || !r.TNEFLost {
 					t.Errorf("%v", r)
@@ -198,4 +199,154 @@ func TestCompareIdentityCorpusSelf(t *testing.T) {
 			}
 		}
 	}
+}
+
+// assertChangesCarryBytes checks that r.Changes agrees with Missing, Changed
+// and Added and carries exactly the raw fields of both messages, and that
+// Explain quotes them.
+func assertChangesCarryBytes(t *testing.T, r IdentityResult, sent, delivered []byte) {
+	t.Helper()
+	byKind := map[ChangeKind][]string{}
+	explain := r.Explain()
+	for _, c := range r.Changes {
+		byKind[c.Kind] = append(byKind[c.Kind], c.Name)
+		if fmt.Sprintf("%q", c.Sent) != fmt.Sprintf("%q", RawFields(sent, c.Name)) ||
+			fmt.Sprintf("%q", c.Delivered) != fmt.Sprintf("%q", RawFields(delivered, c.Name)) {
+			t.Errorf("%s: change carries %q -> %q", c.Name, c.Sent, c.Delivered)
+		}
+		for _, raw := range append(append([]string{}, c.Sent...), c.Delivered...) {
+			if !strings.Contains(explain, fmt.Sprintf("%q", raw)) {
+				t.Errorf("Explain() lacks %q:\n%s", raw, explain)
+			}
+		}
+	}
+	for kind, names := range map[ChangeKind][]string{FieldMissing: r.Missing, FieldChanged: r.Changed, FieldAdded: r.Added} {
+		if fmt.Sprint(byKind[kind]) != fmt.Sprint(names) {
+			t.Errorf("Changes of kind %s name %v, the list %v", kind, byKind[kind], names)
+		}
+	}
+	if r.Intact != (len(r.Changes) == 0 && len(r.TNEF) == 0) {
+		t.Errorf("Intact %v with %d field and %d TNEF changes", r.Intact, len(r.Changes), len(r.TNEF))
+	}
+	if !strings.HasSuffix(explain, "\n") {
+		t.Errorf("Explain() does not end with a line ending: %q", explain)
+	}
+}
+
+func TestCompareIdentityExplains(t *testing.T) {
+	t.Parallel()
+	tnef := genKind(t, KindTNEF)
+	sentID := RawFields(tnef.Data, "Message-ID")[0]
+	fixture := []byte("From: a@example.com\r\nTo: b@example.com\r\nSubject: no identity\r\n\r\nbody\r\n")
+	flipped := func(t *testing.T) []byte {
+		b64 := tnefBase64(t, tnef.Data)
+		raw, err := base64.StdEncoding.DecodeString(strings.ReplaceAll(string(b64), "\r\n", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[100] ^= 0x01
+		return bytes.Replace(tnef.Data, b64, bytes.TrimSuffix(base64Lines(raw), []byte("\r\n")), 1)
+	}
+	tests := []struct {
+		name            string
+		sent, delivered func(t *testing.T) []byte
+		intact, noIdent bool
+		str             string   // String()
+		explain         []string // Explain() contains each
+		check           func(t *testing.T, r IdentityResult)
+	}{
+		{name: "no identity fields", intact: true, noIdent: true, str: "no identity fields",
+			sent: func(*testing.T) []byte { return fixture }, delivered: func(*testing.T) []byte { return fixture },
+			explain: []string{"no identity fields", "nothing was compared"}},
+		{name: "garbage both ways", intact: true, noIdent: true, str: "no identity fields",
+			sent: func(*testing.T) []byte { return []byte("not a message") }, delivered: func(*testing.T) []byte { return []byte("\x00\xff") },
+			explain: []string{"no identity fields"}},
+		{name: "identity added to a fixture", noIdent: true, str: "added [message-id]",
+			sent: func(*testing.T) []byte { return fixture },
+			delivered: func(*testing.T) []byte {
+				return append([]byte("Message-ID: <new@vendor.example>\r\n"), fixture...)
+			},
+			explain: []string{"added message-id:", `sent:      (none)`, `delivered: "Message-ID: <new@vendor.example>\r\n"`, "had no identity field"}},
+		{name: "intact", intact: true, str: "intact",
+			sent: func(*testing.T) []byte { return tnef.Data }, delivered: func(*testing.T) []byte { return tnef.Data },
+			explain: []string{"intact: ", " identity fields and 1 TNEF part delivered as sent"},
+			check: func(t *testing.T, r IdentityResult) {
+				if r.Fields < 15 || r.TNEFParts != 1 {
+					t.Errorf("Fields %d, TNEFParts %d", r.Fields, r.TNEFParts)
+				}
+			}},
+		{name: "changed Message-ID", str: "changed [message-id]",
+			sent: func(*testing.T) []byte { return tnef.Data },
+			delivered: func(t *testing.T) []byte {
+				return replaceField(t, tnef.Data, `(?i)^Message-ID:`, "Message-ID: <other@vendor.example>\r\n")
+			},
+			explain: []string{"identity broken: 1 field changed (", "changed message-id:", fmt.Sprintf("sent:      %q", sentID), `delivered: "Message-ID: <other@vendor.example>\r\n"`},
+			check: func(t *testing.T, r IdentityResult) {
+				want := FieldChange{Name: "message-id", Kind: FieldChanged, Sent: []string{sentID}, Delivered: []string{"Message-ID: <other@vendor.example>\r\n"}}
+				if len(r.Changes) != 1 || fmt.Sprintf("%#v", r.Changes[0]) != fmt.Sprintf("%#v", want) {
+					t.Errorf("Changes = %#v", r.Changes)
+				}
+			}},
+		{name: "line ending", str: "changed [message-id]",
+			sent: func(*testing.T) []byte { return tnef.Data },
+			delivered: func(t *testing.T) []byte {
+				return bytes.Replace(tnef.Data, []byte(sentID), []byte(strings.TrimSuffix(sentID, "\r\n")+"\n"), 1)
+			},
+			explain: []string{fmt.Sprintf("%q", strings.TrimSuffix(sentID, "\r\n")+"\n")}},
+		{name: "garbage delivered", str: "missing [",
+			sent: func(*testing.T) []byte { return tnef.Data }, delivered: func(*testing.T) []byte { return []byte("not a message") },
+			explain: []string{"fields missing, TNEF part lost (", "missing message-id:", fmt.Sprintf("sent:      %q", sentID), "delivered: (none)", "TNEF part 1 lost ("},
+			check: func(t *testing.T, r IdentityResult) {
+				if r.NoIdentity || len(r.Missing) != r.Fields-countDuplicates(r) || len(r.TNEF) != 1 || r.TNEF[0].Kind != FieldMissing ||
+					r.TNEF[0].SentBytes <= 0 || r.TNEF[0].DeliveredBytes != -1 {
+					t.Errorf("%+v", r)
+				}
+			}},
+		{name: "TNEF content", str: "TNEF part changed",
+			sent: func(*testing.T) []byte { return tnef.Data }, delivered: flipped,
+			explain: []string{"TNEF part 1 changed: ", "first difference at byte 100"},
+			check: func(t *testing.T, r IdentityResult) {
+				if len(r.TNEF) != 1 || r.TNEF[0].Kind != FieldChanged || r.TNEF[0].FirstDiff != 100 || r.TNEF[0].SentBytes != r.TNEF[0].DeliveredBytes {
+					t.Errorf("TNEF = %+v", r.TNEF)
+				}
+			}},
+		{name: "TNEF added", str: "TNEF part changed",
+			sent:      func(t *testing.T) []byte { return transform(t, "flatten-tnef", tnef.Data) },
+			delivered: func(*testing.T) []byte { return tnef.Data },
+			explain:   []string{"TNEF part 1 added ("}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sent, delivered := tc.sent(t), tc.delivered(t)
+			r := CompareIdentity(sent, delivered)
+			assertChangesCarryBytes(t, r, sent, delivered)
+			if r.Intact != tc.intact || r.NoIdentity != tc.noIdent || !strings.HasPrefix(r.String(), tc.str) {
+				t.Errorf("Intact %v, NoIdentity %v, String() %q; want %v, %v, %q", r.Intact, r.NoIdentity, r.String(), tc.intact, tc.noIdent, tc.str)
+			}
+			explain := r.Explain()
+			for _, want := range tc.explain {
+				if !strings.Contains(explain, want) {
+					t.Errorf("Explain() lacks %q:\n%s", want, explain)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, r)
+			}
+			if t.Failed() {
+				t.Logf("Explain():\n%s", explain)
+			}
+		})
+	}
+}
+
+// countDuplicates returns how many sent identity fields share a name with
+// an earlier one.
+func countDuplicates(r IdentityResult) int {
+	n := 0
+	for _, c := range r.Changes {
+		if len(c.Sent) > 1 {
+			n += len(c.Sent) - 1
+		}
+	}
+	return n
 }

@@ -19,7 +19,7 @@ import (
 
 // Message is a message with its SMTP envelope, ready to be sent.
 type Message struct {
-	Name string   // where it came from: a file's base name, or "gen-NN-kind"
+	Name string   // where it came from: a file's base name, or "gen-NN-kind" (see GenerateOptions.NamePrefix)
 	Kind string   // what it is ("plain", "tnef", "recall-request", ...); "file" when loaded
 	From string   // MAIL FROM address
 	To   []string // RCPT TO addresses
