@@ -8,8 +8,9 @@ import (
 )
 
 // A Behavior is one thing a Vendor does to the mail it handles. Every
-// Behavior implements at least one of Transformer, ReceiveFilter and
-// ReturnPlanner; a Vendor applies them in the order they are listed.
+// Behavior implements at least one of Transformer, EnvelopeTransformer,
+// ReceiveFilter and ReturnPlanner; a Vendor applies them in the order they
+// are listed.
 type Behavior interface {
 	// Name returns the behaviour as ParseBehaviors accepts it, including
 	// its parameter if it has one (e.g. "delay=2s").
@@ -23,6 +24,19 @@ type Transformer interface {
 	// and must not be modified; the result may share memory with it. On
 	// error the vendor skips this transform and sends the message on.
 	Transform(data []byte) ([]byte, error)
+}
+
+// An EnvelopeTransformer changes the message the vendor sends back knowing
+// the envelope it was received with, as a signature service that decides
+// per sender does. A Vendor calls TransformEnvelope instead of Transform
+// when a behaviour implements both.
+type EnvelopeTransformer interface {
+	Behavior
+	// TransformEnvelope returns the transformed message. env is the
+	// envelope the vendor received the message with (a copy), data as for
+	// Transformer.Transform; on error the vendor skips this transform and
+	// sends the message on.
+	TransformEnvelope(env Envelope, data []byte) ([]byte, error)
 }
 
 // A ReceiveFilter decides about an inbound message once its data has been

@@ -56,6 +56,16 @@
 // lists mixing both. There is no package-wide registry: ParseBehaviors
 // always knows exactly the built-ins.
 //
+// Tests find their mail by the TestNameHeader field they stamp on what they
+// send, since a service under test may rewrite Message-ID: Tenant and Vendor
+// record numbered deliveries (Delivery.Seq, Delivery.Helo,
+// Delivery.AuthUser) and offer WaitFor, ByTestName, ByMessageID,
+// ExpectNoMore, and DeliveryFor to follow a Vendor's ReturnOutcome to the
+// delivery it produced. Both servers can offer and require AUTH, and a
+// Vendor and a Sender can log in to their next hop. StartTenant,
+// StartVendor, NewTestSender and SelfSignedTLS set things up for a
+// testing.TB and clean up after it.
+//
 // All servers listen on 127.0.0.1 with a random port unless told otherwise,
 // keep everything in memory, and stop every goroutine they start on Close.
 // go-smtp (github.com/emersion/go-smtp) speaks SMTP on both sides; go-message

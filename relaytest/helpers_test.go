@@ -2,14 +2,7 @@ package relaytest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -41,49 +34,16 @@ func loadCorpus(t testing.TB) []Message {
 // waitTimeout bounds every wait in the tests.
 const waitTimeout = 20 * time.Second
 
-func startTenant(t testing.TB, cfg TenantConfig) *Tenant {
-	t.Helper()
-	tn, err := NewTenant(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tn.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := tn.Close(); err != nil {
-			t.Errorf("close tenant: %v", err)
-		}
-	})
-	return tn
-}
+// startTenant, startVendor, fastSender and selfSignedTLS are the package's
+// own shorthands for the exported test helpers.
+func startTenant(t testing.TB, cfg TenantConfig) *Tenant { t.Helper(); return StartTenant(t, cfg) }
 
-func startVendor(t testing.TB, cfg VendorConfig) *Vendor {
-	t.Helper()
-	if cfg.Backoff == 0 {
-		cfg.Backoff = 10 * time.Millisecond
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 10 * time.Second
-	}
-	v, err := NewVendor(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := v.Close(); err != nil {
-			t.Errorf("close vendor: %v", err)
-		}
-	})
-	return v
-}
+func startVendor(t testing.TB, cfg VendorConfig) *Vendor { t.Helper(); return StartVendor(t, cfg) }
 
-// fastSender returns a Sender with short backoffs for tests.
+// fastSender returns a Sender with short backoffs for tests. It keeps the
+// default number of attempts, which some retry tests rely on.
 func fastSender(addr string) *Sender {
-	return &Sender{Addr: addr, Backoff: 10 * time.Millisecond, Timeout: 10 * time.Second}
+	return &Sender{Addr: addr, Backoff: FastBackoff, Timeout: FastTimeout}
 }
 
 func testContext(t testing.TB) context.Context {
@@ -96,32 +56,7 @@ func testContext(t testing.TB) context.Context {
 // for 127.0.0.1.
 func selfSignedTLS(t testing.TB) (server, client *tls.Config) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "tenant.relaytest.invalid"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
-	client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-	return server, client
+	return SelfSignedTLS(t)
 }
 
 // waitGoroutines waits until the number of goroutines drops to at most n.

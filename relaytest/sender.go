@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -53,6 +54,12 @@ type Sender struct {
 	// fail (and retry) when the server does not offer it. The EHLO before
 	// STARTTLS says "localhost": go-smtp's client does not let it be set.
 	TLSConfig *tls.Config
+	// Auth, when set, makes every attempt authenticate after EHLO (and
+	// STARTTLS) with AUTH PLAIN or LOGIN (see Credentials.Mechanism). A
+	// server that does not offer AUTH or the mechanism makes the message
+	// fail at once, as does a 5xx reply to AUTH (535 5.7.8 for a wrong
+	// password); a 4xx reply is retried.
+	Auth *Credentials
 	// AbortData, when set and returning true for an attempt (numbered from
 	// 1), makes that attempt write about half of the message inside DATA and
 	// then close the connection without the terminating dot, as a client
@@ -202,6 +209,16 @@ func (s *Sender) attempt(ctx context.Context, n int, m Message, rcpts []string) 
 	if err := c.Hello(helo); err != nil {
 		return fail(fmt.Errorf("ehlo: %w", err))
 	}
+	if s.Auth != nil {
+		a, err := saslClient(c, s.Auth)
+		if err != nil {
+			out.reply, out.permanent = err.Error(), fmt.Errorf("auth: %w", err)
+			return out
+		}
+		if err := c.Auth(a); err != nil {
+			return fail(fmt.Errorf("auth: %w", err))
+		}
+	}
 	if err := c.Mail(m.From, &smtp.MailOptions{Size: int64(len(m.Data)), UTF8: m.UTF8}); err != nil {
 		return fail(fmt.Errorf("mail from: %w", err))
 	}
@@ -261,6 +278,31 @@ func (s *Sender) attempt(ctx context.Context, n int, m Message, rcpts []string) 
 	out.err = rcptErr
 	_ = c.Quit()
 	return out
+}
+
+// saslClient returns the SASL client for cred among the mechanisms the
+// server offers.
+func saslClient(c *smtp.Client, cred *Credentials) (sasl.Client, error) {
+	if ok, _ := c.Extension("AUTH"); !ok {
+		return nil, errors.New("the server does not offer AUTH")
+	}
+	mech := strings.ToUpper(cred.Mechanism)
+	if mech == "" {
+		mech = sasl.Login
+		if c.SupportsAuth(sasl.Plain) {
+			mech = sasl.Plain
+		}
+	}
+	if !c.SupportsAuth(mech) {
+		return nil, fmt.Errorf("the server does not offer AUTH %s", mech)
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainClient("", cred.Username, cred.Password), nil
+	case sasl.Login:
+		return sasl.NewLoginClient(cred.Username, cred.Password), nil
+	}
+	return nil, fmt.Errorf("unsupported AUTH mechanism %q", cred.Mechanism)
 }
 
 // withoutKeys returns the elements of list that are not keys of m.

@@ -2,6 +2,7 @@ package relaytest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -10,12 +11,23 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
 // DefaultListen is the address servers bind when none is configured: a
 // random port on the IPv4 loopback interface.
 const DefaultListen = "127.0.0.1:0"
+
+// DefaultMaxLineLength is the longest line, CRLF included, the servers of
+// this package accept in commands and message data when none is configured.
+// It is go-smtp's default, twice the 1,000 octets RFC 5321 guarantees.
+const DefaultMaxLineLength = 2000
+
+// ErrClosed is returned by Start when Close was called before: a server of
+// this package serves at most once, so that a test never talks to a
+// listener it believes stopped.
+var ErrClosed = errors.New("relaytest: server closed")
 
 // closeTimeout bounds how long Close waits for connection handlers to return
 // once their connections are closed.
@@ -138,3 +150,244 @@ func (c *trackedConn) Close() error {
 // discardLogger returns the logger used when none is configured: go-smtp
 // reports every broken connection, which tests provoke on purpose.
 func discardLogger() smtp.Logger { return log.New(io.Discard, "", 0) }
+
+// serverOptions configures the go-smtp server of a Tenant or a Vendor.
+type serverOptions struct {
+	domain                    string
+	tlsConfig                 *tls.Config
+	maxBytes                  int64
+	maxLineLength             int // < 0: no limit
+	readTimeout, writeTimeout time.Duration
+	allowInsecureAuth         bool
+	errorLog                  smtp.Logger
+}
+
+// newSMTPServer returns a go-smtp server with the extensions Exchange uses:
+// PIPELINING, 8BITMIME, SMTPUTF8, SIZE and CHUNKING, STARTTLS with a TLS
+// configuration, AUTH when the sessions offer mechanisms.
+func newSMTPServer(be smtp.Backend, o serverOptions) *smtp.Server {
+	srv := smtp.NewServer(be)
+	srv.Domain = o.domain
+	srv.TLSConfig = o.tlsConfig
+	srv.EnableSMTPUTF8 = true
+	srv.MaxMessageBytes = o.maxBytes
+	srv.MaxRecipients = 0
+	srv.ReadTimeout = o.readTimeout
+	srv.WriteTimeout = o.writeTimeout
+	srv.AllowInsecureAuth = o.allowInsecureAuth
+	srv.ErrorLog = o.errorLog
+	switch {
+	case o.maxLineLength < 0:
+		srv.MaxLineLength = 0 // go-smtp: no limit
+	case o.maxLineLength > 0:
+		srv.MaxLineLength = o.maxLineLength
+	default:
+		srv.MaxLineLength = DefaultMaxLineLength
+	}
+	return srv
+}
+
+// lineLimit returns the effective line limit of a configured value, 0 for
+// none.
+func lineLimit(configured int) int {
+	switch {
+	case configured < 0:
+		return 0
+	case configured == 0:
+		return DefaultMaxLineLength
+	}
+	return configured
+}
+
+// readData reads a message inside DATA or BDAT. A line over the limit is
+// answered 500 5.5.2 naming the limit (go-smtp then closes the connection);
+// other errors mean the client went away or sent too much and are returned
+// as they are.
+func readData(r io.Reader, limit int) ([]byte, error) {
+	data, err := io.ReadAll(r)
+	if errors.Is(err, smtp.ErrTooLongLine) {
+		return nil, &smtp.SMTPError{
+			Code:         500,
+			EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+			Message:      fmt.Sprintf("Line longer than %d bytes (CRLF included)", limit),
+		}
+	}
+	return data, err
+}
+
+// queuedReply is the reply to an accepted message, naming its queue
+// identifier (see queueID). go-smtp answers the code and text of an
+// *SMTPError returned by Session.Data as they are, which is how a backend
+// sets the text of a positive reply.
+func queuedReply(id string) error {
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: " + queuedMark + id}
+}
+
+// Credentials are a user name and a password for SMTP AUTH.
+type Credentials struct {
+	Username string
+	Password string
+	// Mechanism is "PLAIN" or "LOGIN"; when empty the client uses PLAIN if
+	// the server offers it, else LOGIN.
+	Mechanism string
+}
+
+// AcceptAnyAuth is an Auth callback for TenantConfig and VendorConfig that
+// accepts every user name and password.
+func AcceptAnyAuth(username, password string) error { return nil }
+
+// PasswordAuth returns an Auth callback for TenantConfig and VendorConfig
+// that accepts exactly one user name and password; anything else is
+// answered 535 5.7.8.
+func PasswordAuth(username, password string) func(username, password string) error {
+	return func(u, p string) error {
+		if u != username || p != password {
+			return smtp.ErrAuthFailed
+		}
+		return nil
+	}
+}
+
+var errAuthRequired = &smtp.SMTPError{
+	Code:         530,
+	EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+	Message:      "Authentication required",
+}
+
+// authPolicy is how a server handles AUTH.
+type authPolicy struct {
+	check   func(username, password string) error // nil: no AUTH
+	require bool                                  // refuse MAIL FROM before AUTH
+}
+
+// sessionAuth gives a session AUTH PLAIN and LOGIN (smtp.AuthSession) and
+// remembers who logged in. go-smtp starts a new session after STARTTLS,
+// which forgets the login as RFC 4954 requires; Session.Reset, called after
+// every transaction, must not touch it.
+type sessionAuth struct {
+	policy authPolicy
+	authed bool
+	user   string
+}
+
+// AuthMechanisms implements smtp.AuthSession.
+func (a *sessionAuth) AuthMechanisms() []string {
+	if a.policy.check == nil {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+// Auth implements smtp.AuthSession.
+func (a *sessionAuth) Auth(mech string) (sasl.Server, error) {
+	if a.policy.check == nil {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && identity != username {
+				return smtp.ErrAuthFailed
+			}
+			return a.login(username, password)
+		}), nil
+	case sasl.Login:
+		return &loginServer{check: a.login}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// login checks a user name and password with the policy; an error that is
+// not an *smtp.SMTPError becomes 535 5.7.8.
+func (a *sessionAuth) login(username, password string) error {
+	if err := a.policy.check(username, password); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se
+		}
+		return smtp.ErrAuthFailed
+	}
+	a.authed, a.user = true, username
+	return nil
+}
+
+// checkMail refuses MAIL FROM when the policy requires AUTH and the client
+// has not logged in.
+func (a *sessionAuth) checkMail() error {
+	if a.policy.require && !a.authed {
+		return errAuthRequired
+	}
+	return nil
+}
+
+// loginServer is the server side of the LOGIN mechanism, for which go-sasl
+// has only a client. It asks for the user name unless the client sent it as
+// initial response, then for the password.
+type loginServer struct {
+	step     int
+	username string
+	check    func(username, password string) error
+}
+
+// Next implements sasl.Server.
+func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch l.step {
+	case 0:
+		if response == nil {
+			l.step = 1
+			return []byte("Username:"), false, nil
+		}
+		l.username, l.step = string(response), 2
+		return []byte("Password:"), false, nil
+	case 1:
+		l.username, l.step = string(response), 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		return nil, true, l.check(l.username, string(response))
+	}
+	return nil, true, errors.New("LOGIN: unexpected response")
+}
+
+// serveState is the Start/Close life cycle shared by Tenant and Vendor:
+// never started, serving, closed. A closed server cannot start again.
+type serveState struct {
+	server *smtpServer
+	addr   string // kept after Close, to recognize the server's replies
+	closed bool
+}
+
+// start binds listen and serves srv unless the server was started or
+// closed before.
+func (st *serveState) start(listen string, srv *smtp.Server) error {
+	if st.closed {
+		return ErrClosed
+	}
+	if st.server != nil {
+		return errors.New("already started")
+	}
+	s, err := startServer(listen, srv)
+	if err != nil {
+		return err
+	}
+	st.server, st.addr = s, s.addr()
+	return nil
+}
+
+// liveAddr is the address while serving, "" otherwise.
+func (st *serveState) liveAddr() string {
+	if st.server == nil || st.closed {
+		return ""
+	}
+	return st.addr
+}
+
+// markClosed records the close and returns the server to stop, nil when
+// there is none or it was stopped before.
+func (st *serveState) markClosed() *smtpServer {
+	if st.closed {
+		return nil
+	}
+	st.closed = true
+	return st.server
+}

@@ -2,6 +2,8 @@ package relaytest
 
 import (
 	"bytes"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/textproto"
@@ -289,5 +291,311 @@ func TestTenantAcceptsBDAT(t *testing.T) {
 	ds := tn.Deliveries()
 	if len(ds) != 1 || !bytes.Equal(ds[0].Data, data) || ds[0].Body != "8BITMIME" {
 		t.Fatalf("deliveries %+v", ds)
+	}
+}
+
+func TestTenantNumbersDeliveriesAndNamesThemInTheReply(t *testing.T) {
+	t.Parallel()
+	tn := startTenant(t, TenantConfig{})
+	m := Message{From: "a@contoso.com", To: []string{"b@contoso.com"}, Data: []byte("Subject: n\r\n\r\nx\r\n")}
+	s := fastSender(tn.Addr())
+	s.Helo = "mail.fabrikam.example"
+	for i := 1; i <= 2; i++ {
+		res := s.Send(testContext(t), m)
+		want := fmt.Sprintf("250 2.0.0 OK: queued as %d@%s", i, tn.Addr())
+		if !res.Accepted || res.Replies[len(res.Replies)-1] != want {
+			t.Fatalf("send %d: replies %q, want %q", i, res.Replies, want)
+		}
+	}
+	ds := tn.Deliveries()
+	for i, d := range ds {
+		if d.Seq != i+1 || d.Helo != "mail.fabrikam.example" || d.AuthUser != "" {
+			t.Errorf("delivery %d: seq=%d helo=%q authuser=%q", i, d.Seq, d.Helo, d.AuthUser)
+		}
+	}
+	if d, ok := tn.BySeq(2); !ok || d.Seq != 2 {
+		t.Errorf("BySeq(2) = %+v, %v", d, ok)
+	}
+	tn.Reset()
+	if res := s.Send(testContext(t), m); !res.Accepted {
+		t.Fatal(res.Err)
+	}
+	if ds := tn.Deliveries(); len(ds) != 1 || ds[0].Seq != 3 {
+		t.Errorf("after Reset: %+v, want one delivery numbered 3", ds)
+	}
+	if _, ok := tn.BySeq(1); ok {
+		t.Error("BySeq finds a delivery Reset forgot")
+	}
+}
+
+func TestTenantMaxLineLength(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		limit  int
+		line   int // bytes of the long line, CRLF included
+		accept bool
+	}{
+		{"default accepts 2000", 0, DefaultMaxLineLength, true},
+		{"default refuses 2001", 0, DefaultMaxLineLength + 1, false},
+		{"configured accepts its limit", 100, 100, true},
+		{"configured refuses one more", 100, 101, false},
+		{"raised limit", 5000, 4000, true},
+		{"no limit", -1, 20000, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tn := startTenant(t, TenantConfig{MaxLineLength: tc.limit})
+			data := []byte("Subject: long\r\n\r\n" + strings.Repeat("a", tc.line-2) + "\r\nend\r\n")
+			res := fastSender(tn.Addr()).Send(testContext(t), Message{From: "a@contoso.com", To: []string{"b@contoso.com"}, Data: data})
+			if res.Accepted != tc.accept || res.Attempts != 1 {
+				t.Fatalf("accepted=%v attempts=%d replies=%q, want accepted=%v", res.Accepted, res.Attempts, res.Replies, tc.accept)
+			}
+			if !tc.accept {
+				if !strings.HasPrefix(res.Replies[0], "500 5.5.2") || !strings.Contains(res.Replies[0], fmt.Sprint(lineLimit(tc.limit))) {
+					t.Errorf("reply %q, want 500 5.5.2 naming the limit", res.Replies[0])
+				}
+				if n := len(tn.Deliveries()); n != 0 {
+					t.Errorf("%d deliveries recorded", n)
+				}
+				return
+			}
+			if ds := tn.Deliveries(); len(ds) != 1 || !bytes.Equal(ds[0].Data, data) {
+				t.Errorf("long line not delivered intact")
+			}
+		})
+	}
+}
+
+func TestServerLifecycle(t *testing.T) {
+	t.Parallel()
+	type server interface {
+		Start() error
+		Close() error
+		Addr() string
+	}
+	kinds := []struct {
+		name string
+		make func(t *testing.T) server
+	}{
+		{"tenant", func(t *testing.T) server {
+			tn, err := NewTenant(TenantConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tn
+		}},
+		{"vendor", func(t *testing.T) server {
+			v, err := NewVendor(VendorConfig{ReturnAddr: "127.0.0.1:1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}},
+	}
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			t.Run("close before start", func(t *testing.T) {
+				s := k.make(t)
+				if err := s.Close(); err != nil {
+					t.Fatalf("Close before Start: %v", err)
+				}
+				if err := s.Start(); !errors.Is(err, ErrClosed) {
+					t.Errorf("Start after Close = %v, want ErrClosed", err)
+				}
+				if a := s.Addr(); a != "" {
+					t.Errorf("Addr = %q", a)
+				}
+			})
+			t.Run("start close start", func(t *testing.T) {
+				s := k.make(t)
+				if a := s.Addr(); a != "" {
+					t.Errorf("Addr before Start = %q", a)
+				}
+				if err := s.Start(); err != nil {
+					t.Fatal(err)
+				}
+				addr := s.Addr()
+				if !strings.HasPrefix(addr, "127.0.0.1:") {
+					t.Errorf("Addr = %q", addr)
+				}
+				if err := s.Start(); err == nil || errors.Is(err, ErrClosed) {
+					t.Errorf("second Start = %v, want an already-started error", err)
+				}
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if a := s.Addr(); a != "" {
+					t.Errorf("Addr after Close = %q, want empty", a)
+				}
+				if err := s.Start(); !errors.Is(err, ErrClosed) {
+					t.Errorf("Start after Close = %v, want ErrClosed", err)
+				}
+				if err := s.Close(); err != nil {
+					t.Errorf("second Close: %v", err)
+				}
+			})
+		})
+	}
+}
+
+func TestTenantAuth(t *testing.T) {
+	t.Parallel()
+	m := Message{From: "svc@vendor.example", To: []string{"b@contoso.com"}, Data: []byte("Subject: auth\r\n\r\nx\r\n")}
+	tests := []struct {
+		name     string
+		cfg      TenantConfig
+		cred     *Credentials
+		tls      bool
+		accepted bool
+		attempts int
+		reply    string // prefix of the first reply
+		user     string // recorded AuthUser
+	}{
+		{name: "right password, PLAIN", cfg: TenantConfig{Auth: PasswordAuth("svc", "s3cret")},
+			cred: &Credentials{Username: "svc", Password: "s3cret"}, accepted: true, attempts: 1, reply: "250 ", user: "svc"},
+		{name: "right password, LOGIN", cfg: TenantConfig{Auth: PasswordAuth("svc", "s3cret")},
+			cred: &Credentials{Username: "svc", Password: "s3cret", Mechanism: "login"}, accepted: true, attempts: 1, reply: "250 ", user: "svc"},
+		{name: "wrong password, PLAIN", cfg: TenantConfig{Auth: PasswordAuth("svc", "s3cret")},
+			cred: &Credentials{Username: "svc", Password: "wrong"}, attempts: 1, reply: "535 5.7.8"},
+		{name: "wrong password, LOGIN", cfg: TenantConfig{Auth: PasswordAuth("svc", "s3cret")},
+			cred: &Credentials{Username: "svc", Password: "wrong", Mechanism: "LOGIN"}, attempts: 1, reply: "535 5.7.8"},
+		{name: "plain error from the callback is 535", cfg: TenantConfig{Auth: func(string, string) error { return errors.New("no") }},
+			cred: &Credentials{Username: "svc", Password: "x"}, attempts: 1, reply: "535 5.7.8"},
+		{name: "accept anything", cfg: TenantConfig{Auth: AcceptAnyAuth},
+			cred: &Credentials{Username: "whoever", Password: "whatever"}, accepted: true, attempts: 1, reply: "250 ", user: "whoever"},
+		{name: "auth offered, not used", cfg: TenantConfig{Auth: AcceptAnyAuth},
+			accepted: true, attempts: 1, reply: "250 "},
+		{name: "auth required, not used", cfg: TenantConfig{Auth: AcceptAnyAuth, RequireAuth: true},
+			attempts: 1, reply: "530 5.7.0"},
+		{name: "auth required, used", cfg: TenantConfig{Auth: PasswordAuth("svc", "s3cret"), RequireAuth: true},
+			cred: &Credentials{Username: "svc", Password: "s3cret"}, accepted: true, attempts: 1, reply: "250 ", user: "svc"},
+		{name: "no auth on the server", cfg: TenantConfig{},
+			cred: &Credentials{Username: "svc", Password: "s3cret"}, attempts: 1, reply: "the server does not offer AUTH"},
+		{name: "auth only after STARTTLS, plain text", cfg: TenantConfig{Auth: AcceptAnyAuth, AuthRequiresTLS: true},
+			cred: &Credentials{Username: "svc", Password: "s3cret"}, attempts: 1, reply: "the server does not offer AUTH"},
+		{name: "auth only after STARTTLS, with TLS", cfg: TenantConfig{Auth: AcceptAnyAuth, AuthRequiresTLS: true},
+			cred: &Credentials{Username: "svc", Password: "s3cret"}, tls: true, accepted: true, attempts: 1, reply: "250 ", user: "svc"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			serverTLS, clientTLS := selfSignedTLS(t)
+			cfg := tc.cfg
+			if cfg.AuthRequiresTLS {
+				cfg.TLSConfig = serverTLS
+			}
+			tn := startTenant(t, cfg)
+			s := fastSender(tn.Addr())
+			s.Auth = tc.cred
+			if tc.tls {
+				s.TLSConfig = clientTLS
+			}
+			res := s.Send(testContext(t), m)
+			if res.Accepted != tc.accepted || res.Attempts != tc.attempts || !strings.HasPrefix(res.Replies[0], tc.reply) {
+				t.Fatalf("accepted=%v attempts=%d replies=%q err=%v; want accepted=%v attempts=%d first reply %q",
+					res.Accepted, res.Attempts, res.Replies, res.Err, tc.accepted, tc.attempts, tc.reply)
+			}
+			ds := tn.Deliveries()
+			if !tc.accepted {
+				if len(ds) != 0 {
+					t.Errorf("%d deliveries recorded", len(ds))
+				}
+				return
+			}
+			if len(ds) != 1 || ds[0].AuthUser != tc.user || ds[0].TLS != tc.tls || ds[0].Helo != DefaultHelo {
+				t.Errorf("delivery: authuser=%q tls=%v helo=%q, want %q %v %q", ds[0].AuthUser, ds[0].TLS, ds[0].Helo, tc.user, tc.tls, DefaultHelo)
+			}
+		})
+	}
+
+	for _, bad := range []TenantConfig{{RequireAuth: true}, {Auth: AcceptAnyAuth, AuthRequiresTLS: true}} {
+		if _, err := NewTenant(bad); err == nil {
+			t.Errorf("NewTenant(%+v) accepted", bad)
+		}
+	}
+}
+
+// TestTenantAuthTemporaryFailure checks that an *smtp.SMTPError from the
+// callback is answered as it is: a 454 makes the Sender retry.
+func TestTenantAuthTemporaryFailure(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	calls := 0
+	tn := startTenant(t, TenantConfig{RequireAuth: true, Auth: func(u, p string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls == 1 {
+			return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "directory unavailable"}
+		}
+		return nil
+	}})
+	s := fastSender(tn.Addr())
+	s.Auth = &Credentials{Username: "svc", Password: "x"}
+	res := s.Send(testContext(t), Message{From: "a@contoso.com", To: []string{"b@contoso.com"}, Data: []byte("Subject: t\r\n\r\nx\r\n")})
+	if !res.Accepted || res.Attempts != 2 || !strings.Contains(res.Replies[0], "454 4.7.0 directory unavailable") {
+		t.Fatalf("%+v", res)
+	}
+	if ds := tn.Deliveries(); len(ds) != 1 || ds[0].AuthUser != "svc" {
+		t.Errorf("deliveries %+v", ds)
+	}
+}
+
+// TestTenantAuthLoginByHand runs AUTH LOGIN without an initial response
+// (go-sasl's client always sends one) and checks that a login lasts for
+// the following transactions of the connection.
+func TestTenantAuthLoginByHand(t *testing.T) {
+	t.Parallel()
+	tn := startTenant(t, TenantConfig{Auth: PasswordAuth("svc", "s3cret"), RequireAuth: true})
+	conn, err := net.DialTimeout("tcp", tn.Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(waitTimeout)); err != nil {
+		t.Fatal(err)
+	}
+	tp := textproto.NewConn(conn)
+	step := func(code int, format string, args ...any) string {
+		t.Helper()
+		if format != "" {
+			if err := tp.PrintfLine(format, args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, msg, err := tp.ReadResponse(code)
+		if err != nil {
+			t.Fatalf("after %q: want %d: %v", fmt.Sprintf(format, args...), code, err)
+		}
+		return msg
+	}
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	step(220, "")
+	if ehlo := step(250, "EHLO by.hand"); !strings.Contains(ehlo, "AUTH PLAIN LOGIN") {
+		t.Fatalf("EHLO lacks AUTH: %q", ehlo)
+	}
+	step(530, "MAIL FROM:<a@contoso.com>")
+	if msg := step(334, "AUTH LOGIN"); msg != b64("Username:") {
+		t.Errorf("first challenge %q", msg)
+	}
+	if msg := step(334, "%s", b64("svc")); msg != b64("Password:") {
+		t.Errorf("second challenge %q", msg)
+	}
+	step(235, "%s", b64("s3cret"))
+	step(250, "MAIL FROM:<a@contoso.com>")
+	step(250, "RCPT TO:<b@contoso.com>")
+	step(354, "DATA")
+	step(250, "Subject: one\r\n\r\nx\r\n.")
+	step(250, "RSET")
+	step(250, "MAIL FROM:<a@contoso.com>") // still authenticated
+	step(250, "RCPT TO:<c@contoso.com>")
+	step(354, "DATA")
+	step(250, "Subject: two\r\n\r\nx\r\n.")
+	step(221, "QUIT")
+	ds := tn.Deliveries()
+	if len(ds) != 2 || ds[0].AuthUser != "svc" || ds[1].AuthUser != "svc" || ds[0].Helo != "by.hand" {
+		t.Errorf("deliveries %+v", ds)
 	}
 }

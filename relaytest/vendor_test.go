@@ -2,9 +2,11 @@ package relaytest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -284,7 +286,8 @@ func TestVendorCloseStopsQueue(t *testing.T) {
 	if err := v.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if res := fastSender(v.Addr()).Send(testContext(t), genKind(t, KindPlain)); !res.Accepted {
+	m := genKind(t, KindPlain)
+	if res := fastSender(v.Addr()).Send(testContext(t), m); !res.Accepted {
 		t.Fatal(res.Err)
 	}
 	if err := v.WaitIdle(50 * time.Millisecond); err == nil {
@@ -294,11 +297,21 @@ func TestVendorCloseStopsQueue(t *testing.T) {
 	go func() { done <- v.Close() }()
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
+		var dropped *DroppedError
+		if !errors.As(err, &dropped) || len(dropped.Messages) != 1 || dropped.Messages[0].MessageID() != MessageID(m.Data) {
+			t.Fatalf("Close with a queued message = %v, want a DroppedError naming it", err)
+		}
+		if !strings.Contains(err.Error(), "1 accepted messages not sent back") {
+			t.Errorf("DroppedError text: %v", err)
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("vendor Close hangs")
+	}
+	if err := v.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if d := v.Dropped(); len(d) != 1 || d[0].Seq != 1 {
+		t.Errorf("Dropped() = %+v", d)
 	}
 	if err := v.WaitIdle(time.Second); err != nil {
 		t.Errorf("after Close: %v", err)
@@ -310,8 +323,11 @@ func TestVendorCloseStopsQueue(t *testing.T) {
 	if len(tn.Deliveries()) != 0 {
 		t.Error("a message delayed by an hour was delivered")
 	}
-	if err := v.Start(); err == nil {
-		t.Error("Start after Close succeeded")
+	if err := v.Start(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Start after Close = %v, want ErrClosed", err)
+	}
+	if a := v.Addr(); a != "" {
+		t.Errorf("Addr after Close = %q", a)
 	}
 }
 
@@ -328,3 +344,219 @@ func TestNewVendorValidates(t *testing.T) {
 type nameOnly struct{}
 
 func (nameOnly) Name() string { return "name-only" }
+
+// TestReturnOutcomeLinks follows one message through a vendor that splits
+// and duplicates it: every outcome names the received message it came from
+// and leads to its own delivery at the tenant.
+func TestReturnOutcomeLinks(t *testing.T) {
+	t.Parallel()
+	tn := startTenant(t, TenantConfig{})
+	v := startVendor(t, VendorConfig{Name: "links", ReturnAddr: tn.Addr(),
+		Behaviors: MustParseBehaviors("rewrite-message-id,split-recipients,duplicate")})
+	other := startTenant(t, TenantConfig{})
+	m := named(genKind(t, KindMultiRcpt), "links")
+	if res := fastSender(v.Addr()).Send(testContext(t), m); !res.Accepted {
+		t.Fatal(res.Err)
+	}
+	if err := v.WaitIdle(waitTimeout); err != nil {
+		t.Fatal(err)
+	}
+	rcv := v.ByTestName("links")
+	if len(rcv) != 1 {
+		t.Fatalf("vendor received %d messages named links", len(rcv))
+	}
+	outs := v.ReturnedFor(rcv[0])
+	if want := 2 * len(m.To); len(outs) != want || len(v.Returned()) != want {
+		t.Fatalf("%d outcomes for the message, want %d", len(outs), want)
+	}
+	seen := make(map[int]bool)
+	transactions := make(map[int]bool)
+	for _, o := range outs {
+		if o.Received != rcv[0].Seq || o.TestName != "links" || o.OriginalMessageID != MessageID(m.Data) ||
+			o.MessageID == o.OriginalMessageID || o.MessageID != MessageID(o.Delivery.Data) {
+			t.Errorf("outcome links: received=%d name=%q original=%q id=%q", o.Received, o.TestName, o.OriginalMessageID, o.MessageID)
+		}
+		transactions[o.Transaction] = true
+		d, ok := tn.DeliveryFor(o)
+		if !ok {
+			t.Errorf("no tenant delivery for outcome %d (replies %q)", o.Transaction, o.Result.Replies)
+			continue
+		}
+		if seen[d.Seq] {
+			t.Errorf("two outcomes lead to delivery #%d", d.Seq)
+		}
+		seen[d.Seq] = true
+		if !bytes.Equal(d.Data, o.Delivery.Data) || fmt.Sprint(d.Rcpts) != fmt.Sprint(o.Delivery.Rcpts) || d.Helo != o.Delivery.Helo {
+			t.Errorf("outcome %d leads to a delivery that is not what it sent", o.Transaction)
+		}
+		if _, ok := other.DeliveryFor(o); ok {
+			t.Error("another tenant claims the delivery")
+		}
+		if _, ok := v.DeliveryFor(o); ok {
+			t.Error("the vendor claims a delivery it sent itself")
+		}
+	}
+	if len(transactions) != len(outs) {
+		t.Errorf("transaction numbers %v are not distinct", transactions)
+	}
+	if _, ok := tn.DeliveryFor(ReturnOutcome{}); ok {
+		t.Error("DeliveryFor(zero outcome) found something")
+	}
+}
+
+// TestVendorAuth: the vendor's listener checks logins and records the
+// user; its send-back logs in to a next hop that requires it.
+func TestVendorAuth(t *testing.T) {
+	t.Parallel()
+	m := named(genKind(t, KindPlain), "vendor-auth")
+	tests := []struct {
+		name       string
+		returnAuth *Credentials
+		accepted   bool
+		reply      string // prefix of the outcome's last reply
+	}{
+		{"right credentials", &Credentials{Username: "vendor", Password: "pw"}, true, "250 "},
+		{"wrong password", &Credentials{Username: "vendor", Password: "nope"}, false, "535 5.7.8"},
+		{"no credentials", nil, false, "530 5.7.0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tn := startTenant(t, TenantConfig{Auth: PasswordAuth("vendor", "pw"), RequireAuth: true})
+			v := startVendor(t, VendorConfig{ReturnAddr: tn.Addr(), ReturnAuth: tc.returnAuth,
+				Auth: PasswordAuth("relay", "relay-pw"), RequireAuth: true})
+
+			s := fastSender(v.Addr())
+			if res := s.Send(testContext(t), m); res.Accepted || !strings.HasPrefix(res.Replies[0], "530 5.7.0") {
+				t.Fatalf("unauthenticated send to the vendor: %+v", res)
+			}
+			s.Auth = &Credentials{Username: "relay", Password: "relay-pw"}
+			if res := s.Send(testContext(t), m); !res.Accepted {
+				t.Fatal(res.Err)
+			}
+			if err := v.WaitIdle(waitTimeout); err != nil {
+				t.Fatal(err)
+			}
+			if rcv := v.Received(); len(rcv) != 1 || rcv[0].AuthUser != "relay" {
+				t.Errorf("vendor received %+v, want one message from user relay", rcv)
+			}
+			outs := v.Returned()
+			if len(outs) != 1 {
+				t.Fatalf("%d outcomes", len(outs))
+			}
+			o := outs[0]
+			last := o.Result.Replies[len(o.Result.Replies)-1]
+			if o.Result.Accepted != tc.accepted || !strings.HasPrefix(last, tc.reply) || o.Result.Attempts != 1 {
+				t.Fatalf("send-back: accepted=%v attempts=%d replies=%q", o.Result.Accepted, o.Result.Attempts, o.Result.Replies)
+			}
+			ds := tn.Deliveries()
+			if !tc.accepted {
+				if len(ds) != 0 {
+					t.Errorf("%d deliveries", len(ds))
+				}
+				return
+			}
+			if len(ds) != 1 || ds[0].AuthUser != "vendor" || o.Delivery.AuthUser != "vendor" {
+				t.Errorf("tenant delivery authuser=%q, outcome authuser=%q", ds[0].AuthUser, o.Delivery.AuthUser)
+			}
+		})
+	}
+}
+
+// perSender is a behaviour with both transforms: the vendor must call the
+// envelope one.
+type perSender struct{ footer map[string]string }
+
+func (perSender) Name() string { return "per-sender" }
+func (perSender) Transform(data []byte) ([]byte, error) {
+	return nil, errors.New("envelope-less Transform called")
+}
+func (p perSender) TransformEnvelope(env Envelope, data []byte) ([]byte, error) {
+	f, ok := p.footer[strings.ToLower(env.From)]
+	if !ok {
+		return data, nil
+	}
+	return newFooterText(f).Transform(data)
+}
+
+func TestVendorEnvelopeTransformer(t *testing.T) {
+	t.Parallel()
+	var seen []Envelope
+	var mu sync.Mutex
+	record := EnvelopeTransformerFunc("record", func(env Envelope, data []byte) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, env)
+		env.To[0] = "changed@contoso.com" // must not leak into the vendor
+		return data, nil
+	})
+	tn := startTenant(t, TenantConfig{})
+	v := startVendor(t, VendorConfig{ReturnAddr: tn.Addr(), Behaviors: []Behavior{
+		record, perSender{footer: map[string]string{"alice@contoso.com": "-- \r\nAlice, Sales"}},
+	}})
+	base := genKind(t, KindPlain)
+	alice, bob := named(base, "alice"), named(base, "bob")
+	alice.From, bob.From = "Alice@contoso.com", "bob@contoso.com"
+	for _, m := range []Message{alice, bob} {
+		if res := fastSender(v.Addr()).Send(testContext(t), m); !res.Accepted {
+			t.Fatal(res.Err)
+		}
+	}
+	if err := v.WaitIdle(waitTimeout); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range v.Returned() {
+		if len(o.TransformErrors) > 0 {
+			t.Errorf("%s: transform errors %v", o.TestName, o.TransformErrors)
+		}
+	}
+	a, err := tn.WaitFor(testContext(t), MatchTestName("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tn.WaitFor(testContext(t), MatchTestName("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(a.Data, []byte("Alice, Sales")) {
+		t.Error("alice's message got no footer")
+	}
+	if !bytes.Equal(b.Data, bob.Data) {
+		t.Error("bob's message was changed")
+	}
+	if fmt.Sprint(a.Rcpts) != fmt.Sprint(alice.To) {
+		t.Errorf("a transform's change to its envelope copy leaked: %v", a.Rcpts)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 {
+		t.Fatalf("record saw %d envelopes", len(seen))
+	}
+	froms := []string{seen[0].From, seen[1].From}
+	sort.Strings(froms)
+	if fmt.Sprint(froms) != fmt.Sprint([]string{"Alice@contoso.com", "bob@contoso.com"}) {
+		t.Errorf("envelopes seen: %v", froms)
+	}
+}
+
+func TestVendorMaxLineLength(t *testing.T) {
+	t.Parallel()
+	tn := startTenant(t, TenantConfig{})
+	v := startVendor(t, VendorConfig{ReturnAddr: tn.Addr(), MaxLineLength: 100})
+	for _, tc := range []struct {
+		line   int
+		accept bool
+	}{{100, true}, {101, false}} {
+		data := []byte("Subject: long\r\n\r\n" + strings.Repeat("b", tc.line-2) + "\r\n")
+		res := fastSender(v.Addr()).Send(testContext(t), Message{From: "a@contoso.com", To: []string{"b@contoso.com"}, Data: data})
+		if res.Accepted != tc.accept || (!tc.accept && !strings.HasPrefix(res.Replies[0], "500 5.5.2 Line longer than 100 bytes")) {
+			t.Errorf("line of %d bytes: %+v", tc.line, res)
+		}
+	}
+	if err := v.WaitIdle(waitTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(v.Received()); n != 1 {
+		t.Errorf("vendor received %d messages, want 1", n)
+	}
+}
