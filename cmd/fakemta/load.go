@@ -2,16 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -22,7 +16,8 @@ import (
 
 // load is "fakemta load": package loadgen at the command line.
 func (a *app) load(ctx context.Context, args []string) error {
-	fs := a.newFlags("load", "(--to ADDR [--compare-direct] | --sink) [flags]")
+	fs := a.newFlags("load", "(--to ADDR [--compare-direct] | --sink) [flags]",
+		"Put SMTP load on a server (--to) or on a built-in sink (--sink) and report throughput\nand latency.")
 	to := fs.String("to", "", "server to put the load on (host:port)")
 	sink := fs.Bool("sink", false, "start the built-in sink on loopback and put the load on it (instead of --to)")
 	sinkImpl := fs.String("sink-impl", loadgen.SinkFast, "built-in sink: fast (hand-written) or go-smtp (go-smtp's server, slower on DATA)")
@@ -45,7 +40,7 @@ func (a *app) load(ctx context.Context, args []string) error {
 	pid := fs.Int("pid", 0, "sample the memory (/proc/PID/status VmRSS, VmHWM) of this process during the run against --to")
 	rssEvery := fs.Duration("rss-interval", 100*time.Millisecond, "with --pid, the sampling interval")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of a table")
-	clientTLS := tlsflags.Register(fs, "", "to", "issue STARTTLS and fail without it (against --sink, the sink offers a throwaway certificate)")
+	clientTLS := tlsflags.Register(fs.FlagSet, "", "to", "issue STARTTLS and fail without it (against --sink, the sink offers a throwaway certificate)")
 	if err := a.parse(fs, args); err != nil {
 		return err
 	}
@@ -78,12 +73,7 @@ func (a *app) load(ctx context.Context, args []string) error {
 	if err != nil || chunkSize < 1 || chunkSize > 1<<30 {
 		return a.usageError(fs, "--chunk-size: want 1 B to 1 GiB")
 	}
-	var rcpts []string
-	for _, r := range strings.Split(*rcpt, ",") {
-		if r = strings.TrimSpace(r); r != "" {
-			rcpts = append(rcpts, r)
-		}
-	}
+	rcpts := splitList(*rcpt)
 	var src loadgen.Source
 	if *exchange {
 		src, err = loadgen.NewExchange(loadgen.ExchangeOptions{Seed: *seed, Size: msgSize, From: *from, To: rcpts})
@@ -165,7 +155,7 @@ func (a *app) load(ctx context.Context, args []string) error {
 func (a *app) runSink(ctx context.Context, cfg loadgen.Config, impl string) (*loadgen.Result, error) {
 	sc := loadgen.SinkConfig{Impl: impl}
 	if cfg.TLSConfig != nil {
-		cert, err := throwawayCert()
+		cert, err := selfSignedCert("loadgen-sink")
 		if err != nil {
 			return nil, err
 		}
@@ -185,22 +175,6 @@ func (a *app) runSink(ctx context.Context, cfg loadgen.Config, impl string) (*lo
 		err = fmt.Errorf("the sink counted %d messages, the generator %d accepted", s.Stats().Messages, res.Accepted)
 	}
 	return res, err
-}
-
-// throwawayCert is a self-signed certificate for the built-in sink.
-func throwawayCert() (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "loadgen-sink"},
-		DNSNames: []string{"loadgen-sink"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 // parseSize reads "4096", "4KiB", "4K", "1MiB", "1M", "100MB" (K, KiB:

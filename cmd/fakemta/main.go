@@ -5,12 +5,16 @@
 //
 // Usage:
 //
-//	fakemta tenant    --listen ADDR
-//	fakemta vendor    --listen ADDR --return ADDR --behaviors LIST
-//	fakemta send      --to ADDR (--dir DIR | --file FILE | --generate) [flags]
+//	fakemta tenant    [--listen ADDR] [--domain NAME] [--save-dir DIR] [--compare-dir DIR] [--expect N|all] [TLS flags]
+//	fakemta vendor    --return ADDR [--listen ADDR] [--behaviors LIST] [TLS and retry flags]
+//	fakemta send      --to ADDR (--dir DIR | --file FILE | --generate [--kind LIST]) [flags]
+//	fakemta generate  --out DIR [--seed N] [--kind LIST]
+//	fakemta load      (--to ADDR | --sink) [flags]
 //	fakemta behaviors
 //
-// The servers run until SIGINT or SIGTERM.
+// "fakemta COMMAND -h" prints the flags of a command. The servers run until
+// SIGINT or SIGTERM, or, for a tenant given --expect, until the expected
+// mail has arrived.
 package main
 
 import (
@@ -30,14 +34,13 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 
-	"github.com/recallrelay/recallrelay/internal/tlsflags"
 	"github.com/recallrelay/recallrelay/relaytest"
 )
 
 // Exit codes.
 const (
 	exitOK      = 0
-	exitFailure = 1 // something did not work (a server, a delivery)
+	exitFailure = 1 // something did not work (a server, a delivery, an expectation)
 	exitUsage   = 2 // bad command line
 )
 
@@ -58,9 +61,10 @@ type app struct {
 const usage = `Usage: fakemta COMMAND [flags]
 
 Commands:
-  tenant     receive mail and print every delivery
+  tenant     receive mail, print, save and compare every delivery
   vendor     receive mail, apply behaviours and send it back
   send       send .eml files or generated Exchange messages
+  generate   write generated Exchange messages as .eml files
   load       put SMTP load on a server or the built-in sink and measure it
   behaviors  list the vendor behaviours
 
@@ -83,6 +87,8 @@ func (a *app) run(ctx context.Context, args []string) int {
 		err = a.vendor(ctx, args[1:])
 	case "send":
 		err = a.send(ctx, args[1:])
+	case "generate":
+		err = a.generate(args[1:])
 	case "load":
 		err = a.load(ctx, args[1:])
 	case "behaviors", "behaviours":
@@ -107,66 +113,70 @@ func (a *app) run(ctx context.Context, args []string) int {
 	}
 }
 
-// newFlags returns a flag set that reports errors instead of exiting.
-func (a *app) newFlags(name, synopsis string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(a.stderr, "Usage: fakemta %s %s\n\nFlags:\n", name, synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
+// flagSet is the flag set of one command with what its usage text says
+// besides the flags.
+type flagSet struct {
+	*flag.FlagSet
+	synopsis string // the arguments after "fakemta NAME"
+	summary  string // what the command does, one or more lines
 }
 
-// parse parses args and rejects positional arguments.
-func (a *app) parse(fs *flag.FlagSet, args []string) error {
+// newFlags returns a flag set that reports nothing itself: parse and
+// usageError print the errors and the usage.
+func (a *app) newFlags(name, synopsis, summary string) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &flagSet{FlagSet: fs, synopsis: synopsis, summary: summary}
+}
+
+// printUsage writes the usage line, the summary and every flag to w.
+func (fs *flagSet) printUsage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: fakemta %s", fs.Name())
+	if fs.synopsis != "" {
+		fmt.Fprintf(w, " %s", fs.synopsis)
+	}
+	fmt.Fprintf(w, "\n\n%s\n", strings.TrimSpace(fs.summary))
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n == 0 {
+		fmt.Fprint(w, "\nThis command has no flags.\n")
+		return
+	}
+	fmt.Fprint(w, "\nFlags:\n")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// parse parses args and rejects positional arguments. -h prints the usage
+// on standard output and returns flag.ErrHelp; errors print it on standard
+// error and return errUsage.
+func (a *app) parse(fs *flagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.printUsage(a.stdout)
 			return err
 		}
-		return errUsage
+		return a.usageError(fs, "%v", err)
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(a.stderr, "fakemta %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		fs.Usage()
-		return errUsage
+		return a.usageError(fs, "unexpected argument %q", fs.Arg(0))
 	}
 	return nil
 }
 
-func (a *app) usageError(fs *flag.FlagSet, format string, args ...any) error {
-	fmt.Fprintf(a.stderr, "fakemta %s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
-	fs.Usage()
+// usageError reports a command-line error and the usage on standard error
+// and returns errUsage.
+func (a *app) usageError(fs *flagSet, format string, args ...any) error {
+	fmt.Fprintf(a.stderr, "fakemta %s: %s\n\n", fs.Name(), fmt.Sprintf(format, args...))
+	fs.printUsage(a.stderr)
 	return errUsage
 }
 
 func (a *app) logger() *log.Logger { return log.New(a.stderr, "", log.LstdFlags) }
 
-func (a *app) tenant(ctx context.Context, args []string) error {
-	fs := a.newFlags("tenant", "[--listen ADDR]")
-	listen := fs.String("listen", relaytest.DefaultListen, "address to listen on")
-	domain := fs.String("domain", "", "host name in the greeting")
-	if err := a.parse(fs, args); err != nil {
-		return err
-	}
-	t, err := relaytest.NewTenant(relaytest.TenantConfig{
-		Listen: *listen, Domain: *domain, ErrorLog: a.logger(),
-		OnDelivery: func(d relaytest.Delivery) {
-			fmt.Fprintf(a.stdout, "delivery from=<%s> rcpts=%s size=%d message-id=%s\n",
-				d.MailFrom, strings.Join(d.Rcpts, ","), len(d.Data), messageID(d.Data))
-		},
-	})
-	if err != nil {
-		return err
-	}
-	if err := t.Start(); err != nil {
-		return err
-	}
-	a.announce("tenant", t.Addr())
-	<-ctx.Done()
-	return t.Close()
-}
-
+// announce prints the address a server listens on and tells a.ready.
 func (a *app) announce(role, addr string) {
 	fmt.Fprintf(a.stdout, "%s listening on %s\n", role, addr)
 	if a.ready != nil {
@@ -174,160 +184,9 @@ func (a *app) announce(role, addr string) {
 	}
 }
 
-func (a *app) vendor(ctx context.Context, args []string) error {
-	fs := a.newFlags("vendor", "--return ADDR [--listen ADDR] [--behaviors LIST]")
-	listen := fs.String("listen", relaytest.DefaultListen, "address to listen on")
-	ret := fs.String("return", "", "address to send processed mail back to (required)")
-	list := fs.String("behaviors", "passthrough", `comma-separated behaviours (see "fakemta behaviors")`)
-	name := fs.String("name", "vendor", "vendor name for logs")
-	attempts := fs.Int("attempts", relaytest.DefaultMaxAttempts, "send-back attempts per message")
-	if err := a.parse(fs, args); err != nil {
-		return err
-	}
-	if *ret == "" {
-		return a.usageError(fs, "--return is required")
-	}
-	bs, err := relaytest.ParseBehaviors(*list)
-	if err != nil {
-		return a.usageError(fs, "%v", err)
-	}
-	v, err := relaytest.NewVendor(relaytest.VendorConfig{
-		Name: *name, Listen: *listen, ReturnAddr: *ret, Behaviors: bs, MaxAttempts: *attempts,
-		ErrorLog: a.logger(),
-		OnReceive: func(d relaytest.Delivery) {
-			fmt.Fprintf(a.stdout, "received from=<%s> rcpts=%s size=%d message-id=%s\n",
-				d.MailFrom, strings.Join(d.Rcpts, ","), len(d.Data), messageID(d.Data))
-		},
-		OnReturn: func(o relaytest.ReturnOutcome) {
-			status := "returned"
-			if !o.Result.Accepted {
-				status = "return-failed"
-			}
-			fmt.Fprintf(a.stdout, "%s from=<%s> rcpts=%s size=%d message-id=%s attempts=%d reply=%q\n",
-				status, o.Delivery.MailFrom, strings.Join(o.Delivery.Rcpts, ","), len(o.Delivery.Data),
-				messageID(o.Delivery.Data), o.Result.Attempts, lastReply(o.Result))
-			for _, err := range o.TransformErrors {
-				fmt.Fprintf(a.stdout, "  transform skipped: %v\n", err)
-			}
-		},
-	})
-	if err != nil {
-		return err
-	}
-	if err := v.Start(); err != nil {
-		return err
-	}
-	names := make([]string, len(bs))
-	for i, b := range bs {
-		names[i] = b.Name()
-	}
-	a.announce("vendor", v.Addr())
-	fmt.Fprintf(a.stdout, "vendor returns to %s with behaviours [%s]\n", *ret, strings.Join(names, ", "))
-	<-ctx.Done()
-	return v.Close()
-}
-
-func (a *app) send(ctx context.Context, args []string) error {
-	fs := a.newFlags("send", "--to ADDR (--dir DIR | --file FILE | --generate) [flags]")
-	to := fs.String("to", "", "server address to send to (required)")
-	dir := fs.String("dir", "", "send every .eml file of this directory")
-	file := fs.String("file", "", "send this .eml file")
-	generate := fs.Bool("generate", false, "send generated Exchange messages")
-	seed := fs.Int64("seed", 1, "seed for --generate")
-	org := fs.String("org-domain", "", "tenant domain for --generate (default contoso.com)")
-	big := fs.Int("big-bytes", 0, "with --generate, add a message with an attachment of this many bytes")
-	fromOverride := fs.String("from-override", "", "MAIL FROM for every message instead of the header's")
-	rcptOverride := fs.String("rcpt-override", "", "comma-separated RCPT TO list for every message instead of the header's")
-	helo := fs.String("helo", relaytest.DefaultHelo, "EHLO name")
-	attempts := fs.Int("attempts", relaytest.DefaultMaxAttempts, "attempts per message")
-	timeout := fs.Duration("timeout", relaytest.DefaultTimeout, "timeout of every network operation")
-	clientTLS := tlsflags.Register(fs, "", "to", "issue STARTTLS and fail the attempt without it, as Exchange Online does towards a connector that requires TLS")
-	if err := a.parse(fs, args); err != nil {
-		return err
-	}
-	if *to == "" {
-		return a.usageError(fs, "--to is required")
-	}
-	tlsConfig, err := clientTLS.Config(*to)
-	if err != nil {
-		return a.usageError(fs, "%v", err)
-	}
-	sources := 0
-	for _, set := range []bool{*dir != "", *file != "", *generate} {
-		if set {
-			sources++
-		}
-	}
-	if sources != 1 {
-		return a.usageError(fs, "exactly one of --dir, --file and --generate is required")
-	}
-	if *attempts < 1 || *timeout <= 0 || *big < 0 {
-		return a.usageError(fs, "--attempts, --timeout and --big-bytes must be positive")
-	}
-
-	var msgs []relaytest.Message
-	switch {
-	case *dir != "":
-		var err error
-		if msgs, err = relaytest.LoadDir(*dir); err != nil {
-			return err
-		}
-	case *file != "":
-		m, err := relaytest.LoadFile(*file)
-		if err != nil {
-			return err
-		}
-		msgs = []relaytest.Message{m}
-	default:
-		msgs = relaytest.Generate(relaytest.GenerateOptions{Seed: *seed, OrgDomain: *org, BigAttachmentBytes: *big})
-	}
-	var rcpts []string
-	for _, r := range strings.Split(*rcptOverride, ",") {
-		if r = strings.TrimSpace(r); r != "" {
-			rcpts = append(rcpts, r)
-		}
-	}
-
-	s := relaytest.Sender{Addr: *to, Helo: *helo, MaxAttempts: *attempts, Timeout: *timeout, TLSConfig: tlsConfig}
-	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MESSAGE\tRESULT\tATTEMPTS\tREPLY")
-	failed := 0
-	for _, m := range msgs {
-		if *fromOverride != "" {
-			m.From = *fromOverride
-		}
-		if len(rcpts) > 0 {
-			m.To = rcpts
-		}
-		m.UTF8 = m.UTF8 || !isASCII(m.From) || !allASCII(m.To)
-		res := s.Send(ctx, m)
-		status := "accepted"
-		if !res.Accepted {
-			status, failed = "FAILED", failed+1
-		}
-		reply := lastReply(res)
-		if len(res.RejectedRcpts) > 0 {
-			reply += fmt.Sprintf(" (refused: %v)", res.RejectedRcpts)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", m.Name, status, res.Attempts, reply)
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d messages not delivered", failed, len(msgs))
-	}
-	return nil
-}
-
 func (a *app) behaviors(args []string) error {
-	fs := a.newFlags("behaviors", "")
+	fs := a.newFlags("behaviors", "", `List the behaviours "fakemta vendor --behaviors" accepts, with their
+parameters and defaults.`)
 	if err := a.parse(fs, args); err != nil {
 		return err
 	}
@@ -355,14 +214,31 @@ func lastReply(r relaytest.Result) string {
 
 // messageID returns the Message-ID of a message, "-" when it has none.
 func messageID(data []byte) string {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(data)))
-	if err != nil && h.Len() == 0 {
-		return "-"
-	}
-	if id := h.Get("Message-Id"); id != "" {
+	if id := headerField(data, "Message-Id"); id != "" {
 		return id
 	}
 	return "-"
+}
+
+// headerField returns the value of the first field name of the message's
+// top-level header, trimmed; "" when there is none.
+func headerField(data []byte, name string) string {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(data)))
+	if err != nil && h.Len() == 0 {
+		return ""
+	}
+	return strings.TrimSpace(h.Get(name))
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func isASCII(s string) bool {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -59,7 +60,21 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"send", "--to", "127.0.0.1:1", "--generate", "--attempts", "0"}, exitUsage, "must be positive"},
 		{[]string{"send", "--to", "127.0.0.1:1", "--dir", "/nonexistent/dir"}, exitFailure, "nonexistent"},
 		{[]string{"tenant", "--listen", "256.0.0.1:99999"}, exitFailure, "listen"},
-		{[]string{"behaviors", "-h"}, exitOK, "Usage: fakemta behaviors"},
+		{[]string{"behaviors", "extra"}, exitUsage, `unexpected argument "extra"`},
+		{[]string{"tenant", "--expect", "all"}, exitUsage, "--expect all needs --compare-dir"},
+		{[]string{"tenant", "--expect", "0"}, exitUsage, `want a positive number or "all"`},
+		{[]string{"tenant", "--expect", "2", "--expect-timeout", "0s"}, exitUsage, "--expect-timeout must be positive"},
+		{[]string{"tenant", "--require-tls"}, exitUsage, "--require-tls needs"},
+		{[]string{"tenant", "--tls-self-signed", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, exitUsage, "exclude each other"},
+		{[]string{"tenant", "--tls-cert", "c.pem"}, exitUsage, "--tls-cert needs --tls-key"},
+		{[]string{"tenant", "--compare-dir", "/nonexistent/dir"}, exitFailure, "--compare-dir"},
+		{[]string{"vendor", "--return", "127.0.0.1:1", "--backoff", "0s"}, exitUsage, "must be positive"},
+		{[]string{"vendor", "--return", "127.0.0.1:1", "--return-ca-file", "ca.pem"}, exitUsage, "--return-ca-file needs --return-starttls"},
+		{[]string{"send", "--to", "127.0.0.1:1", "--dir", ".", "--kind", "tnef"}, exitUsage, "--kind only with --generate"},
+		{[]string{"send", "--to", "127.0.0.1:1", "--generate", "--kind", "tnef,bogus"}, exitUsage,
+			`unknown message kind "bogus"; the kinds are plain, html, related, attachment, tnef,`},
+		{[]string{"send", "--to", "127.0.0.1:1", "--generate", "--kind", "big-attachment"}, exitUsage, "kind big-attachment needs --big-bytes"},
+		{[]string{"generate"}, exitUsage, "--out is required"},
 	}
 	for _, tc := range tests {
 		code, _, stderr := runApp(t, context.Background(), tc.args...)
@@ -191,3 +206,5 @@ func TestServersRunUntilCancelled(t *testing.T) {
 }
 
 var smtpError550 = smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "unknown user"}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }

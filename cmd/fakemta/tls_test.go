@@ -49,3 +49,72 @@ func TestSendSTARTTLS(t *testing.T) {
 		t.Errorf("--ca-file without --starttls: exit %d %s", code, stderr)
 	}
 }
+
+// tenant --tls-self-signed --require-tls takes mail only over STARTTLS;
+// --tls-cert and --tls-key serve a certificate a client verifies with
+// --ca-file.
+func TestTenantTLS(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	self := startServer(t, "tenant", "--tls-self-signed", "--require-tls")
+	code, out, stderr := runApp(t, ctx, "send", "--to", self.addr, "--generate", "--kind", "plain", "--attempts", "1")
+	if code != exitFailure || !strings.Contains(out, "SMTP error 530") {
+		t.Errorf("without STARTTLS: exit %d\n%s%s", code, out, stderr)
+	}
+	code, _, stderr = runApp(t, ctx, "send", "--to", self.addr, "--generate", "--kind", "plain", "--starttls", "--attempts", "1")
+	if code != exitFailure || strings.Contains(self.out.String(), "delivery from=") {
+		t.Errorf("a self-signed certificate verified: exit %d %s", code, stderr)
+	}
+	code, _, stderr = runApp(t, ctx, "send", "--to", self.addr, "--generate", "--kind", "plain", "--starttls", "--insecure-skip-verify")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if got := self.out.String(); strings.Count(got, "delivery from=") != 1 || !strings.Contains(got, " tls\n") {
+		t.Errorf("tenant output:\n%s", got)
+	}
+
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "test CA")
+	caFile := ca.WriteCA(t, dir)
+	certFile, keyFile := testpki.WritePair(t, dir, "tenant", ca.Issue(t, "tenant.test", x509.ExtKeyUsageServerAuth))
+	files := startServer(t, "tenant", "--tls-cert", certFile, "--tls-key", keyFile, "--require-tls")
+	code, _, stderr = runApp(t, ctx, "send", "--to", files.addr, "--generate", "--kind", "plain", "--starttls", "--ca-file", caFile, "--tls-server-name", "tenant.test")
+	if code != exitOK || !strings.Contains(files.out.String(), " tls\n") {
+		t.Errorf("exit %d: %s\n%s", code, stderr, files.out.String())
+	}
+}
+
+// vendor --tls-self-signed offers STARTTLS; --return-starttls and
+// --return-ca-file make it send back over verified TLS.
+func TestVendorTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "test CA")
+	caFile := ca.WriteCA(t, dir)
+	tn, err := relaytest.NewTenant(relaytest.TenantConfig{RequireTLS: true,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "tenant.test", x509.ExtKeyUsageServerAuth)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer tn.Close()
+	v := startServer(t, "vendor", "--return", tn.Addr(), "--tls-self-signed",
+		"--return-starttls", "--return-ca-file", caFile, "--return-tls-server-name", "tenant.test")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code, _, stderr := runApp(t, ctx, "send", "--to", v.addr, "--generate", "--kind", "plain", "--starttls", "--insecure-skip-verify")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	ds, err := tn.WaitDeliveries(1, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ds[0].TLS {
+		t.Error("sent back without TLS")
+	}
+}

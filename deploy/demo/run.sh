@@ -3,8 +3,11 @@
 # would run it: a fake tenant (fakemta tenant), the relay (recallrelay serve
 # with recallrelay.yaml and rules.yaml beside this script), a fake signature
 # service (fakemta vendor), and Exchange-like mail (fakemta send --generate).
-# It prints what the tenant received and the relay's log lines, then stops
-# everything. Ports: 2525, 2526, 10025, 10026 on 127.0.0.1.
+# The tenant compares every delivery with the message as it was sent (what
+# recall needs must arrive byte for byte) and exits once every message has
+# arrived; the script prints what it received and the relay's log lines,
+# then stops everything and exits with the tenant's status. Ports: 2525,
+# 2526, 10025, 10026 on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -33,7 +36,11 @@ go build -o "$work/fakemta" ./cmd/fakemta
 export RECALLRELAY_KEY_K1="base64:$(head -c 32 /dev/urandom | base64)"
 
 "$work/recallrelay" check --config deploy/demo/recallrelay.yaml
-"$work/fakemta" tenant --listen 127.0.0.1:10026 >"$work/tenant.log" 2>&1 & pids+=($!)
+# The messages as Exchange Online sends them, for the tenant to compare with.
+"$work/fakemta" generate --seed 1 --out "$work/sent" >/dev/null
+"$work/fakemta" tenant --listen 127.0.0.1:10026 --compare-dir "$work/sent" \
+	--expect all --expect-timeout 60s >"$work/tenant.log" 2>&1 & tenant_pid=$!
+pids+=("$tenant_pid")
 "$work/recallrelay" serve --config deploy/demo/recallrelay.yaml 2>"$work/relay.log" & pids+=($!)
 "$work/fakemta" vendor --listen 127.0.0.1:10025 --return 127.0.0.1:2526 \
 	--behaviors signature-service >"$work/vendor.log" 2>&1 & pids+=($!)
@@ -41,20 +48,22 @@ for port in 10026 2525 2526 10025; do wait_port "$port"; done
 
 echo
 echo "sending generated Exchange Online messages to the relay's tenant leg"
-"$work/fakemta" send --to 127.0.0.1:2525 --generate
-# The vendor sends back from its own queue: wait until the tenant has had
-# nothing new for a second (at most 20 s).
-last=-1
-for _ in $(seq 20); do
-	n="$(grep -c '^delivery' "$work/tenant.log" || true)"
-	[[ "$n" == "$last" ]] && break
-	last="$n"
-	sleep 1
-done
+"$work/fakemta" send --to 127.0.0.1:2525 --generate --seed 1
+# The vendor sends back from its own queue; the tenant exits once every
+# generated message has arrived (0), when one lost part of its identity or
+# after 60 s (1).
+tenant_status=0
+wait "$tenant_pid" || tenant_status=$?
 
 echo
-echo "== what the tenant received (fakemta tenant)"
+echo "== what the tenant received and how it compares with what was sent (fakemta tenant)"
 cat "$work/tenant.log"
 echo
 echo "== the relay's log, one line per message per leg"
 grep '"message":"message"' "$work/relay.log" || true
+echo
+if [[ "$tenant_status" != 0 ]]; then
+	echo "run.sh: the tenant exited with status $tenant_status" >&2
+	exit "$tenant_status"
+fi
+echo "run.sh: every message arrived with its identity intact"

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/recallrelay/recallrelay/internal/tlsflags"
+	"github.com/recallrelay/recallrelay/relaytest"
+)
+
+func (a *app) vendor(ctx context.Context, args []string) error {
+	fs := a.newFlags("vendor", "--return ADDR [--listen ADDR] [--behaviors LIST] [TLS and retry flags]",
+		`Receive mail like a signature or scanning service, apply the behaviours (see "fakemta
+behaviors") and send the result back to --return from an in-memory queue. It prints one
+line per message received, per message refused (tempfail-first and other receive
+filters) and per send-back transaction, with every failed attempt of the latter
+(drop-mid-data, a refusing relay). It runs until SIGINT or SIGTERM.`)
+	listen := fs.String("listen", relaytest.DefaultListen, "`ADDR` (host:port) to listen on")
+	ret := fs.String("return", "", "`ADDR` (host:port) to send processed mail back to (required)")
+	list := fs.String("behaviors", "passthrough", "comma-separated behaviour `LIST` (see \"fakemta behaviors\")")
+	name := fs.String("name", "vendor", "vendor `NAME` for logs")
+	helo := fs.String("helo", "", "host `NAME` of the greeting and of EHLO when sending back (default NAME.vendor.relaytest.invalid)")
+	attempts := fs.Int("attempts", relaytest.DefaultMaxAttempts, "send-back attempts per message")
+	backoff := fs.Duration("backoff", relaytest.DefaultBackoff, "wait before the second send-back attempt, doubling up to "+relaytest.MaxBackoff.String())
+	timeout := fs.Duration("timeout", relaytest.DefaultTimeout, "timeout of every network operation when sending back")
+	srvTLS := registerServerTLS(fs)
+	retTLS := tlsflags.Register(fs.FlagSet, "return-", "return", "issue STARTTLS when sending back and fail the attempt without it, as vendors deliver to Exchange Online")
+	// TODO(merge, AUTH): fs.Var(&auth, "auth", "require AUTH PLAIN with `USER:PASS`") and
+	// VendorConfig's auth callback set to auth.check (see credentials); AUTH
+	// when sending back needs relaytest's Sender to support it.
+	if err := a.parse(fs, args); err != nil {
+		return err
+	}
+	if *ret == "" {
+		return a.usageError(fs, "--return is required")
+	}
+	if *attempts < 1 || *backoff <= 0 || *timeout <= 0 {
+		return a.usageError(fs, "--attempts, --backoff and --timeout must be positive")
+	}
+	bs, err := relaytest.ParseBehaviors(*list)
+	if err != nil {
+		return a.usageError(fs, "%v", err)
+	}
+	tlsConfig, err := srvTLS.config(nonEmpty(*helo, *name+".vendor.relaytest.invalid"))
+	if err != nil {
+		return a.usageError(fs, "%v", err)
+	}
+	returnTLS, err := retTLS.Config(*ret)
+	if err != nil {
+		return a.usageError(fs, "%v", err)
+	}
+	p := &vendorPrinter{out: a.stdout}
+	v, err := relaytest.NewVendor(relaytest.VendorConfig{
+		Name: *name, Listen: *listen, ReturnAddr: *ret, Helo: *helo,
+		Behaviors:   observeRefusals(bs, p),
+		MaxAttempts: *attempts, Backoff: *backoff, Timeout: *timeout,
+		TLSConfig: tlsConfig, ReturnTLSConfig: returnTLS,
+		ErrorLog:  a.logger(),
+		OnReceive: p.received,
+		OnReturn:  p.returned,
+	})
+	if err != nil {
+		return err
+	}
+	if err := v.Start(); err != nil {
+		return err
+	}
+	names := make([]string, len(bs))
+	for i, b := range bs {
+		names[i] = b.Name()
+	}
+	a.announce("vendor", v.Addr())
+	fmt.Fprintf(a.stdout, "vendor returns to %s with behaviours [%s]\n", *ret, strings.Join(names, ", "))
+	<-ctx.Done()
+	return v.Close()
+}
+
+// refusalObserver is told about every message a vendor refuses.
+//
+// TODO(merge): when relaytest's VendorConfig gains a refusal callback
+// (OnRefuse func(d Delivery, by string, err *smtp.SMTPError), covering
+// also the refusals that are not a behaviour's: shutting down, size),
+// set it to the observer's refused method and drop observeRefusals.
+type refusalObserver interface {
+	refused(d relaytest.Delivery, behavior string, err *smtp.SMTPError)
+}
+
+// observeRefusals returns bs with every ReceiveFilter wrapped so that its
+// refusals reach o. A behaviour that is also a Transformer or a
+// ReturnPlanner is split into one behaviour per role: the vendor keeps one
+// list per role in the order given, so the split changes no order.
+func observeRefusals(bs []relaytest.Behavior, o refusalObserver) []relaytest.Behavior {
+	out := make([]relaytest.Behavior, 0, len(bs))
+	for _, b := range bs {
+		f, ok := b.(relaytest.ReceiveFilter)
+		if !ok {
+			out = append(out, b)
+			continue
+		}
+		out = append(out, observedFilter{f, o})
+		if t, ok := b.(relaytest.Transformer); ok {
+			out = append(out, transformerOnly{t})
+		}
+		if p, ok := b.(relaytest.ReturnPlanner); ok {
+			out = append(out, plannerOnly{p})
+		}
+	}
+	return out
+}
+
+// observedFilter is a ReceiveFilter whose refusals are reported.
+type observedFilter struct {
+	relaytest.ReceiveFilter
+	o refusalObserver
+}
+
+// Receive implements relaytest.ReceiveFilter.
+func (f observedFilter) Receive(d *relaytest.Delivery) *smtp.SMTPError {
+	err := f.ReceiveFilter.Receive(d)
+	if err != nil {
+		f.o.refused(*d, f.Name(), err)
+	}
+	return err
+}
+
+// transformerOnly and plannerOnly hide every role of a behaviour but one.
+type (
+	transformerOnly struct{ relaytest.Transformer }
+	plannerOnly     struct{ relaytest.ReturnPlanner }
+)
+
+// vendorPrinter prints what a vendor does, one line (and indented detail
+// lines) at a time.
+type vendorPrinter struct {
+	mu  sync.Mutex
+	out io.Writer
+}
+
+func (p *vendorPrinter) received(d relaytest.Delivery) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.out, "received from=<%s> rcpts=%s size=%d message-id=%s\n",
+		d.MailFrom, strings.Join(d.Rcpts, ","), len(d.Data), messageID(d.Data))
+}
+
+func (p *vendorPrinter) refused(d relaytest.Delivery, behavior string, err *smtp.SMTPError) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.out, "refused from=<%s> rcpts=%s size=%d message-id=%s by=%s reply=%q\n",
+		d.MailFrom, strings.Join(d.Rcpts, ","), len(d.Data), messageID(d.Data), behavior, smtpReply(err))
+}
+
+func (p *vendorPrinter) returned(o relaytest.ReturnOutcome) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	status := "returned"
+	if !o.Result.Accepted {
+		status = "return-failed"
+	}
+	fmt.Fprintf(p.out, "%s from=<%s> rcpts=%s size=%d message-id=%s attempts=%d reply=%q\n",
+		status, o.Delivery.MailFrom, strings.Join(o.Delivery.Rcpts, ","), len(o.Delivery.Data),
+		messageID(o.Delivery.Data), o.Result.Attempts, lastReply(o.Result))
+	failed := o.Result.Replies
+	if o.Result.Accepted && len(failed) > 0 {
+		failed = failed[:len(failed)-1] // the last one is the reply above
+	}
+	for i, r := range failed {
+		fmt.Fprintf(p.out, "  attempt %d failed: %s\n", i+1, r)
+	}
+	for _, err := range o.TransformErrors {
+		fmt.Fprintf(p.out, "  transform skipped: %v\n", err)
+	}
+}
+
+// smtpReply formats err as the reply line a client sees.
+func smtpReply(err *smtp.SMTPError) string {
+	if err.EnhancedCode == (smtp.EnhancedCode{}) || err.EnhancedCode == smtp.NoEnhancedCode {
+		return fmt.Sprintf("%d %s", err.Code, err.Message)
+	}
+	c := err.EnhancedCode
+	return fmt.Sprintf("%d %d.%d.%d %s", err.Code, c[0], c[1], c[2], err.Message)
+}
