@@ -13,10 +13,12 @@ import (
 	"time"
 )
 
-// TestNameHeader is the header field GenerateOptions.TestNames adds: it
-// carries the message's Message.Name ("gen-01-plain"), so that a test can tell
-// which generated message a delivery is, even when a service rewrites the
-// Subject or splits the recipients. It is not part of the recall identity
+// TestNameHeader is the header field that names the test a message belongs
+// to: GenerateOptions.TestNames adds it with the message's Message.Name
+// ("gen-01-plain"), and tests stamp it on messages of their own. A service
+// under test may rewrite Message-ID and Subject and a recipient may get
+// several messages, so tests find "their" delivery with ByTestName,
+// MatchTestName or TestName. It is not part of the recall identity
 // (CompareIdentity ignores it, and nothing in Exchange or the relay reads
 // it); a service may keep it, move it or drop it without consequence.
 const TestNameHeader = "X-Relaytest-Name"

@@ -9,13 +9,6 @@ import (
 	"time"
 )
 
-// TestNameHeader is the header field that names the test a message belongs
-// to. A service under test may rewrite Message-ID and Subject and a
-// recipient may get several messages, so tests that need to find "their"
-// delivery among others stamp this field on what they send and look
-// deliveries up with ByTestName or MatchTestName.
-const TestNameHeader = "X-Relaytest-Name"
-
 // TestName returns the value of the first TestNameHeader field of the
 // top-level header of data (unfolded, surrounding blanks removed), or ""
 // when there is none.
