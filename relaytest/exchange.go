@@ -13,8 +13,8 @@ import (
 )
 
 // Values the exchange-second-pass behaviour stamps. They are shaped like
-// the values real Exchange Online messages carry (../shared/corpus/exchange)
-// but name no real server or tenant.
+// the values real Exchange Online messages carry but name no real server or
+// tenant.
 const (
 	// SecondPassTenantID is the tenant id stamped in
 	// X-MS-Exchange-CrossTenant-Id.
@@ -58,15 +58,16 @@ const (
 //   - Removes every X-MS-Exchange-CrossTenant-*,
 //     X-MS-Exchange-Transport-CrossTenantHeadersStamped and X-OriginatorOrg
 //     field, and stamps the CrossTenant block anew: documented as what
-//     Exchange does on re-entry (../shared/docs/exchange-round-trip.md,
-//     section 2). An X-MS-Office365-Filtering-Correlation-Id the message
-//     arrives with is kept as X-MS-Office365-Filtering-Correlation-Id-Prvs
-//     and replaced by the new Network-Message-Id (same section).
+//     Exchange does on re-entry (docs/exchange-online.md in this module,
+//     "What makes returning mail internal"). An
+//     X-MS-Office365-Filtering-Correlation-Id the message arrives with is
+//     kept as X-MS-Office365-Filtering-Correlation-Id-Prvs and replaced by
+//     the new Network-Message-Id (same section).
 //   - Adds on top one Received field, from the vendor (SecondPassClientIP)
-//     by the frontend, in the form of the Exchange Online frontend Received
-//     fields of the corpus (022).
+//     by the frontend, in the form of the Received fields Exchange Online
+//     frontends stamp on Internet mail (observed).
 //   - Adds at the bottom of the header, where Exchange Online puts its block
-//     on outgoing mail (corpus 022, 026): the -Prvs field above, if any,
+//     on outgoing mail (observed): the -Prvs field above, if any,
 //     X-MS-Office365-Filtering-Correlation-Id: <new Network-Message-Id>,
 //     X-MS-Exchange-CrossTenant-OriginalArrivalTime, -Network-Message-Id,
 //     -Id (SecondPassTenantID), -AuthSource (SecondPassFrontend),
@@ -83,10 +84,11 @@ const (
 // is not changed: the Vendor sends the result on to ReturnAddr with the
 // envelope it received.
 //
-// Documented (exchange-round-trip.md): the Organization-* to CrossPremises-*
-// conversion with X-OrganizationHeadersPreserved through a connector with
-// CloudServicesMailEnabled, and the CrossTenant re-stamping. Observed (the
-// corpus, 022: Internet mail received by a tenant): AuthAs Anonymous,
+// Documented (docs/exchange-online.md, "What makes returning mail
+// internal"): the Organization-* to CrossPremises-* conversion with
+// X-OrganizationHeadersPreserved through a connector with
+// CloudServicesMailEnabled, and the CrossTenant re-stamping. Observed (in
+// real Internet mail received by a tenant): AuthAs Anonymous,
 // AuthSource the EOP frontend, FromEntityHeader Internet, the Received
 // field's form. Assumed, where the domain notes are silent: that Exchange
 // drops the organization fields the vendor's delivery carries (its header

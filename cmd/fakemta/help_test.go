@@ -13,6 +13,9 @@ func TestHelpListsFlags(t *testing.T) {
 	t.Parallel()
 	clientTLS := []string{"starttls", "tls-server-name", "ca-file", "client-cert", "client-key", "insecure-skip-verify"}
 	serverTLS := []string{"tls-cert", "tls-key", "tls-self-signed"}
+	serverAuth := []string{"auth", "auth-optional"}
+	clientAuth := []string{"auth-user", "auth-pass", "auth-mech"}
+	generate := []string{"seed", "org-domain", "big-bytes", "kind", "count", "senders", "recipients", "test-names"}
 	prefixed := func(p string, names []string) []string {
 		out := make([]string, len(names))
 		for i, n := range names {
@@ -25,14 +28,15 @@ func TestHelpListsFlags(t *testing.T) {
 		synopsis string
 		flags    [][]string
 	}{
-		{"tenant", "[--listen ADDR] [--domain NAME] [--save-dir DIR] [--compare-dir DIR] [--expect N|all]", [][]string{
-			{"listen", "domain", "require-tls", "save-dir", "compare-dir", "expect", "expect-timeout", "linger"}, serverTLS}},
+		{"tenant", "[--listen ADDR] [--domain NAME] [--save-dir DIR] [--compare-dir DIR] [--expect N|all] [TLS and AUTH flags]", [][]string{
+			{"listen", "domain", "require-tls", "save-dir", "compare-dir", "expect", "expect-timeout", "linger"}, serverTLS, serverAuth}},
 		{"vendor", "--return ADDR [--listen ADDR] [--behaviors LIST]", [][]string{
-			{"listen", "return", "behaviors", "name", "helo", "attempts", "backoff", "timeout"}, serverTLS, prefixed("return-", clientTLS)}},
-		{"send", "--to ADDR (--dir DIR | --file FILE | --generate [--kind LIST])", [][]string{
-			{"to", "dir", "file", "generate", "seed", "org-domain", "big-bytes", "kind", "from-override", "rcpt-override",
-				"helo", "attempts", "backoff", "timeout"}, clientTLS}},
-		{"generate", "--out DIR", [][]string{{"out", "seed", "org-domain", "big-bytes", "kind"}}},
+			{"listen", "return", "behaviors", "name", "helo", "attempts", "backoff", "timeout"}, serverTLS, prefixed("return-", clientTLS),
+			serverAuth, prefixed("return-", clientAuth)}},
+		{"send", "--to ADDR (--dir DIR | --file FILE | --generate [--kind LIST] [--count N])", [][]string{
+			{"to", "dir", "file", "generate", "from-override", "rcpt-override", "helo", "attempts", "backoff", "timeout"},
+			generate, clientTLS, clientAuth}},
+		{"generate", "--out DIR [--seed N] [--kind LIST] [--count N]", [][]string{{"out"}, generate}},
 		{"load", "(--to ADDR [--compare-direct] | --sink)", [][]string{
 			{"to", "sink", "senders", "messages", "duration", "per-conn", "bdat", "size", "exchange", "json", "pid"}, clientTLS}},
 		{"behaviors", "", nil},

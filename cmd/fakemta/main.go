@@ -5,16 +5,22 @@
 //
 // Usage:
 //
-//	fakemta tenant    [--listen ADDR] [--domain NAME] [--save-dir DIR] [--compare-dir DIR] [--expect N|all] [TLS flags]
-//	fakemta vendor    --return ADDR [--listen ADDR] [--behaviors LIST] [TLS and retry flags]
-//	fakemta send      --to ADDR (--dir DIR | --file FILE | --generate [--kind LIST]) [flags]
-//	fakemta generate  --out DIR [--seed N] [--kind LIST]
+//	fakemta tenant    [--listen ADDR] [--domain NAME] [--save-dir DIR] [--compare-dir DIR] [--expect N|all] [TLS and AUTH flags]
+//	fakemta vendor    --return ADDR [--listen ADDR] [--behaviors LIST] [TLS, AUTH and retry flags]
+//	fakemta send      --to ADDR (--dir DIR | --file FILE | --generate [generate flags]) [TLS, AUTH and retry flags]
+//	fakemta generate  --out DIR [--seed N] [--kind LIST] [--count N] [--senders LIST] [--recipients LIST] [--test-names]
 //	fakemta load      (--to ADDR | --sink) [flags]
 //	fakemta behaviors
 //
 // "fakemta COMMAND -h" prints the flags of a command. The servers run until
 // SIGINT or SIGTERM, or, for a tenant given --expect, until the expected
 // mail has arrived.
+//
+// The exit status is 0 when everything worked, 2 for a bad command line and
+// 1 otherwise: a server that could not start, a message not delivered, a
+// tenant's --expect not met or a compared delivery not intact, and a vendor
+// stopped while messages it had accepted were still queued (it prints a
+// "dropped" line for each first).
 package main
 
 import (
@@ -52,10 +58,21 @@ func main() {
 }
 
 // app holds the command's outputs; ready, when set, is told the address a
-// server listens on (tests use it).
+// server listens on (tests use it). registry, when set, is the behaviour
+// registry of "vendor --behaviors" and "behaviors" instead of the built-in
+// one (a program wrapping fakemta, or a test, adds its own behaviours).
 type app struct {
 	stdout, stderr io.Writer
 	ready          func(role, addr string)
+	registry       *relaytest.Registry
+}
+
+// behaviorRegistry returns a.registry, or relaytest's built-in behaviours.
+func (a *app) behaviorRegistry() *relaytest.Registry {
+	if a.registry != nil {
+		return a.registry
+	}
+	return relaytest.NewRegistry()
 }
 
 const usage = `Usage: fakemta COMMAND [flags]
@@ -191,7 +208,7 @@ parameters and defaults.`)
 		return err
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	for _, b := range relaytest.Behaviors() {
+	for _, b := range a.behaviorRegistry().Behaviors() {
 		name := b.Name
 		if b.Param != "" {
 			name += "[" + b.Param + "]"

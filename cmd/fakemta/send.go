@@ -13,10 +13,12 @@ import (
 )
 
 func (a *app) send(ctx context.Context, args []string) error {
-	fs := a.newFlags("send", "--to ADDR (--dir DIR | --file FILE | --generate [--kind LIST]) [flags]",
+	fs := a.newFlags("send", "--to ADDR (--dir DIR | --file FILE | --generate [--kind LIST] [--count N]) [flags]",
 		`Send .eml files or generated Exchange Online messages to a server the way Exchange
 Online delivers to a smart host, retrying temporary failures, and print one line per
-message. It exits with status 1 when a message was not delivered.`)
+message. --kind, --count, --senders, --recipients and --test-names choose what
+--generate makes, as for "fakemta generate". It exits with status 1 when a message was
+not delivered.`)
 	to := fs.String("to", "", "`ADDR` (host:port) of the server to send to (required)")
 	dir := fs.String("dir", "", "send every .eml file of `DIR`")
 	file := fs.String("file", "", "send this .eml `FILE`")
@@ -29,8 +31,7 @@ message. It exits with status 1 when a message was not delivered.`)
 	backoff := fs.Duration("backoff", relaytest.DefaultBackoff, "wait before the second attempt, doubling for every further one up to "+relaytest.MaxBackoff.String())
 	timeout := fs.Duration("timeout", relaytest.DefaultTimeout, "timeout of every network operation")
 	clientTLS := tlsflags.Register(fs.FlagSet, "", "to", "issue STARTTLS and fail the attempt without it, as Exchange Online does towards a connector that requires TLS")
-	// TODO(merge, AUTH): --auth-user and --auth-pass once relaytest's Sender
-	// can authenticate (e.g. a Sender.Auth sasl.Client field).
+	cliAuth := registerClientAuth(fs, "", "--to")
 	if err := a.parse(fs, args); err != nil {
 		return err
 	}
@@ -38,6 +39,10 @@ message. It exits with status 1 when a message was not delivered.`)
 		return a.usageError(fs, "--to is required")
 	}
 	tlsConfig, err := clientTLS.Config(*to)
+	if err != nil {
+		return a.usageError(fs, "%v", err)
+	}
+	auth, err := cliAuth.credentials()
 	if err != nil {
 		return a.usageError(fs, "%v", err)
 	}
@@ -78,7 +83,7 @@ message. It exits with status 1 when a message was not delivered.`)
 	}
 	rcpts := splitList(*rcptOverride)
 
-	s := relaytest.Sender{Addr: *to, Helo: *helo, MaxAttempts: *attempts, Backoff: *backoff, Timeout: *timeout, TLSConfig: tlsConfig}
+	s := relaytest.Sender{Addr: *to, Helo: *helo, MaxAttempts: *attempts, Backoff: *backoff, Timeout: *timeout, TLSConfig: tlsConfig, Auth: auth}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MESSAGE\tRESULT\tATTEMPTS\tREPLY")
 	failed := 0
@@ -118,10 +123,14 @@ message. It exits with status 1 when a message was not delivered.`)
 
 // generate is "fakemta generate": Generate's messages as .eml files.
 func (a *app) generate(args []string) error {
-	fs := a.newFlags("generate", "--out DIR [--seed N] [--kind LIST] [--org-domain DOMAIN] [--big-bytes N]",
+	fs := a.newFlags("generate", "--out DIR [--seed N] [--kind LIST] [--count N] [--senders LIST] [--recipients LIST] [--test-names] [--org-domain DOMAIN] [--big-bytes N]",
 		`Write the generated Exchange Online messages "fakemta send --generate" sends to a
 directory, one NAME.eml file each: to edit them, to send them with "fakemta send --dir",
-or to compare what a tenant receives with them ("fakemta tenant --compare-dir").`)
+or to compare what a tenant receives with them ("fakemta tenant --compare-dir"). It
+prints one line per file with the message's kind. By default there is one message of
+every kind; --kind and --count choose others, --senders and --recipients replace the
+generated addresses, and --test-names stamps every message with its name in an
+X-Relaytest-Name field, which a tenant matches even where Message-ID was rewritten.`)
 	out := fs.String("out", "", "write the messages to `DIR`, created if needed (required)")
 	gen := registerGenerate(fs)
 	if err := a.parse(fs, args); err != nil {
@@ -149,19 +158,30 @@ or to compare what a tenant receives with them ("fakemta tenant --compare-dir").
 
 // generateFlags are the flags that select generated messages.
 type generateFlags struct {
-	seed  int64
-	org   string
-	big   int
-	kinds string
+	seed       int64
+	org        string
+	big        int
+	kinds      string
+	count      int
+	senders    string
+	recipients string
+	testNames  bool
 }
 
-// registerGenerate defines --seed, --org-domain, --big-bytes and --kind on fs.
+// generateFlagNames are the flags registerGenerate defines.
+var generateFlagNames = []string{"seed", "org-domain", "big-bytes", "kind", "count", "senders", "recipients", "test-names"}
+
+// registerGenerate defines the flags of generateFlagNames on fs.
 func registerGenerate(fs *flagSet) *generateFlags {
 	g := &generateFlags{}
-	fs.Int64Var(&g.seed, "seed", 1, "seed of the generated messages")
+	fs.Int64Var(&g.seed, "seed", 1, "seed of the generated messages: the same flags give the same bytes")
 	fs.StringVar(&g.org, "org-domain", "", "tenant `DOMAIN` of the generated messages (default contoso.com)")
-	fs.IntVar(&g.big, "big-bytes", 0, "add a message with an attachment of `N` bytes (kind "+relaytest.KindBigAttachment+")")
-	fs.StringVar(&g.kinds, "kind", "", "only the generated messages of these comma-separated kinds (`LIST`, e.g. "+relaytest.KindTNEF+"; default all)")
+	fs.IntVar(&g.big, "big-bytes", 0, "attachment size in `BYTES` of kind "+relaytest.KindBigAttachment+"; without --kind, a positive value adds that kind")
+	fs.StringVar(&g.kinds, "kind", "", "comma-separated message kinds, in order, repeats allowed (`LIST`: "+strings.Join(relaytest.Kinds(), ", ")+"; default one of each but "+relaytest.KindBigAttachment+")")
+	fs.IntVar(&g.count, "count", 0, "generate `N` messages, going through the kinds cyclically (default one per kind)")
+	fs.StringVar(&g.senders, "senders", "", "comma-separated sender `LIST` (addresses, or \"Name <address>\") used in turn instead of the generated senders")
+	fs.StringVar(&g.recipients, "recipients", "", "comma-separated recipient `LIST` used in turn instead of the generated recipients")
+	fs.BoolVar(&g.testNames, "test-names", false, "add an X-Relaytest-Name field with the message's name (gen-NN-KIND) to every message")
 	return g
 }
 
@@ -169,8 +189,7 @@ func registerGenerate(fs *flagSet) *generateFlags {
 func (g *generateFlags) set(fs *flagSet) []string {
 	var out []string
 	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "seed", "org-domain", "big-bytes", "kind":
+		if contains(generateFlagNames, f.Name) {
 			out = append(out, "--"+f.Name)
 		}
 	})
@@ -179,45 +198,22 @@ func (g *generateFlags) set(fs *flagSet) []string {
 
 // messages returns the generated messages the flags select. An unknown
 // kind is an error that lists the known ones.
-//
-// TODO(merge): pass the kinds to Generate (GenerateOptions.Kinds) instead
-// of filtering its output, and add --count, --senders and --recipients.
 func (g *generateFlags) messages() ([]relaytest.Message, error) {
-	if g.big < 0 {
-		return nil, fmt.Errorf("--big-bytes must not be negative")
+	if g.big < 0 || g.count < 0 {
+		return nil, fmt.Errorf("--big-bytes and --count must not be negative")
 	}
-	want := splitList(g.kinds)
-	known := generatedKinds()
-	for _, k := range want {
-		if !contains(known, k) {
-			return nil, fmt.Errorf("unknown message kind %q; the kinds are %s", k, strings.Join(known, ", "))
-		}
-		if k == relaytest.KindBigAttachment && g.big == 0 {
-			return nil, fmt.Errorf("kind %s needs --big-bytes", k)
-		}
+	opts := relaytest.GenerateOptions{
+		Seed: g.seed, OrgDomain: g.org, BigAttachmentBytes: g.big,
+		Kinds: splitList(g.kinds), Count: g.count,
+		Senders: splitList(g.senders), Recipients: splitList(g.recipients),
+		TestNames: g.testNames,
 	}
-	msgs := relaytest.Generate(relaytest.GenerateOptions{Seed: g.seed, OrgDomain: g.org, BigAttachmentBytes: g.big})
-	if len(want) == 0 {
-		return msgs, nil
-	}
-	var out []relaytest.Message
-	for _, m := range msgs {
-		if contains(want, m.Kind) {
-			out = append(out, m)
+	for _, k := range opts.Kinds {
+		if !contains(relaytest.Kinds(), k) {
+			return nil, fmt.Errorf("unknown message kind %q; the kinds are %s", k, strings.Join(relaytest.Kinds(), ", "))
 		}
 	}
-	return out, nil
-}
-
-// generatedKinds lists the kinds Generate produces, in its order.
-func generatedKinds() []string {
-	var kinds []string
-	for _, m := range relaytest.Generate(relaytest.GenerateOptions{BigAttachmentBytes: 1}) {
-		if !contains(kinds, m.Kind) {
-			kinds = append(kinds, m.Kind)
-		}
-	}
-	return kinds
+	return relaytest.GenerateMessages(opts)
 }
 
 func contains(list []string, s string) bool {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,17 +15,11 @@ import (
 	"github.com/recallrelay/recallrelay/relaytest"
 )
 
-// send --kind sends only the generated messages of the kinds listed.
+// send --kind sends the generated messages of the kinds listed, in the
+// order listed (relaytest's GenerateOptions.Kinds).
 func TestSendKind(t *testing.T) {
 	t.Parallel()
-	tn, err := relaytest.NewTenant(relaytest.TenantConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tn.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer tn.Close()
+	tn := relaytest.StartTenant(t, relaytest.TenantConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	code, out, stderr := runApp(t, ctx, "send", "--to", tn.Addr(), "--generate", "--seed", "3",
@@ -32,13 +27,8 @@ func TestSendKind(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	var want []relaytest.Message
-	for _, m := range relaytest.Generate(relaytest.GenerateOptions{Seed: 3, BigAttachmentBytes: 2000}) {
-		switch m.Kind {
-		case relaytest.KindTNEF, relaytest.KindCalendar, relaytest.KindBigAttachment:
-			want = append(want, m)
-		}
-	}
+	want := relaytest.Generate(relaytest.GenerateOptions{Seed: 3, BigAttachmentBytes: 2000,
+		Kinds: []string{relaytest.KindCalendar, relaytest.KindTNEF, relaytest.KindBigAttachment}})
 	ds := tn.Deliveries()
 	if len(ds) != len(want) || len(want) != 3 {
 		t.Fatalf("%d deliveries, want %d:\n%s", len(ds), len(want), out)
@@ -46,6 +36,78 @@ func TestSendKind(t *testing.T) {
 	for i, d := range ds {
 		if !bytes.Equal(d.Data, want[i].Data) || !strings.Contains(out, want[i].Name) {
 			t.Errorf("delivery %d is not %s", i, want[i].Name)
+		}
+	}
+	if want[0].Name != "gen-01-calendar" || want[2].Kind != relaytest.KindBigAttachment {
+		t.Errorf("generated %s ... %s", want[0].Name, want[2].Kind)
+	}
+}
+
+// send --generate passes --count, --senders, --recipients and --test-names
+// to Generate: the tenant gets exactly GenerateMessages' bytes, each
+// findable by its test name.
+func TestSendGenerateOptions(t *testing.T) {
+	t.Parallel()
+	tn := relaytest.StartTenant(t, relaytest.TenantConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code, out, stderr := runApp(t, ctx, "send", "--to", tn.Addr(), "--generate", "--seed", "7",
+		"--kind", "plain,multi-rcpt", "--count", "5", "--senders", "Adele Vance <adele@fabrikam.com>, megan@fabrikam.com",
+		"--recipients", "x@fabrikam.com,y@fabrikam.com,z@fabrikam.com", "--test-names")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	want, err := relaytest.GenerateMessages(relaytest.GenerateOptions{Seed: 7, Kinds: []string{"plain", "multi-rcpt"}, Count: 5,
+		Senders:    []string{"Adele Vance <adele@fabrikam.com>", "megan@fabrikam.com"},
+		Recipients: []string{"x@fabrikam.com", "y@fabrikam.com", "z@fabrikam.com"}, TestNames: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != 5 {
+		t.Fatalf("%d messages generated", len(want))
+	}
+	for i, m := range want {
+		d, err := tn.WaitFor(ctx, relaytest.MatchTestName(m.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(d.Data, m.Data) || !strings.Contains(out, m.Name) {
+			t.Errorf("%s: delivered other bytes", m.Name)
+		}
+		if wantFrom := []string{"adele@fabrikam.com", "megan@fabrikam.com"}[i%2]; d.MailFrom != wantFrom {
+			t.Errorf("%s: from %s, want %s", m.Name, d.MailFrom, wantFrom)
+		}
+		for _, r := range d.Rcpts {
+			if !strings.HasSuffix(r, "@fabrikam.com") {
+				t.Errorf("%s: recipient %s", m.Name, r)
+			}
+		}
+	}
+	if err := tn.ExpectNoMore(ctx, len(want), 0); err != nil {
+		t.Error(err)
+	}
+}
+
+// generate --count --test-names writes that many files, each stamped with
+// its name.
+func TestGenerateCountTestNames(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	code, out, stderr := runApp(t, context.Background(), "generate", "--out", dir, "--kind", "tnef", "--count", "3", "--test-names")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	loaded, err := relaytest.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(loaded) != 3 {
+		t.Fatalf("%d files:\n%s", len(loaded), out)
+	}
+	for i, m := range loaded {
+		want := fmt.Sprintf("gen-%02d-tnef", i+1)
+		if m.Name != want || relaytest.TestName(m.Data) != want || !strings.Contains(out, want+".eml\ttnef\n") {
+			t.Errorf("file %d: %s, test name %q", i, m.Name, relaytest.TestName(m.Data))
 		}
 	}
 }

@@ -20,11 +20,9 @@ import (
 )
 
 // testNameHeader is the header field that names the test a message belongs
-// to. It takes precedence over Message-ID in saved file names and when a
-// delivery is matched to a sent message.
-//
-// TODO(merge): use relaytest's exported name of this field once it has one.
-const testNameHeader = "X-Relaytest-Name"
+// to (relaytest.TestNameHeader). It takes precedence over Message-ID in
+// saved file names and when a delivery is matched to a sent message.
+const testNameHeader = relaytest.TestNameHeader
 
 // defaultLinger is how long a tenant given --expect keeps serving after the
 // expected mail has arrived: relaytest calls the data hook before the reply
@@ -33,14 +31,16 @@ const testNameHeader = "X-Relaytest-Name"
 const defaultLinger = 500 * time.Millisecond
 
 func (a *app) tenant(ctx context.Context, args []string) error {
-	fs := a.newFlags("tenant", "[--listen ADDR] [--domain NAME] [--save-dir DIR] [--compare-dir DIR] [--expect N|all] [TLS flags]",
+	fs := a.newFlags("tenant", "[--listen ADDR] [--domain NAME] [--save-dir DIR] [--compare-dir DIR] [--expect N|all] [TLS and AUTH flags]",
 		`Receive mail like the Microsoft 365 tenant's inbound endpoint and print one line per
 delivery. With --save-dir every delivery is also written to a .eml file with a .json
 sidecar of its envelope; with --compare-dir every delivery that matches a sent .eml
-file (by X-Relaytest-Name, else Message-ID) is checked for what recall needs. With
---expect the tenant exits once the expected mail has arrived (status 0) or after
---expect-timeout (status 1); it also exits with status 1 when a compared delivery
-lost part of its identity. Otherwise it runs until SIGINT or SIGTERM.`)
+file (by X-Relaytest-Name, else Message-ID) is checked for what recall needs, and a
+delivery that lost part of its identity is explained with the sent and delivered
+bytes. With --auth clients must log in. With --expect the tenant exits once the
+expected mail has arrived (status 0) or after --expect-timeout (status 1); it also
+exits with status 1 when a compared delivery lost part of its identity. Otherwise
+it runs until SIGINT or SIGTERM.`)
 	listen := fs.String("listen", relaytest.DefaultListen, "`ADDR` (host:port) to listen on")
 	domain := fs.String("domain", "", "host `NAME` in the greeting (default tenant.relaytest.invalid)")
 	requireTLS := fs.Bool("require-tls", false, "refuse MAIL FROM before STARTTLS (needs a TLS flag), as an Exchange connector with RequireTls does")
@@ -51,12 +51,15 @@ lost part of its identity. Otherwise it runs until SIGINT or SIGTERM.`)
 	fs.Var(&expect, "expect", "exit once the expected mail has arrived: `N|all` - N deliveries, or every message of --compare-dir at least once")
 	expectTimeout := fs.Duration("expect-timeout", time.Minute, "with --expect, give up and exit with status 1 after this long")
 	linger := fs.Duration("linger", defaultLinger, "with --expect, keep serving this long after the expected mail has arrived, so the last reply reaches its client")
-	// TODO(merge, AUTH): fs.Var(&auth, "auth", "require AUTH PLAIN with `USER:PASS`") and
-	// TenantConfig's auth callback set to auth.check (see credentials).
+	srvAuth := registerServerAuth(fs)
 	if err := a.parse(fs, args); err != nil {
 		return err
 	}
 	tlsConfig, err := srvTLS.config(nonEmpty(*domain, "tenant.relaytest.invalid"))
+	if err != nil {
+		return a.usageError(fs, "%v", err)
+	}
+	authFunc, requireAuth, err := srvAuth.config()
 	if err != nil {
 		return a.usageError(fs, "%v", err)
 	}
@@ -87,7 +90,8 @@ lost part of its identity. Otherwise it runs until SIGINT or SIGTERM.`)
 	}
 
 	t, err := relaytest.NewTenant(relaytest.TenantConfig{
-		Listen: *listen, Domain: *domain, TLSConfig: tlsConfig, RequireTLS: *requireTLS, ErrorLog: a.logger(),
+		Listen: *listen, Domain: *domain, TLSConfig: tlsConfig, RequireTLS: *requireTLS,
+		Auth: authFunc, RequireAuth: requireAuth, ErrorLog: a.logger(),
 	})
 	if err != nil {
 		return err
@@ -167,14 +171,15 @@ type tenantRecorder struct {
 	expect      expectation // zero without --expect
 	done        chan struct{}
 
-	mu        sync.Mutex
-	seq       int   // last sequence number used in saveDir
-	count     int   // deliveries accepted
-	delivered []int // deliveries matched, per sent message
-	compared  int
-	damaged   []string // "name: result" of every compared delivery not intact
-	unmatched int
-	finished  bool // done is closed
+	mu         sync.Mutex
+	seq        int   // last sequence number used in saveDir
+	count      int   // deliveries accepted
+	delivered  []int // deliveries matched, per sent message
+	compared   int
+	damaged    []string // "name: result" of every compared delivery not intact
+	noIdentity int      // compared deliveries whose sent message had no identity fields
+	unmatched  int
+	finished   bool // done is closed
 }
 
 var errCannotSave = &smtp.SMTPError{
@@ -192,6 +197,9 @@ func (r *tenantRecorder) hook(d *relaytest.Delivery) *smtp.SMTPError {
 		d.MailFrom, strings.Join(d.Rcpts, ","), len(d.Data), messageID(d.Data))
 	if d.TLS {
 		line += " tls"
+	}
+	if d.AuthUser != "" {
+		line += " user=" + d.AuthUser
 	}
 	if r.saveDir != "" {
 		file, err := r.save(d, r.seq+1)
@@ -226,11 +234,18 @@ func (r *tenantRecorder) compare(data []byte) {
 	res := relaytest.CompareIdentity(m.data, data)
 	r.compared++
 	r.delivered[i]++
-	// TODO(merge): print the per-field explanation (with bytes) that
-	// relaytest's CompareIdentity gains, at least for results not intact.
+	// String says "no identity fields" for a sent message recall could
+	// not have found anyway: "intact" would claim a check that did not
+	// happen.
 	fmt.Fprintf(r.out, "  identity %s (by %s): %s\n", m.name, by, res)
-	if !res.Intact {
+	switch {
+	case !res.Intact:
 		r.damaged = append(r.damaged, m.name+": "+res.String())
+		for _, l := range strings.Split(strings.TrimSuffix(res.Explain(), "\n"), "\n") {
+			fmt.Fprintf(r.out, "    %s\n", l)
+		}
+	case res.NoIdentity:
+		r.noIdentity++
 	}
 }
 
@@ -282,8 +297,8 @@ func (r *tenantRecorder) summary() error {
 		return nil
 	}
 	missing := r.missing()
-	fmt.Fprintf(r.out, "identity summary: %d deliveries compared, %d intact, %d not intact, %d matched no sent message; %d of %d sent messages delivered\n",
-		r.compared, r.compared-len(r.damaged), len(r.damaged), r.unmatched, len(r.delivered)-len(missing), len(r.delivered))
+	fmt.Fprintf(r.out, "identity summary: %d deliveries compared, %d intact, %d not intact, %d with no identity fields, %d matched no sent message; %d of %d sent messages delivered\n",
+		r.compared, r.compared-len(r.damaged)-r.noIdentity, len(r.damaged), r.noIdentity, r.unmatched, len(r.delivered)-len(missing), len(r.delivered))
 	if len(missing) > 0 {
 		fmt.Fprintf(r.out, "  not delivered: %s\n", strings.Join(missing, ", "))
 	}
@@ -311,8 +326,8 @@ type envelopeRecord struct {
 	Received  time.Time `json:"received"`
 	MessageID string    `json:"message_id,omitempty"`
 	TestName  string    `json:"test_name,omitempty"` // the X-Relaytest-Name field
-	// TODO(merge, AUTH): User (the authenticated identity) and Helo from
-	// relaytest.Delivery.
+	Helo      string    `json:"helo"`                // the client's last HELO or EHLO name
+	User      string    `json:"user,omitempty"`      // the user name the client logged in as with AUTH
 }
 
 // save writes d as seq's .eml file and its envelope as the .json sidecar
@@ -324,7 +339,7 @@ func (r *tenantRecorder) save(d *relaytest.Delivery, seq int) (string, error) {
 	rec := envelopeRecord{
 		Seq: seq, File: base + ".eml", MailFrom: d.MailFrom, RcptTo: d.Rcpts, Size: len(d.Data),
 		SizeParam: d.Size, Body: d.Body, SMTPUTF8: d.UTF8, Remote: d.Remote, TLS: d.TLS, Received: d.At,
-		MessageID: id, TestName: name,
+		MessageID: id, TestName: name, Helo: d.Helo, User: d.AuthUser,
 	}
 	if rec.RcptTo == nil {
 		rec.RcptTo = []string{}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -26,10 +27,17 @@ type server struct {
 // waits for it to listen.
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
+	return startServerWith(t, nil, args...)
+}
+
+// startServerWith is startServer with a behaviour registry (nil: the
+// built-in one).
+func startServerWith(t *testing.T, reg *relaytest.Registry, args ...string) *server {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{out: &syncBuffer{}, err: &syncBuffer{}, done: make(chan int, 1), cancel: cancel}
 	addrs := make(chan string, 1)
-	a := &app{stdout: s.out, stderr: s.err, ready: func(_, addr string) { addrs <- addr }}
+	a := &app{stdout: s.out, stderr: s.err, ready: func(_, addr string) { addrs <- addr }, registry: reg}
 	go func() { s.done <- a.run(ctx, args) }()
 	t.Cleanup(func() {
 		cancel()
@@ -185,57 +193,95 @@ func TestTenantSaveFailureRefuses(t *testing.T) {
 }
 
 // --compare-dir prints CompareIdentity's result for every delivery that
-// matches a sent file, by X-Relaytest-Name before Message-ID; --expect all
+// matches a sent file, by X-Relaytest-Name before Message-ID, and explains
+// every result not intact with the sent and delivered bytes; a sent message
+// without identity fields is reported as such, not as intact. --expect all
 // ends the tenant once every sent message has arrived, with status 1 when
 // one lost part of its identity.
 func TestTenantCompareDir(t *testing.T) {
 	t.Parallel()
 	sent := t.TempDir()
-	if code, out, stderr := runApp(t, context.Background(), "generate", "--out", sent, "--kind", "plain,tnef,multi-rcpt"); code != exitOK {
+	if code, out, stderr := runApp(t, context.Background(), "generate", "--out", sent, "--kind", "plain,tnef,multi-rcpt", "--test-names"); code != exitOK {
 		t.Fatalf("generate: exit %d: %s", code, stderr)
 	} else if strings.Count(out, ".eml") != 3 {
 		t.Fatalf("generate output:\n%s", out)
 	}
-	named := "From: a@contoso.com\r\nTo: b@contoso.com\r\nMessage-ID: <named@contoso.com>\r\n" + testNameHeader + ": named-test\r\nSubject: n\r\n\r\nbody\r\n"
-	if err := os.WriteFile(filepath.Join(sent, "named.eml"), []byte(named), 0o644); err != nil {
+	extra := map[string]string{
+		// Found by Message-ID only.
+		"id-only.eml": "From: a@contoso.com\r\nTo: b@contoso.com\r\nMessage-ID: <id-only@contoso.com>\r\nSubject: i\r\n\r\nbody\r\n",
+		// Found by test name; nothing recall could find it by.
+		"bare.eml": "From: a@contoso.com\r\nTo: b@contoso.com\r\n" + testNameHeader + ": bare-test\r\nSubject: b\r\n\r\nbody\r\n",
+	}
+	for name, data := range extra {
+		if err := os.WriteFile(filepath.Join(sent, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plain, err := os.ReadFile(filepath.Join(sent, "gen-01-plain.eml"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	// explained is how the tenant explains what behavior did to the plain
+	// message.
+	explained := func(behavior string) string {
+		out, err := relaytest.MustParseBehaviors(behavior)[0].(relaytest.Transformer).Transform(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, l := range strings.Split(strings.TrimSuffix(relaytest.CompareIdentity(plain, out).Explain(), "\n"), "\n") {
+			b.WriteString("    " + l + "\n")
+		}
+		return b.String()
+	}
+	sentID := relaytest.RawFields(plain, "Message-ID")
+	if len(sentID) != 1 {
+		t.Fatalf("gen-01-plain has %d Message-ID fields", len(sentID))
 	}
 
 	tests := []struct {
 		name      string
 		behaviors string // of a vendor between sender and tenant; "" for none
+		expect    string
 		code      int
 		want      []string
 	}{
-		{"direct", "", exitOK, []string{
-			"identity gen-01-plain (by message-id): intact\n",
-			"identity gen-05-tnef (by message-id): intact\n",
-			"identity gen-08-multi-rcpt (by message-id): intact\n",
-			"identity named (by test name): intact\n",
-			"identity summary: 4 deliveries compared, 4 intact, 0 not intact, 0 matched no sent message; 4 of 4 sent messages delivered\n",
+		{"direct", "", "all", exitOK, []string{
+			"identity gen-01-plain (by test name): intact\n",
+			"identity gen-02-tnef (by test name): intact\n",
+			"identity gen-03-multi-rcpt (by test name): intact\n",
+			"identity id-only (by message-id): intact\n",
+			"identity bare (by test name): no identity fields\n",
+			"identity summary: 5 deliveries compared, 4 intact, 0 not intact, 1 with no identity fields, 0 matched no sent message; 5 of 5 sent messages delivered\n",
 		}},
-		{"strip", "strip-ms-headers", exitFailure, []string{
-			"identity gen-05-tnef (by message-id): missing [x-ms-exchange-crosspremises-",
-			"identity named (by test name): intact\n",
-			"identity summary: 4 deliveries compared, 1 intact, 3 not intact",
+		{"strip", "strip-ms-headers", "all", exitFailure, []string{
+			"identity gen-02-tnef (by test name): missing [x-ms-exchange-crosspremises-",
+			"identity gen-01-plain (by test name): missing [x-ms-exchange-crosspremises-",
+			explained("strip-ms-headers"),
+			"    missing x-ms-has-attach:\n      sent:      \"X-MS-Has-Attach:\\r\\n\"\n      delivered: (none)\n",
+			"      delivered: (none)\n",
+			"identity id-only (by message-id): intact\n",
+			"identity bare (by test name): no identity fields\n",
+			"identity summary: 5 deliveries compared, 1 intact, 3 not intact, 1 with no identity fields, 0 matched no sent message; 5 of 5 sent messages delivered\n",
 			"  not intact: gen-01-plain: missing [",
 		}},
-		{"rewrite", "rewrite-message-id", exitFailure, []string{
-			"identity named (by test name): changed [message-id]\n",
+		// The generated messages are still found by their test names; the
+		// one known only by its Message-ID is not.
+		{"rewrite", "rewrite-message-id", "5", exitFailure, []string{
+			"identity gen-01-plain (by test name): changed [message-id]\n" + explained("rewrite-message-id"),
+			"    changed message-id:\n      sent:      " + fmt.Sprintf("%q", sentID[0]) + "\n      delivered: \"Message-ID: <",
+			"@vendor.relaytest.invalid>\\r\\n\"\n",
 			"  identity: no sent message with this X-Relaytest-Name or Message-ID\n",
-			"1 not intact, 3 matched no sent message; 1 of 4 sent messages delivered\n",
-			"  not delivered: gen-01-plain, gen-05-tnef, gen-08-multi-rcpt\n",
+			"identity bare (by test name): added [message-id]\n",
+			"    the sent message had no identity field and no TNEF part\n",
+			"identity summary: 4 deliveries compared, 0 intact, 4 not intact, 0 with no identity fields, 1 matched no sent message; 4 of 5 sent messages delivered\n",
+			"  not delivered: id-only\n",
 		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			args := []string{"tenant", "--compare-dir", sent, "--expect", "all", "--expect-timeout", "60s"}
-			if tc.name == "rewrite" {
-				// Three messages never match: wait for four deliveries.
-				args = []string{"tenant", "--compare-dir", sent, "--expect", "4", "--expect-timeout", "60s"}
-			}
-			tn := startServer(t, args...)
+			tn := startServer(t, "tenant", "--compare-dir", sent, "--expect", tc.expect, "--expect-timeout", "60s")
 			to := tn.addr
 			if tc.behaviors != "" {
 				to = startServer(t, "vendor", "--return", tn.addr, "--behaviors", tc.behaviors).addr
@@ -253,6 +299,9 @@ func TestTenantCompareDir(t *testing.T) {
 				if !strings.Contains(out, w) {
 					t.Errorf("output lacks %q:\n%s", w, out)
 				}
+			}
+			if n := strings.Count(out, "identity broken:"); tc.code == exitOK && n != 0 {
+				t.Errorf("%d explanations for intact deliveries:\n%s", n, out)
 			}
 			if tc.code != exitOK && !strings.Contains(tn.err.String(), "compared deliveries lost part of their identity") {
 				t.Errorf("stderr:\n%s", tn.err.String())
@@ -274,7 +323,7 @@ func TestTenantExpectTimeout(t *testing.T) {
 		want string
 	}{
 		{[]string{"--expect", "2"}, "timed out after 50ms: 0 of 2 deliveries"},
-		{[]string{"--expect", "all", "--compare-dir", sent}, "timed out after 50ms: 0 of 2 sent messages delivered; not delivered: gen-05-tnef, gen-12-calendar"},
+		{[]string{"--expect", "all", "--compare-dir", sent}, "timed out after 50ms: 0 of 2 sent messages delivered; not delivered: gen-01-tnef, gen-02-calendar"},
 	} {
 		tn := startServer(t, append([]string{"tenant", "--expect-timeout", "50ms"}, tc.args...)...)
 		if code := tn.wait(t); code != exitFailure || !strings.Contains(tn.err.String(), tc.want) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -14,12 +15,17 @@ import (
 )
 
 func (a *app) vendor(ctx context.Context, args []string) error {
-	fs := a.newFlags("vendor", "--return ADDR [--listen ADDR] [--behaviors LIST] [TLS and retry flags]",
+	fs := a.newFlags("vendor", "--return ADDR [--listen ADDR] [--behaviors LIST] [TLS, AUTH and retry flags]",
 		`Receive mail like a signature or scanning service, apply the behaviours (see "fakemta
 behaviors") and send the result back to --return from an in-memory queue. It prints one
 line per message received, per message refused (tempfail-first and other receive
 filters) and per send-back transaction, with every failed attempt of the latter
-(drop-mid-data, a refusing relay). It runs until SIGINT or SIGTERM.`)
+(drop-mid-data, a refusing relay). With --auth clients must log in; with
+--return-auth-user it logs in when sending back.
+
+It runs until SIGINT or SIGTERM and then stops at once. Messages still queued (a
+delay, a retry) are not sent back: it prints a "dropped" line for each and exits
+with status 1; with an empty queue it exits with status 0.`)
 	listen := fs.String("listen", relaytest.DefaultListen, "`ADDR` (host:port) to listen on")
 	ret := fs.String("return", "", "`ADDR` (host:port) to send processed mail back to (required)")
 	list := fs.String("behaviors", "passthrough", "comma-separated behaviour `LIST` (see \"fakemta behaviors\")")
@@ -30,9 +36,8 @@ filters) and per send-back transaction, with every failed attempt of the latter
 	timeout := fs.Duration("timeout", relaytest.DefaultTimeout, "timeout of every network operation when sending back")
 	srvTLS := registerServerTLS(fs)
 	retTLS := tlsflags.Register(fs.FlagSet, "return-", "return", "issue STARTTLS when sending back and fail the attempt without it, as vendors deliver to Exchange Online")
-	// TODO(merge, AUTH): fs.Var(&auth, "auth", "require AUTH PLAIN with `USER:PASS`") and
-	// VendorConfig's auth callback set to auth.check (see credentials); AUTH
-	// when sending back needs relaytest's Sender to support it.
+	srvAuth := registerServerAuth(fs)
+	retAuth := registerClientAuth(fs, "return-", "--return")
 	if err := a.parse(fs, args); err != nil {
 		return err
 	}
@@ -42,7 +47,7 @@ filters) and per send-back transaction, with every failed attempt of the latter
 	if *attempts < 1 || *backoff <= 0 || *timeout <= 0 {
 		return a.usageError(fs, "--attempts, --backoff and --timeout must be positive")
 	}
-	bs, err := relaytest.ParseBehaviors(*list)
+	bs, err := a.behaviorRegistry().Parse(*list)
 	if err != nil {
 		return a.usageError(fs, "%v", err)
 	}
@@ -54,12 +59,21 @@ filters) and per send-back transaction, with every failed attempt of the latter
 	if err != nil {
 		return a.usageError(fs, "%v", err)
 	}
+	authFunc, requireAuth, err := srvAuth.config()
+	if err != nil {
+		return a.usageError(fs, "%v", err)
+	}
+	returnAuth, err := retAuth.credentials()
+	if err != nil {
+		return a.usageError(fs, "%v", err)
+	}
 	p := &vendorPrinter{out: a.stdout}
 	v, err := relaytest.NewVendor(relaytest.VendorConfig{
 		Name: *name, Listen: *listen, ReturnAddr: *ret, Helo: *helo,
 		Behaviors:   observeRefusals(bs, p),
 		MaxAttempts: *attempts, Backoff: *backoff, Timeout: *timeout,
 		TLSConfig: tlsConfig, ReturnTLSConfig: returnTLS,
+		Auth: authFunc, RequireAuth: requireAuth, ReturnAuth: returnAuth,
 		ErrorLog:  a.logger(),
 		OnReceive: p.received,
 		OnReturn:  p.returned,
@@ -77,15 +91,52 @@ filters) and per send-back transaction, with every failed attempt of the latter
 	a.announce("vendor", v.Addr())
 	fmt.Fprintf(a.stdout, "vendor returns to %s with behaviours [%s]\n", *ret, strings.Join(names, ", "))
 	<-ctx.Done()
-	return v.Close()
+	return p.closed(v.Close())
 }
 
-// refusalObserver is told about every message a vendor refuses.
-//
-// TODO(merge): when relaytest's VendorConfig gains a refusal callback
-// (OnRefuse func(d Delivery, by string, err *smtp.SMTPError), covering
-// also the refusals that are not a behaviour's: shutting down, size),
-// set it to the observer's refused method and drop observeRefusals.
+// closed reports the error of Vendor.Close: a *relaytest.DroppedError
+// becomes one "dropped" line per message on standard output and an error
+// that counts them; any other error is returned as it is.
+func (p *vendorPrinter) closed(err error) error {
+	var dropped *relaytest.DroppedError
+	if !errors.As(err, &dropped) {
+		return err
+	}
+	var rest []error // Close joins a failure to stop the server with the drops
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !errors.As(e, new(*relaytest.DroppedError)) {
+				rest = append(rest, e)
+			}
+		}
+	}
+	p.mu.Lock()
+	for _, d := range dropped.Messages {
+		fmt.Fprintf(p.out, "dropped from=<%s> rcpts=%s size=%d message-id=%s%s\n",
+			d.MailFrom, strings.Join(d.Rcpts, ","), len(d.Data), messageID(d.Data), testNameSuffix(d.Data))
+	}
+	p.mu.Unlock()
+	n := len(dropped.Messages)
+	what := "messages"
+	if n == 1 {
+		what = "message"
+	}
+	return errors.Join(append(rest, fmt.Errorf("interrupted with %d accepted %s not sent back (the \"dropped\" lines)", n, what))...)
+}
+
+// testNameSuffix returns " test-name=NAME" for a message with a test-name
+// field, "" otherwise.
+func testNameSuffix(data []byte) string {
+	if name := headerField(data, testNameHeader); name != "" {
+		return " test-name=" + name
+	}
+	return ""
+}
+
+// refusalObserver is told about every message a vendor's ReceiveFilters
+// refuse. relaytest's VendorConfig has no refusal callback, so the filters
+// are wrapped (observeRefusals); refusals that are no behaviour's (AUTH
+// required, the size limit, shutting down) are not observed.
 type refusalObserver interface {
 	refused(d relaytest.Delivery, behavior string, err *smtp.SMTPError)
 }
@@ -144,8 +195,12 @@ type vendorPrinter struct {
 func (p *vendorPrinter) received(d relaytest.Delivery) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintf(p.out, "received from=<%s> rcpts=%s size=%d message-id=%s\n",
-		d.MailFrom, strings.Join(d.Rcpts, ","), len(d.Data), messageID(d.Data))
+	user := ""
+	if d.AuthUser != "" {
+		user = " user=" + d.AuthUser
+	}
+	fmt.Fprintf(p.out, "received from=<%s> rcpts=%s size=%d message-id=%s%s\n",
+		d.MailFrom, strings.Join(d.Rcpts, ","), len(d.Data), messageID(d.Data), user)
 }
 
 func (p *vendorPrinter) refused(d relaytest.Delivery, behavior string, err *smtp.SMTPError) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -132,5 +133,75 @@ func TestObserveRefusalsKeepsRoles(t *testing.T) {
 	defer obs.mu.Unlock()
 	if len(obs.got) != 1 || obs.got[0] != "all-roles 554 5.7.1 no Subject: refuse-me\r\n\r\nx\r\n" {
 		t.Errorf("observed %q", obs.got)
+	}
+}
+
+// A vendor stopped while messages wait in its queue prints a "dropped"
+// line for each and exits with status 1, saying how many.
+func TestVendorInterruptReportsDropped(t *testing.T) {
+	t.Parallel()
+	tn := relaytest.StartTenant(t, relaytest.TenantConfig{})
+	v := startServer(t, "vendor", "--return", tn.Addr(), "--behaviors", "delay=1h")
+	msgs := relaytest.Generate(relaytest.GenerateOptions{Seed: 2, Kinds: []string{relaytest.KindPlain, relaytest.KindHTML}, TestNames: true})
+	for _, m := range msgs {
+		if res := sendOne(t, v.addr, m); !res.Accepted {
+			t.Fatalf("%s: %v", m.Name, res.Err)
+		}
+	}
+	v.cancel()
+	if code := v.wait(t); code != exitFailure {
+		t.Errorf("exit %d, want %d", code, exitFailure)
+	}
+	out := v.out.String()
+	for _, m := range msgs {
+		want := fmt.Sprintf("dropped from=<%s> rcpts=%s size=%d message-id=<%s> test-name=%s\n",
+			m.From, strings.Join(m.To, ","), len(m.Data), relaytest.MessageID(m.Data), m.Name)
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if want := "fakemta vendor: interrupted with 2 accepted messages not sent back"; !strings.Contains(v.err.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, v.err.String())
+	}
+	if n := len(tn.Deliveries()); n != 0 {
+		t.Errorf("%d messages sent back", n)
+	}
+}
+
+// The app's behaviour registry serves "behaviors" and "vendor --behaviors":
+// a behaviour registered by a program wrapping fakemta is listed and used.
+func TestVendorCustomRegistry(t *testing.T) {
+	t.Parallel()
+	reg := relaytest.NewRegistry()
+	err := reg.Register("x-tag", "add an X-Tag field", func(arg string) (relaytest.Behavior, error) {
+		return relaytest.EnvelopeTransformerFunc("x-tag", func(env relaytest.Envelope, data []byte) ([]byte, error) {
+			return append([]byte("X-Tag: "+env.From+"\r\n"), data...), nil
+		}), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	if code := (&app{stdout: &out, stderr: &out, registry: reg}).run(context.Background(), []string{"behaviors"}); code != exitOK ||
+		!regexpMatch(`(?m)^x-tag\s+add an X-Tag field$`, out.String()) || !strings.Contains(out.String(), "signature-service") {
+		t.Errorf("behaviors: exit %d\n%s", code, out.String())
+	}
+	if code, _, stderr := runApp(t, context.Background(), "vendor", "--return", "127.0.0.1:1", "--behaviors", "x-tag"); code != exitUsage ||
+		!strings.Contains(stderr, `unknown behaviour "x-tag"`) {
+		t.Errorf("the built-in registry knows x-tag: exit %d %s", code, stderr)
+	}
+
+	tn := relaytest.StartTenant(t, relaytest.TenantConfig{})
+	v := startServerWith(t, reg, "vendor", "--return", tn.Addr(), "--behaviors", "x-tag,stamp-marker")
+	m := relaytest.Message{From: "a@contoso.com", To: []string{"b@contoso.com"}, Data: []byte("Subject: x\r\n\r\nbody\r\n")}
+	if res := sendOne(t, v.addr, m); !res.Accepted {
+		t.Fatal(res.Err)
+	}
+	ds, err := tn.WaitDeliveries(1, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(ds[0].Data, []byte("X-Tag: a@contoso.com\r\n")) || !bytes.Contains(ds[0].Data, []byte(relaytest.DefaultMarker+"\r\n")) {
+		t.Errorf("delivered %q", ds[0].Data)
 	}
 }

@@ -1,0 +1,66 @@
+package relaytest
+
+import (
+	"bytes"
+	"go/version"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// ownCodeNeeds is the oldest Go the module's own code builds with:
+// sync.WaitGroup.Go (store/storetest) is Go 1.25.
+const ownCodeNeeds = "1.25"
+
+// Consumers fetch relaytest as a package of the module with "go get
+// github.com/recallrelay/recallrelay/relaytest@vX.Y.Z". The module's go
+// directive is a minimum they must meet, so it is the oldest Go the module
+// can declare: the newest go directive among the modules its packages and
+// their tests build with (go mod tidy raises it to that), and at least what
+// its own code needs. A replace directive, which consumers ignore, would
+// mean the module builds differently for them than here.
+func TestGoDirectiveIsMinimal(t *testing.T) {
+	t.Parallel()
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go command is not installed")
+	}
+	root := ".."
+	mod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := regexp.MustCompile(`(?m)^module (\S+)$`).FindSubmatch(mod); m == nil || string(m[1]) != "github.com/recallrelay/recallrelay" {
+		t.Errorf("module path %q", m)
+	}
+	if regexp.MustCompile(`(?m)^\s*replace\b`).Match(mod) {
+		t.Error("go.mod has a replace directive")
+	}
+	m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(mod)
+	if m == nil {
+		t.Fatal("go.mod has no go directive")
+	}
+	declared := string(m[1])
+
+	cmd := exec.Command(goCmd, "list", "-deps", "-test", "-f", "{{with .Module}}{{if not .Main}}{{.Path}} {{.GoVersion}}{{end}}{{end}}", "./...")
+	cmd.Dir = root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
+	}
+	needed, by := ownCodeNeeds, "the module's own code"
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		path, v, _ := strings.Cut(line, " ")
+		if v != "" && version.Compare("go"+v, "go"+needed) > 0 {
+			needed, by = v, path
+		}
+	}
+	if declared != needed {
+		t.Errorf("go.mod declares go %s; the oldest possible is go %s (required by %s)", declared, needed, by)
+	}
+}
