@@ -12,6 +12,19 @@
 #
 # The binaries are named NAME_OS_ARCH (recallrelay_linux_amd64). Verify a
 # download with: cd dist && sha256sum -c SHA256SUMS
+#
+# Versions: a release is a semver tag vMAJOR.MINOR.PATCH (v0.1.0,
+# v1.2.0-rc.1) on the one Go module github.com/recallrelay/recallrelay,
+# made on the commit to release before this script runs:
+#
+#   git tag -a v0.1.0 -m "recallrelay v0.1.0" && git push origin v0.1.0
+#
+# The same tag is what Go consumers fetch. relaytest (and every other
+# package) belongs to that module and has no module or tag of its own, so
+#   go get github.com/recallrelay/recallrelay/relaytest@v0.1.0
+# works without a replace directive. From v2 on, the module path must end
+# in /v2 (Go's semantic import versioning). The go directive of go.mod is
+# the oldest Go consumers may use (relaytest's TestGoDirectiveIsMinimal).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -2,6 +2,7 @@ package relaytest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -292,6 +293,11 @@ func TestVendorCloseStopsQueue(t *testing.T) {
 	}
 	if err := v.WaitIdle(50 * time.Millisecond); err == nil {
 		t.Error("WaitIdle succeeded with a message delayed by an hour")
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := v.WaitIdleContext(cancelled); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "1 messages still queued") {
+		t.Errorf("WaitIdleContext with a cancelled context = %v", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- v.Close() }()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -344,11 +345,15 @@ func (r *tenantRecorder) save(d *relaytest.Delivery, seq int) (string, error) {
 	if rec.RcptTo == nil {
 		rec.RcptTo = []string{}
 	}
-	js, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
+	// Unescaped, so that <id@host> reads as it is in the message.
+	var js bytes.Buffer
+	enc := json.NewEncoder(&js)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rec); err != nil {
 		return "", err
 	}
-	if err := writeFileAtomic(r.saveDir, base+".json", append(js, '\n')); err != nil {
+	if err := writeFileAtomic(r.saveDir, base+".json", js.Bytes()); err != nil {
 		return "", err
 	}
 	if err := writeFileAtomic(r.saveDir, base+".eml", d.Data); err != nil {

@@ -166,7 +166,8 @@ func TestTenantSaveDir(t *testing.T) {
 	}
 	var rec envelopeRecord
 	js, _ := os.ReadFile(filepath.Join(dir, wantFiles[0]+".json"))
-	if err := json.Unmarshal(js, &rec); err != nil || rec.TestName != "TestFoo/sub case #1" || rec.MessageID != "<n1@contoso.com>" {
+	if err := json.Unmarshal(js, &rec); err != nil || rec.TestName != "TestFoo/sub case #1" || rec.MessageID != "<n1@contoso.com>" ||
+		!bytes.Contains(js, []byte(`"message_id": "<n1@contoso.com>"`)) || rec.Helo != relaytest.DefaultHelo || rec.User != "" {
 		t.Errorf("sidecar %s (%v)", js, err)
 	}
 }

@@ -48,10 +48,10 @@ for port in 10026 2525 2526 10025; do wait_port "$port"; done
 
 echo
 echo "sending generated Exchange Online messages to the relay's tenant leg"
-"$work/fakemta" send --to 127.0.0.1:2525 --generate --seed 1
-# The vendor sends back from its own queue; the tenant exits once every
-# generated message has arrived (0), when one lost part of its identity or
-# after 60 s (1).
+"$work/fakemta" send --to 127.0.0.1:2525 --dir "$work/sent"
+# The vendor sends back from its own queue. No log is polled: the tenant
+# exits by itself once every sent message has arrived (0), when one lost
+# part of its identity or after 60 s (1), and the logs are read after that.
 tenant_status=0
 wait "$tenant_pid" || tenant_status=$?
 
