@@ -284,8 +284,8 @@ func TestRelayEvents(t *testing.T) {
 				}
 			},
 			want: map[string]float64{
-				// The tenant leg first looks for a record of the same message (a retry).
-				`recallrelay_store_errors_total{leg="tenant",op="get"}`:                                        1,
+				// The tenant leg writes the record before the end of data.
+				`recallrelay_store_errors_total{leg="tenant",op="put"}`:                                        1,
 				`recallrelay_messages_total{code_class="4xx",leg="tenant",matched_by="n/a",result="tempfail"}`: 1,
 			},
 		},
