@@ -189,6 +189,23 @@ func (j *journal) waitCount(ctx context.Context, n int, when string) ([]Delivery
 	}
 }
 
+// ctxEnded is how the waits with a context describe their limit in errors.
+const ctxEnded = "before the context ended"
+
+// waitForTimeout is waitFor with a time limit instead of a context.
+func (j *journal) waitForTimeout(pred func(Delivery) bool, timeout time.Duration) (Delivery, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return j.waitFor(ctx, pred, fmt.Sprintf("after %v", timeout))
+}
+
+// waitCountTimeout is waitCount with a time limit instead of a context.
+func (j *journal) waitCountTimeout(n int, timeout time.Duration) ([]Delivery, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return j.waitCount(ctx, n, fmt.Sprintf("after %v", timeout))
+}
+
 // expectNoMore waits d and fails as soon as a delivery with a Seq greater
 // than after is recorded, or when ctx ends before d has passed.
 func (j *journal) expectNoMore(ctx context.Context, after int, d time.Duration) error {

@@ -26,22 +26,34 @@ func newAddHeader(arg string) (Behavior, error) {
 	return &addHeader{field: arg}, nil
 }
 
-func TestRegistryCustomBehaviour(t *testing.T) {
-	t.Parallel()
+// addHeaderRegistry returns a new Registry with add-header registered.
+func addHeaderRegistry(t *testing.T) *Registry {
+	t.Helper()
 	r := NewRegistry()
 	if err := r.Register("add-header", "prepend a header field", newAddHeader); err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+// behaviorNames returns the names of bs, separated by spaces.
+func behaviorNames(bs []Behavior) string {
+	names := make([]string, len(bs))
+	for i, b := range bs {
+		names[i] = b.Name()
+	}
+	return strings.Join(names, " ")
+}
+
+func TestRegistryCustomBehaviour(t *testing.T) {
+	t.Parallel()
+	r := addHeaderRegistry(t)
 	bs, err := r.Parse("footer-text, Add-Header=X-Custom: 1 ,delay=2s,add-header=X-Custom: 2,signature-service")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, b := range bs {
-		names = append(names, b.Name())
-	}
 	want := "footer-text add-header=X-Custom: 1 delay=2s add-header=X-Custom: 2 footer-html reencode strip-unknown-headers stamp-marker"
-	if got := strings.Join(names, " "); got != want {
+	if got := behaviorNames(bs); got != want {
 		t.Errorf("names %q, want %q", got, want)
 	}
 	// Every occurrence is its own value, and the parsed behaviour works.
@@ -148,10 +160,7 @@ func TestRegistryRejects(t *testing.T) {
 
 func TestRegistryCombination(t *testing.T) {
 	t.Parallel()
-	r := NewRegistry()
-	if err := r.Register("add-header", "prepend a header field", newAddHeader); err != nil {
-		t.Fatal(err)
-	}
+	r := addHeaderRegistry(t)
 	if err := r.RegisterCombination("my-vendor", "what my vendor does", "add-header=X-Mine: yes, strip-ms-headers,delay=3s"); err != nil {
 		t.Fatal(err)
 	}
@@ -159,11 +168,7 @@ func TestRegistryCombination(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, b := range bs {
-		names = append(names, b.Name())
-	}
-	if got := strings.Join(names, " "); got != "passthrough add-header=X-Mine: yes strip-ms-headers delay=3s split-recipients" {
+	if got := behaviorNames(bs); got != "passthrough add-header=X-Mine: yes strip-ms-headers delay=3s split-recipients" {
 		t.Errorf("expanded to %q", got)
 	}
 	for _, tc := range []struct{ name, list, want string }{

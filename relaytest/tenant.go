@@ -249,29 +249,25 @@ func (t *Tenant) DeliveryFor(o ReturnOutcome) (Delivery, bool) {
 // locks held, at most once per delivery. MatchTestName and MatchMessageID
 // build common predicates.
 func (t *Tenant) WaitFor(ctx context.Context, match func(Delivery) bool) (Delivery, error) {
-	return t.journal.waitFor(ctx, match, "before the context ended")
+	return t.journal.waitFor(ctx, match, ctxEnded)
 }
 
 // WaitForTimeout is WaitFor with a time limit instead of a context.
 func (t *Tenant) WaitForTimeout(match func(Delivery) bool, timeout time.Duration) (Delivery, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return t.journal.waitFor(ctx, match, fmt.Sprintf("after %v", timeout))
+	return t.journal.waitForTimeout(match, timeout)
 }
 
 // WaitDeliveriesContext waits until at least n deliveries are recorded and
 // returns all of them. When ctx is done first it returns what it has with
 // an error wrapping ctx.Err().
 func (t *Tenant) WaitDeliveriesContext(ctx context.Context, n int) ([]Delivery, error) {
-	return t.journal.waitCount(ctx, n, "before the context ended")
+	return t.journal.waitCount(ctx, n, ctxEnded)
 }
 
 // WaitDeliveries is WaitDeliveriesContext with a time limit instead of a
 // context.
 func (t *Tenant) WaitDeliveries(n int, timeout time.Duration) ([]Delivery, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return t.journal.waitCount(ctx, n, fmt.Sprintf("after %v", timeout))
+	return t.journal.waitCountTimeout(n, timeout)
 }
 
 // ExpectNoMore checks that no delivery numbered above after (see

@@ -238,20 +238,27 @@ func TestTenantCloseStopsEverything(t *testing.T) {
 	}
 }
 
+// dialText connects to addr for a conversation by hand, bounded by
+// waitTimeout, and closes the connection when the test ends.
+func dialText(t *testing.T, addr string) *textproto.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := conn.SetDeadline(time.Now().Add(waitTimeout)); err != nil {
+		t.Fatal(err)
+	}
+	return textproto.NewConn(conn)
+}
+
 // TestTenantAcceptsBDAT speaks CHUNKING by hand (go-smtp's client has no
 // BDAT), as Exchange Online does towards servers that offer it.
 func TestTenantAcceptsBDAT(t *testing.T) {
 	t.Parallel()
 	tn := startTenant(t, TenantConfig{})
-	conn, err := net.DialTimeout("tcp", tn.Addr(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(waitTimeout)); err != nil {
-		t.Fatal(err)
-	}
-	tp := textproto.NewConn(conn)
+	tp := dialText(t, tn.Addr())
 	expect := func(code int) string {
 		t.Helper()
 		_, msg, err := tp.ReadResponse(code)
@@ -549,15 +556,7 @@ func TestTenantAuthTemporaryFailure(t *testing.T) {
 func TestTenantAuthLoginByHand(t *testing.T) {
 	t.Parallel()
 	tn := startTenant(t, TenantConfig{Auth: PasswordAuth("svc", "s3cret"), RequireAuth: true})
-	conn, err := net.DialTimeout("tcp", tn.Addr(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(waitTimeout)); err != nil {
-		t.Fatal(err)
-	}
-	tp := textproto.NewConn(conn)
+	tp := dialText(t, tn.Addr())
 	step := func(code int, format string, args ...any) string {
 		t.Helper()
 		if format != "" {

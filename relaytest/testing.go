@@ -1,17 +1,13 @@
 package relaytest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
-	"net"
 	"testing"
 	"time"
+
+	"github.com/recallrelay/recallrelay/internal/testpki"
 )
 
 // Settings of NewTestSender and StartVendor: quick retries, and timeouts
@@ -106,38 +102,13 @@ func NewTestSender(tb testing.TB, addr string) *Sender {
 // Sender.TLSConfig or VendorConfig.ReturnTLSConfig. Errors end the test.
 func SelfSignedTLS(tb testing.TB) (server, client *tls.Config) {
 	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatalf("relaytest: SelfSignedTLS: %v", err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		tb.Fatalf("relaytest: SelfSignedTLS: %v", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "relaytest.invalid"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:     []string{"localhost"},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatalf("relaytest: SelfSignedTLS: %v", err)
-	}
-	cert, err := x509.ParseCertificate(der)
+	cert, err := testpki.SelfSigned("relaytest.invalid", []string{"localhost"}, time.Hour)
 	if err != nil {
 		tb.Fatalf("relaytest: SelfSignedTLS: %v", err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}},
-		MinVersion:   tls.VersionTLS12,
-	}
+	pool.AddCert(cert.Leaf)
+	server = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
 	return server, client
 }

@@ -328,14 +328,12 @@ func (v *Vendor) DeliveryFor(o ReturnOutcome) (Delivery, bool) {
 // which match returns true, waiting for one until ctx is done (see
 // Tenant.WaitFor).
 func (v *Vendor) WaitFor(ctx context.Context, match func(Delivery) bool) (Delivery, error) {
-	return v.journal.waitFor(ctx, match, "before the context ended")
+	return v.journal.waitFor(ctx, match, ctxEnded)
 }
 
 // WaitForTimeout is WaitFor with a time limit instead of a context.
 func (v *Vendor) WaitForTimeout(match func(Delivery) bool, timeout time.Duration) (Delivery, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return v.journal.waitFor(ctx, match, fmt.Sprintf("after %v", timeout))
+	return v.journal.waitForTimeout(match, timeout)
 }
 
 // ExpectNoMore checks that no message numbered above after arrives at the
@@ -373,7 +371,7 @@ func (v *Vendor) ReturnedFor(d Delivery) []ReturnOutcome {
 // (or given up on). When ctx is done first it returns an error wrapping
 // ctx.Err().
 func (v *Vendor) WaitIdleContext(ctx context.Context) error {
-	return v.waitIdle(ctx, "before the context ended")
+	return v.waitIdle(ctx, ctxEnded)
 }
 
 // WaitIdle is WaitIdleContext with a time limit instead of a context.

@@ -34,6 +34,24 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// testContext returns a context that ends after d or when the test ends.
+func testContext(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// runOK runs "fakemta args..." and returns its standard output; any other
+// exit than exitOK ends the test.
+func runOK(t *testing.T, ctx context.Context, args ...string) string {
+	t.Helper()
+	code, out, stderr := runApp(t, ctx, args...)
+	if code != exitOK {
+		t.Fatalf("fakemta %q: exit %d: %s", args, code, stderr)
+	}
+	return out
+}
+
 func runApp(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut syncBuffer
@@ -110,22 +128,11 @@ func TestBehaviorsCommand(t *testing.T) {
 
 func TestSendToTenant(t *testing.T) {
 	t.Parallel()
-	tn, err := relaytest.NewTenant(relaytest.TenantConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tn.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer tn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	tn := relaytest.StartTenant(t, relaytest.TenantConfig{})
+	ctx := testContext(t, 30*time.Second)
 
-	code, out, stderr := runApp(t, ctx, "send", "--to", tn.Addr(), "--generate", "--seed", "4",
+	out := runOK(t, ctx, "send", "--to", tn.Addr(), "--generate", "--seed", "4",
 		"--from-override", "relay@contoso.com", "--rcpt-override", "x@contoso.com, y@contoso.com")
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
 	gen := relaytest.Generate(relaytest.GenerateOptions{Seed: 4})
 	ds, err := tn.WaitDeliveries(len(gen), 10*time.Second)
 	if err != nil {
@@ -149,7 +156,7 @@ func TestSendToTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	tn.RejectRcpt("b@contoso.com", &smtpError550)
-	code, out, stderr = runApp(t, ctx, "send", "--to", tn.Addr(), "--file", file)
+	code, out, stderr := runApp(t, ctx, "send", "--to", tn.Addr(), "--file", file)
 	if code != exitFailure || !strings.Contains(out, "FAILED") || !strings.Contains(stderr, "1 of 1 messages not delivered") {
 		t.Errorf("refused send: exit %d\n%s\n%s", code, out, stderr)
 	}

@@ -20,13 +20,9 @@ import (
 func TestSendKind(t *testing.T) {
 	t.Parallel()
 	tn := relaytest.StartTenant(t, relaytest.TenantConfig{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	code, out, stderr := runApp(t, ctx, "send", "--to", tn.Addr(), "--generate", "--seed", "3",
+	ctx := testContext(t, 30*time.Second)
+	out := runOK(t, ctx, "send", "--to", tn.Addr(), "--generate", "--seed", "3",
 		"--kind", "calendar, tnef,big-attachment", "--big-bytes", "2000")
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
 	want := relaytest.Generate(relaytest.GenerateOptions{Seed: 3, BigAttachmentBytes: 2000,
 		Kinds: []string{relaytest.KindCalendar, relaytest.KindTNEF, relaytest.KindBigAttachment}})
 	ds := tn.Deliveries()
@@ -49,14 +45,10 @@ func TestSendKind(t *testing.T) {
 func TestSendGenerateOptions(t *testing.T) {
 	t.Parallel()
 	tn := relaytest.StartTenant(t, relaytest.TenantConfig{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	code, out, stderr := runApp(t, ctx, "send", "--to", tn.Addr(), "--generate", "--seed", "7",
+	ctx := testContext(t, 30*time.Second)
+	out := runOK(t, ctx, "send", "--to", tn.Addr(), "--generate", "--seed", "7",
 		"--kind", "plain,multi-rcpt", "--count", "5", "--senders", "Adele Vance <adele@fabrikam.com>, megan@fabrikam.com",
 		"--recipients", "x@fabrikam.com,y@fabrikam.com,z@fabrikam.com", "--test-names")
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
 	want, err := relaytest.GenerateMessages(relaytest.GenerateOptions{Seed: 7, Kinds: []string{"plain", "multi-rcpt"}, Count: 5,
 		Senders:    []string{"Adele Vance <adele@fabrikam.com>", "megan@fabrikam.com"},
 		Recipients: []string{"x@fabrikam.com", "y@fabrikam.com", "z@fabrikam.com"}, TestNames: true})
@@ -93,10 +85,7 @@ func TestSendGenerateOptions(t *testing.T) {
 func TestGenerateCountTestNames(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	code, out, stderr := runApp(t, context.Background(), "generate", "--out", dir, "--kind", "tnef", "--count", "3", "--test-names")
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
+	out := runOK(t, context.Background(), "generate", "--out", dir, "--kind", "tnef", "--count", "3", "--test-names")
 	loaded, err := relaytest.LoadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -116,10 +105,7 @@ func TestGenerateCountTestNames(t *testing.T) {
 func TestGenerate(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "new")
-	code, out, stderr := runApp(t, context.Background(), "generate", "--out", dir, "--seed", "9", "--org-domain", "fabrikam.com")
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
+	out := runOK(t, context.Background(), "generate", "--out", dir, "--seed", "9", "--org-domain", "fabrikam.com")
 	gen := relaytest.Generate(relaytest.GenerateOptions{Seed: 9, OrgDomain: "fabrikam.com"})
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -143,16 +129,8 @@ func TestGenerate(t *testing.T) {
 // first data gets a second attempt.
 func TestSendRetries(t *testing.T) {
 	t.Parallel()
-	tn, err := relaytest.NewTenant(relaytest.TenantConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tn.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer tn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	tn := relaytest.StartTenant(t, relaytest.TenantConfig{})
+	ctx := testContext(t, 30*time.Second)
 	tempfail := &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "later"}
 	tn.RejectNextData(1, tempfail)
 	code, out, stderr := runApp(t, ctx, "send", "--to", tn.Addr(), "--generate", "--kind", "plain", "--attempts", "2", "--backoff", "1ms")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"strings"
@@ -21,27 +20,16 @@ func TestSendSTARTTLS(t *testing.T) {
 	ca := testpki.NewCA(t, "test CA")
 	caFile := ca.WriteCA(t, dir)
 	serverCert := ca.Issue(t, "tenant.test", x509.ExtKeyUsageServerAuth)
-	tn, err := relaytest.NewTenant(relaytest.TenantConfig{Listen: "127.0.0.1:0", RequireTLS: true,
+	tn := relaytest.StartTenant(t, relaytest.TenantConfig{Listen: "127.0.0.1:0", RequireTLS: true,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{serverCert}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tn.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer tn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testContext(t, 30*time.Second)
 
-	code, _, stderr := runApp(t, ctx, "send", "--to", tn.Addr(), "--generate", "--starttls", "--ca-file", caFile, "--tls-server-name", "tenant.test")
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
+	runOK(t, ctx, "send", "--to", tn.Addr(), "--generate", "--starttls", "--ca-file", caFile, "--tls-server-name", "tenant.test")
 	if ds := tn.Deliveries(); len(ds) == 0 || !ds[0].TLS {
 		t.Fatalf("deliveries %d, first over TLS: %v", len(ds), len(ds) > 0 && ds[0].TLS)
 	}
 	before := len(tn.Deliveries())
-	code, _, _ = runApp(t, ctx, "send", "--to", tn.Addr(), "--generate", "--starttls", "--attempts", "1", "--tls-server-name", "tenant.test")
+	code, _, _ := runApp(t, ctx, "send", "--to", tn.Addr(), "--generate", "--starttls", "--attempts", "1", "--tls-server-name", "tenant.test")
 	if code != exitFailure || len(tn.Deliveries()) != before {
 		t.Errorf("an untrusted certificate: exit %d, %d new deliveries", code, len(tn.Deliveries())-before)
 	}
@@ -55,8 +43,7 @@ func TestSendSTARTTLS(t *testing.T) {
 // --ca-file.
 func TestTenantTLS(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 
 	self := startServer(t, "tenant", "--tls-self-signed", "--require-tls")
 	code, out, stderr := runApp(t, ctx, "send", "--to", self.addr, "--generate", "--kind", "plain", "--attempts", "1")
@@ -93,23 +80,12 @@ func TestVendorTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca := testpki.NewCA(t, "test CA")
 	caFile := ca.WriteCA(t, dir)
-	tn, err := relaytest.NewTenant(relaytest.TenantConfig{RequireTLS: true,
+	tn := relaytest.StartTenant(t, relaytest.TenantConfig{RequireTLS: true,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "tenant.test", x509.ExtKeyUsageServerAuth)}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tn.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer tn.Close()
 	v := startServer(t, "vendor", "--return", tn.Addr(), "--tls-self-signed",
 		"--return-starttls", "--return-ca-file", caFile, "--return-tls-server-name", "tenant.test")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	code, _, stderr := runApp(t, ctx, "send", "--to", v.addr, "--generate", "--kind", "plain", "--starttls", "--insecure-skip-verify")
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
+	ctx := testContext(t, 60*time.Second)
+	runOK(t, ctx, "send", "--to", v.addr, "--generate", "--kind", "plain", "--starttls", "--insecure-skip-verify")
 	ds, err := tn.WaitDeliveries(1, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -19,14 +19,7 @@ import (
 // only see as a retry.
 func TestVendorReportsRefusalsAndFailedAttempts(t *testing.T) {
 	t.Parallel()
-	tn, err := relaytest.NewTenant(relaytest.TenantConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tn.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer tn.Close()
+	tn := relaytest.StartTenant(t, relaytest.TenantConfig{})
 	v := startServer(t, "vendor", "--return", tn.Addr(), "--behaviors", "tempfail-first,drop-mid-data,footer-text", "--backoff", "5ms")
 
 	m := relaytest.Message{From: "a@contoso.com", To: []string{"b@contoso.com"},
@@ -94,15 +87,10 @@ func (r *refusals) refused(d relaytest.Delivery, by string, err *smtp.SMTPError)
 // is observed), the transform and the plan still apply.
 func TestObserveRefusalsKeepsRoles(t *testing.T) {
 	t.Parallel()
-	tn, err := relaytest.NewTenant(relaytest.TenantConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tn.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer tn.Close()
+	tn := relaytest.StartTenant(t, relaytest.TenantConfig{})
 	obs := &refusals{}
+	// Not StartVendor: the test does not wait for the vendor to record the
+	// second send-back, so Close may report it as dropped.
 	v, err := relaytest.NewVendor(relaytest.VendorConfig{ReturnAddr: tn.Addr(),
 		Behaviors: observeRefusals([]relaytest.Behavior{allRoles{}, relaytest.MustParseBehaviors("passthrough")[0]}, obs)})
 	if err != nil {

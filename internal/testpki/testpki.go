@@ -1,6 +1,8 @@
 // Package testpki issues certificates for tests: a throwaway CA whose
 // certificates serve loopback SMTP servers and the clients that present
-// one (mutual TLS), in memory or as the PEM files the commands' flags read.
+// one (mutual TLS), in memory or as the PEM files the commands' flags read,
+// and self-signed server certificates (SelfSigned), which fake servers
+// also make up at run time.
 package testpki
 
 import (
@@ -11,7 +13,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -29,26 +33,36 @@ type CA struct {
 // NewCA creates a CA named name.
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("testpki: CA key: %v", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(t), Subject: pkix.Name{CommonName: name},
+	cert, err := create(&x509.Certificate{
+		Subject:   pkix.Name{CommonName: name},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	}, nil, nil)
 	if err != nil {
-		t.Fatalf("testpki: CA certificate: %v", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatalf("testpki: CA certificate: %v", err)
+		t.Fatalf("testpki: CA: %v", err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &CA{Cert: cert, Pool: pool, key: key}
+	pool.AddCert(cert.Leaf)
+	return &CA{Cert: cert.Leaf, Pool: pool, key: cert.PrivateKey.(*ecdsa.PrivateKey)}
+}
+
+// SelfSigned makes a self-signed ECDSA server certificate with the subject
+// common name cn, for the DNS names dnsNames and the loopback addresses
+// 127.0.0.1 and ::1, valid from an hour before now until validFor after
+// now; its Leaf is set. Unlike the rest of the package it returns an error
+// instead of failing a test, for programs that make up a certificate at
+// run time.
+func SelfSigned(cn string, dnsNames []string, validFor time.Duration) (tls.Certificate, error) {
+	cert, err := create(&x509.Certificate{
+		Subject: pkix.Name{CommonName: cn}, DNSNames: dnsNames,
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(validFor),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}, nil, nil)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("self-signed certificate: %w", err)
+	}
+	return cert, nil
 }
 
 // Issue signs a certificate for name (subject common name and DNS name)
@@ -77,20 +91,41 @@ func (ca *CA) IssueNames(t testing.TB, names ...string) tls.Certificate {
 
 func (ca *CA) issue(t testing.TB, names []string, uses []x509.ExtKeyUsage, notBefore, notAfter time.Time) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("testpki: key for %s: %v", names[0], err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(t), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+	cert, err := create(&x509.Certificate{
+		Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
 		NotBefore: notBefore, NotAfter: notAfter,
 		ExtKeyUsage: uses, KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
+	}, ca.Cert, ca.key)
 	if err != nil {
 		t.Fatalf("testpki: certificate for %s: %v", names[0], err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return cert
+}
+
+// create makes a fresh P-256 key and a certificate for it from tmpl, given
+// a random serial number, signed by parent's key parentKey, or self-signed
+// when parent is nil. The result's Leaf is set.
+func create(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("key: %w", err)
+	}
+	tmpl.SerialNumber, err = rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("serial number: %w", err)
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
 // WriteCA writes the CA's certificate as PEM to ca.pem in dir and returns
@@ -138,13 +173,4 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatalf("testpki: %v", err)
 	}
-}
-
-// serial returns a random certificate serial number.
-func serial(t testing.TB) *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatalf("testpki: serial: %v", err)
-	}
-	return n
 }
