@@ -52,14 +52,15 @@ func newSplitLoop(t *testing.T, cfg store.RedisConfig, attempts int, backoff tim
 		return st
 	}
 	l.stA, l.stB = open(), open()
-	vendorAddr := freeAddr(t)
+	vendorLn := reserve(t)
+	vendorAddr := vendorLn.Addr().String()
 	l.recorded = &relay.MemoryObserver{}
 	rc := looptest.Config(t, l.tenant.Addr(), hop("vendor", vendorAddr))
 	rc.Store, rc.Observers = l.stA, []relay.Observer{l.recorded}
 	l.recording = startRelay(t, rc)
 	l.restoring = startOneVendorRelay(t, l.stB, vendorAddr, l.tenant.Addr())
 	l.vendor = startVendor(t, relaytest.VendorConfig{
-		Listen: vendorAddr, ReturnAddr: l.restoring.ReturnAddr(),
+		Listener: vendorLn, ReturnAddr: l.restoring.ReturnAddr(),
 		Behaviors:   relaytest.MustParseBehaviors("strip-ms-headers,rewrite-message-id,footer-text"),
 		MaxAttempts: attempts, Backoff: backoff,
 		OnReturn: func(o relaytest.ReturnOutcome) {

@@ -73,6 +73,9 @@ func stores(t *testing.T, f func(t *testing.T, st store.Store)) {
 
 // freeAddr returns a loopback address no one listens on, for a server that
 // must be told its address before another one starts.
+//
+// Only for the listeners of a relay run as a separate process, which cannot
+// take a listener; fake servers take one from reserve.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -81,6 +84,20 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// reserve binds a loopback port for a fake server that a relay must know
+// before the server starts; the server takes the listener
+// (relaytest.VendorConfig.Listener), so no other process can take the port
+// in between, as it could after freeAddr.
+func reserve(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }
 
 // startTenant starts a recording fake tenant on a free loopback port.

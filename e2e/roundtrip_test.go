@@ -31,10 +31,10 @@ type loop struct {
 func newLoop(t *testing.T, st store.Store, behaviors string) *loop {
 	t.Helper()
 	l := &loop{tenant: startTenant(t)}
-	vendorAddr := freeAddr(t)
-	l.relay = startOneVendorRelay(t, st, vendorAddr, l.tenant.Addr())
+	vendorLn := reserve(t)
+	l.relay = startOneVendorRelay(t, st, vendorLn.Addr().String(), l.tenant.Addr())
 	l.vendor = startVendor(t, relaytest.VendorConfig{
-		Listen: vendorAddr, ReturnAddr: l.relay.ReturnAddr(),
+		Listener: vendorLn, ReturnAddr: l.relay.ReturnAddr(),
 		Behaviors: relaytest.MustParseBehaviors(behaviors), Backoff: 50 * time.Millisecond,
 	})
 	l.sender = relaytest.Sender{Addr: l.relay.TenantAddr(), Backoff: 50 * time.Millisecond}

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -46,11 +47,11 @@ func newRulesLoop(t *testing.T, st store.Store, set *rules.Set, specs ...vendorS
 
 	var names []string
 	var hops []relay.NextHop
-	addrs := map[string]string{}
+	lns := map[string]net.Listener{}
 	for _, s := range specs {
-		addrs[s.name] = freeAddr(t)
+		lns[s.name] = reserve(t)
 		names = append(names, s.name)
-		hops = append(hops, hop(s.name, addrs[s.name]))
+		hops = append(hops, hop(s.name, lns[s.name].Addr().String()))
 	}
 	l.engine, err = set.Compile(rules.CompileOptions{Vendors: names, LoopMarker: loopMarkerName})
 	if err != nil {
@@ -61,7 +62,7 @@ func newRulesLoop(t *testing.T, st store.Store, set *rules.Set, specs ...vendorS
 	l.relay = startRelay(t, cfg)
 	for _, s := range specs {
 		l.vendors[s.name] = startVendor(t, relaytest.VendorConfig{
-			Name: s.name, Listen: addrs[s.name], ReturnAddr: l.relay.ReturnAddr(),
+			Name: s.name, Listener: lns[s.name], ReturnAddr: l.relay.ReturnAddr(),
 			Behaviors: relaytest.MustParseBehaviors(s.behaviors), Backoff: 50 * time.Millisecond,
 		})
 	}

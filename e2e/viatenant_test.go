@@ -75,8 +75,8 @@ func newViaTenant(t *testing.T, returnNets []netip.Prefix, fallback relay.Fallba
 	if err != nil {
 		t.Fatal(err)
 	}
-	vendorAddr, exoAddr := freeAddr(t), freeAddr(t)
-	cfg := looptest.Config(t, vt.tenant.Addr(), hop("vendor", vendorAddr))
+	vendorLn, exoLn := reserve(t), reserve(t)
+	cfg := looptest.Config(t, vt.tenant.Addr(), hop("vendor", vendorLn.Addr().String()))
 	cfg.Router, cfg.SpoolDir = relay.NewRulesRouter(engine), t.TempDir()
 	cfg.Return.AllowNets = returnNets
 	cfg.FallbackMatching = fallback
@@ -85,13 +85,13 @@ func newViaTenant(t *testing.T, returnNets []netip.Prefix, fallback relay.Fallba
 	// Exchange Online's second pass: what the vendor sends back goes on to
 	// the relay's return listener, through the return-leg connector.
 	vt.exo = startVendor(t, relaytest.VendorConfig{
-		Name: "exchange-online", Listen: exoAddr, ReturnAddr: vt.relay.ReturnAddr(),
+		Name: "exchange-online", Listener: exoLn, ReturnAddr: vt.relay.ReturnAddr(),
 		Helo:      relaytest.SecondPassServer,
 		Behaviors: relaytest.MustParseBehaviors("exchange-second-pass"), Backoff: 50 * time.Millisecond,
 	})
 	// The hosted vendor delivers back to the tenant's MX: Exchange Online.
 	vt.vendor = startVendor(t, relaytest.VendorConfig{
-		Name: "vendor", Listen: vendorAddr, ReturnAddr: exoAddr,
+		Name: "vendor", Listener: vendorLn, ReturnAddr: exoLn.Addr().String(),
 		Behaviors: relaytest.MustParseBehaviors(vtVendorBehaviors), Backoff: 50 * time.Millisecond,
 	})
 	vt.sender = relaytest.Sender{Addr: vt.relay.TenantAddr(), Backoff: 50 * time.Millisecond}

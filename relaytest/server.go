@@ -43,14 +43,17 @@ type smtpServer struct {
 	served chan struct{}
 }
 
-// startServer binds listen and serves srv on it in a new goroutine.
-func startServer(listen string, srv *smtp.Server) (*smtpServer, error) {
-	if listen == "" {
-		listen = DefaultListen
-	}
-	l, err := net.Listen("tcp", listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", listen, err)
+// startServer serves srv in a new goroutine on l or, when l is nil, on a
+// listener bound to listen.
+func startServer(listen string, l net.Listener, srv *smtp.Server) (*smtpServer, error) {
+	if l == nil {
+		if listen == "" {
+			listen = DefaultListen
+		}
+		var err error
+		if l, err = net.Listen("tcp", listen); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", listen, err)
+		}
 	}
 	s := &smtpServer{
 		srv:    srv,
@@ -359,14 +362,14 @@ type serveState struct {
 
 // start binds listen and serves srv unless the server was started or
 // closed before.
-func (st *serveState) start(listen string, srv *smtp.Server) error {
+func (st *serveState) start(listen string, l net.Listener, srv *smtp.Server) error {
 	if st.closed {
 		return ErrClosed
 	}
 	if st.server != nil {
 		return errors.New("already started")
 	}
-	s, err := startServer(listen, srv)
+	s, err := startServer(listen, l, srv)
 	if err != nil {
 		return err
 	}

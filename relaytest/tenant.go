@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -48,6 +49,11 @@ func (d Delivery) clone() Delivery {
 type TenantConfig struct {
 	// Listen is the address to bind; DefaultListen when empty.
 	Listen string
+	// Listener, when set, is served instead of binding Listen; once Start
+	// has taken it, Close closes it. Bind it yourself when a peer must know the address before
+	// the server starts, as in a loop where each side is the other's next
+	// hop: a port picked and released first could be taken meanwhile.
+	Listener net.Listener
 	// Domain is the host name in the greeting; "tenant.relaytest.invalid"
 	// when empty.
 	Domain string
@@ -163,7 +169,7 @@ func (t *Tenant) Start() error {
 		readTimeout: t.cfg.ReadTimeout, writeTimeout: t.cfg.WriteTimeout,
 		allowInsecureAuth: !t.cfg.AuthRequiresTLS, errorLog: t.cfg.ErrorLog,
 	})
-	if err := t.state.start(t.cfg.Listen, srv); err != nil {
+	if err := t.state.start(t.cfg.Listen, t.cfg.Listener, srv); err != nil {
 		return fmt.Errorf("relaytest: tenant: start: %w", err)
 	}
 	return nil

@@ -2,6 +2,7 @@ package relaytest
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -443,6 +444,50 @@ func TestServerLifecycle(t *testing.T) {
 					t.Errorf("second Close: %v", err)
 				}
 			})
+		})
+	}
+}
+
+// A server given a Listener serves on it, at the address it was bound to,
+// and closes it on Close: a loop's peers can be told the address first.
+func TestServeOnGivenListener(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"tenant", "vendor"} {
+		t.Run(kind, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := ln.Addr().String()
+			var addr string
+			var closeFn func() error
+			if kind == "tenant" {
+				tn := StartTenant(t, TenantConfig{Listener: ln, Listen: "192.0.2.1:25"})
+				addr, closeFn = tn.Addr(), tn.Close
+				res := NewTestSender(t, want).Send(context.Background(), Message{From: "a@contoso.com", To: []string{"b@contoso.com"}, Data: []byte("Subject: x\r\n\r\nx\r\n")})
+				if !res.Accepted {
+					t.Fatalf("send to the given listener: %v %q", res.Err, res.Replies)
+				}
+				if n := len(tn.Deliveries()); n != 1 {
+					t.Fatalf("%d deliveries", n)
+				}
+			} else {
+				v := StartVendor(t, VendorConfig{Listener: ln, ReturnAddr: "127.0.0.1:1"})
+				addr, closeFn = v.Addr(), v.Close
+				c := dialText(t, want)
+				if _, _, err := c.ReadResponse(220); err != nil {
+					t.Fatalf("greeting on the given listener: %v", err)
+				}
+			}
+			if addr != want {
+				t.Errorf("Addr = %q, want the listener's %q (Listen is ignored)", addr, want)
+			}
+			if err := closeFn(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Accept on the listener after Close = %v, want net.ErrClosed", err)
+			}
 		})
 	}
 }

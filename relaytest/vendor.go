@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +21,11 @@ type VendorConfig struct {
 	Name string
 	// Listen is the address to bind; DefaultListen when empty.
 	Listen string
+	// Listener, when set, is served instead of binding Listen; once Start
+	// has taken it, Close closes it. Bind it yourself when a peer must know the address before
+	// the server starts, as in a loop where each side is the other's next
+	// hop: a port picked and released first could be taken meanwhile.
+	Listener net.Listener
 	// ReturnAddr is the host:port processed mail is sent back to. Required.
 	ReturnAddr string
 	// Behaviors are applied in order (see Behavior). None: passthrough.
@@ -242,7 +248,7 @@ func (v *Vendor) Start() error {
 		readTimeout: time.Minute, writeTimeout: time.Minute,
 		allowInsecureAuth: !v.cfg.AuthRequiresTLS, errorLog: v.cfg.ErrorLog,
 	})
-	if err := v.state.start(v.cfg.Listen, srv); err != nil {
+	if err := v.state.start(v.cfg.Listen, v.cfg.Listener, srv); err != nil {
 		return fmt.Errorf("relaytest: vendor %s: start: %w", v.cfg.Name, err)
 	}
 	return nil
