@@ -45,6 +45,15 @@ type guardedConn struct {
 	closeAfter atomic.Bool // close once the next reply has been written
 	reply      atomic.Pointer[net.Conn]
 
+	// held keeps the lines of a multi-line reply ("250-PIPELINING") until
+	// its last line, so that the reply leaves in one write: go-smtp's
+	// server (v0.25.1, Conn.writeResponse) flushes every line on its own,
+	// which made the EHLO reply 7 write system calls. A reply over TLS
+	// reaches this layer as ciphertext, which never looks like a reply
+	// line, and is written as it comes.
+	heldMu sync.Mutex
+	held   []byte
+
 	closeOnce sync.Once
 	onClose   func()
 	// limit logs a limit this connection hit (reason, then the reply);
@@ -122,9 +131,10 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write closes the connection after a reply when asked to. The flag is
-// read before the write: a reply already being written when closeAfter is
-// set (a 354 racing with a shutdown) is not the one it means.
+// Write holds the lines of a multi-line reply until its last (see held),
+// and closes the connection after a reply when asked to. The flag is read
+// before the write: a reply already being written when closeAfter is set
+// (a 354 racing with a shutdown) is not the one it means.
 func (c *guardedConn) Write(p []byte) (int, error) {
 	closing := c.closeAfter.Load()
 	for _, r := range goSMTPLimitReplies {
@@ -132,12 +142,49 @@ func (c *guardedConn) Write(p []byte) (int, error) {
 			c.logLimit(r.reason, string(bytes.TrimRight(p, "\r\n")))
 		}
 	}
-	n, err := c.Conn.Write(p)
+	c.heldMu.Lock()
+	if !closing && continuationLine(p) && len(c.held)+len(p) <= maxHeldReply {
+		c.held = append(c.held, p...)
+		c.heldMu.Unlock()
+		return len(p), nil
+	}
+	var n int
+	var err error
+	if len(c.held) > 0 {
+		out := append(c.held, p...)
+		c.held = c.held[:0]
+		n, err = c.Conn.Write(out)
+		// What the caller wrote now is p; the held lines it was told
+		// were written.
+		n = max(n-(len(out)-len(p)), 0)
+	} else {
+		n, err = c.Conn.Write(p)
+	}
+	c.heldMu.Unlock()
 	if closing {
 		c.Close()
 	}
 	return n, err
 }
+
+// maxHeldReply bounds what Write holds back: a multi-line reply longer
+// than this goes out in more than one write.
+const maxHeldReply = 4096
+
+// continuationLine tells whether p is exactly one line of a multi-line
+// reply that more lines follow: three digits, a hyphen, text, CRLF.
+func continuationLine(p []byte) bool {
+	if len(p) < 6 || p[3] != '-' || !bytes.HasSuffix(p, crlf) {
+		return false
+	}
+	for _, d := range p[:3] {
+		if d < '0' || d > '9' {
+			return false
+		}
+	}
+	return bytes.IndexByte(p[:len(p)-1], '\n') < 0
+}
+
 
 func (c *guardedConn) logLimit(reason, reply string) {
 	if c.limit != nil {
