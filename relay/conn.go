@@ -185,7 +185,6 @@ func continuationLine(p []byte) bool {
 	return bytes.IndexByte(p[:len(p)-1], '\n') < 0
 }
 
-
 func (c *guardedConn) logLimit(reason, reply string) {
 	if c.limit != nil {
 		c.limit(reason, reply)
