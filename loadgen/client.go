@@ -89,7 +89,7 @@ func dial(ctx context.Context, cfg *Config) (*clientConn, error) {
 	if cfg.TLSConfig != nil {
 		if _, ok := c.caps["STARTTLS"]; !ok {
 			c.nc.Close()
-			return nil, errors.New("server does not offer STARTTLS")
+			return nil, errNoSTARTTLS
 		}
 		if err := c.cmd("STARTTLS"); err != nil {
 			c.nc.Close()
@@ -102,7 +102,7 @@ func dial(ctx context.Context, cfg *Config) (*clientConn, error) {
 		tc := tls.Client(c.nc, cfg.TLSConfig)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.nc.Close()
-			return nil, fmt.Errorf("TLS handshake: %w", err)
+			return nil, fmt.Errorf("%w: %w", errTLSHandshake, err)
 		}
 		c.setConn(tc)
 		if err := c.ehlo(); err != nil {
@@ -217,12 +217,16 @@ type txResult struct {
 }
 
 // send runs one mail transaction. A returned error means the connection
-// is unusable; a refused message is a txResult with fail set.
+// is unusable (or, for a message without recipients, that nothing was
+// sent); a refused message is a txResult with fail set.
 func (c *clientConn) send(m Message) (txResult, error) {
 	cfg := c.cfg
 	pipe := cfg.Pipelining && c.has("PIPELINING")
 	if cfg.BDAT && !c.has("CHUNKING") {
-		return txResult{}, errors.New("server does not offer CHUNKING (BDAT)")
+		return txResult{}, fmt.Errorf("%w CHUNKING (BDAT)", errNotOffered)
+	}
+	if len(m.To) == 0 {
+		return txResult{}, errNoRecipients
 	}
 	c.fail, c.rcptOK, c.rejects, c.pending = nil, 0, nil, c.pending[:0]
 	if (cfg.RSET && c.used > 0) || c.dirty {
@@ -276,7 +280,7 @@ func (c *clientConn) send(m Message) (txResult, error) {
 			return txResult{}, err
 		}
 		if bw.left > 0 && c.fail == nil {
-			return txResult{}, fmt.Errorf("message content: %d bytes short of its size", bw.left)
+			return txResult{}, fmt.Errorf("%w: %d bytes short of its size", errContent, bw.left)
 		}
 		if err := c.drain(0); err != nil {
 			return txResult{}, err
@@ -290,23 +294,21 @@ func (c *clientConn) send(m Message) (txResult, error) {
 				return txResult{}, err
 			}
 		}
-		if c.fail != nil { // DATA refused (a server that says 354 anyway gets the data)
-			if c.rcptOK == 0 && len(c.rejects) > 0 && (c.fail == nil || c.fail.Step == "DATA") {
-				c.fail = c.rejects[len(c.rejects)-1]
+		// A refused DATA (c.fail set) sends nothing; a server that says
+		// 354 anyway gets the data.
+		if c.fail == nil {
+			dw := &dotWriter{w: c.w, bol: true}
+			n, err := m.Content.WriteTo(dw)
+			if err != nil {
+				return txResult{}, err
 			}
-			return done(), nil
-		}
-		dw := &dotWriter{w: c.w, bol: true}
-		n, err := m.Content.WriteTo(dw)
-		if err != nil {
-			return txResult{}, err
-		}
-		if n != m.Size || !dw.crlf() {
-			return txResult{}, fmt.Errorf("message content: %d bytes (size %d), ends in CRLF: %v", n, m.Size, dw.crlf())
-		}
-		c.queue("END-OF-DATA", ".")
-		if err := c.drain(0); err != nil {
-			return txResult{}, err
+			if n != m.Size || !dw.crlf() {
+				return txResult{}, fmt.Errorf("%w: %d bytes (size %d), ends in CRLF: %v", errContent, n, m.Size, dw.crlf())
+			}
+			c.queue("END-OF-DATA", ".")
+			if err := c.drain(0); err != nil {
+				return txResult{}, err
+			}
 		}
 	}
 	if c.rcptOK == 0 && len(c.rejects) > 0 && (c.fail == nil || c.fail.Step != "MAIL" && c.fail.Step != "RSET") {
@@ -319,6 +321,19 @@ func (c *clientConn) send(m Message) (txResult, error) {
 }
 
 var errAbort = errors.New("transaction refused")
+
+// Errors without a reply that errorKey classifies. "protocol": the server
+// lacks an extension the configuration needs (errNotOffered), a Source's
+// Message does not match its Size (errContent) or has no recipients
+// (errNoRecipients). "tls": the server does not offer STARTTLS
+// (errNoSTARTTLS) or the TLS handshake failed (errTLSHandshake).
+var (
+	errNotOffered   = errors.New("server does not offer")
+	errContent      = errors.New("message content")
+	errNoRecipients = errors.New("message has no recipients")
+	errNoSTARTTLS   = errors.New("server does not offer STARTTLS")
+	errTLSHandshake = errors.New("TLS handshake")
+)
 
 // bdatWriter cuts the content into BDAT chunks of exactly chunk bytes (the
 // last one smaller, with LAST), writing each chunk's command just before
@@ -337,7 +352,7 @@ func (b *bdatWriter) Write(p []byte) (int, error) {
 		if b.inCh == 0 {
 			n := min(b.chunk, b.left)
 			if n <= 0 {
-				return written, fmt.Errorf("message content longer than its size")
+				return written, fmt.Errorf("%w longer than its size", errContent)
 			}
 			line := "BDAT " + strconv.FormatInt(n, 10)
 			if n == b.left {

@@ -137,14 +137,7 @@ func TestAgainstTenant(t *testing.T) {
 	for sname, src := range sources(t) {
 		for _, v := range variants() {
 			t.Run(sname+"/"+v.name, func(t *testing.T) {
-				tn, err := relaytest.NewTenant(relaytest.TenantConfig{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := tn.Start(); err != nil {
-					t.Fatal(err)
-				}
-				defer tn.Close()
+				tn := relaytest.StartTenant(t, relaytest.TenantConfig{})
 				cfg := v.cfg
 				cfg.Addr, cfg.Source, cfg.Messages = tn.Addr(), src, 14
 				runLoad(t, cfg)
@@ -184,14 +177,7 @@ func TestStartTLS(t *testing.T) {
 // TestRefusals: refused recipients and refused data are counted by reply
 // code, and the connection goes on.
 func TestRefusals(t *testing.T) {
-	tn, err := relaytest.NewTenant(relaytest.TenantConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tn.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer tn.Close()
+	tn := relaytest.StartTenant(t, relaytest.TenantConfig{})
 	for _, pipe := range []bool{false, true} {
 		for _, bdat := range []bool{false, true} {
 			tn.Reset()

@@ -21,9 +21,8 @@ func (r Reply) String() string {
 	return fmt.Sprintf("%03d %s", r.Code, strings.Join(r.Lines, " / "))
 }
 
-// Positive (2xx) and Intermediate (3xx) classify the code.
-func (r Reply) Positive() bool     { return r.Code/100 == 2 }
-func (r Reply) Intermediate() bool { return r.Code/100 == 3 }
+// Positive reports whether the code is 2xx.
+func (r Reply) Positive() bool { return r.Code/100 == 2 }
 
 // Limits of a reply, beyond which it is malformed.
 const (

@@ -53,22 +53,21 @@ const DefaultChunkSize = 1 << 20
 // Result is the outcome of a run. Bytes and rates count the message data
 // of accepted messages (not the SMTP commands, nor dot-stuffing).
 type Result struct {
-	Target      string        `json:"target"`
-	Describe    string        `json:"messages"`
-	Mode        string        `json:"mode"`
-	Senders     int           `json:"senders"`
-	Attempted   int64         `json:"attempted"`
-	Accepted    int64         `json:"accepted"`
-	Failed      int64         `json:"failed"`
-	Bytes       int64         `json:"bytes"`
-	Connections int64         `json:"connections"`
-	Seconds     float64       `json:"seconds"`
-	MsgPerSec   float64       `json:"msg_per_sec"`
-	MBPerSec    float64       `json:"mb_per_sec"` // 10^6 bytes of message data per second
-	Latency     LatencyStats  `json:"latency_ms"`
-	Errors      []ErrorCount  `json:"errors"`
-	RSS         *RSSStats     `json:"rss,omitempty"`
-	Elapsed     time.Duration `json:"-"`
+	Target      string       `json:"target"`
+	Describe    string       `json:"messages"`
+	Mode        string       `json:"mode"`
+	Senders     int          `json:"senders"`
+	Attempted   int64        `json:"attempted"`
+	Accepted    int64        `json:"accepted"`
+	Failed      int64        `json:"failed"`
+	Bytes       int64        `json:"bytes"`
+	Connections int64        `json:"connections"`
+	Seconds     float64      `json:"seconds"`
+	MsgPerSec   float64      `json:"msg_per_sec"`
+	MBPerSec    float64      `json:"mb_per_sec"` // 10^6 bytes of message data per second
+	Latency     LatencyStats `json:"latency_ms"`
+	Errors      []ErrorCount `json:"errors"`
+	RSS         *RSSStats    `json:"rss,omitempty"`
 }
 
 // LatencyStats are per accepted message, from writing MAIL to the final
@@ -151,7 +150,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	elapsed := time.Since(start)
 
 	res := &Result{Target: cfg.Addr, Describe: cfg.Source.Describe(), Mode: cfg.mode(), Senders: cfg.Senders,
-		Elapsed: elapsed, Seconds: elapsed.Seconds()}
+		Seconds: elapsed.Seconds()}
 	var lat []time.Duration
 	errs := map[string]*ErrorCount{}
 	for i := range stats {
@@ -244,11 +243,14 @@ func (st *senderStats) run(ctx context.Context, cfg *Config, claim func() (int64
 		if !ok {
 			return
 		}
-		st.attempted++
 		if c == nil {
 			var err error
 			if c, err = dial(ctx, cfg); err != nil {
 				c = nil
+				if ctx.Err() != nil {
+					return // cancelled while dialling: the message was not attempted
+				}
+				st.attempted++
 				st.addError(errorKey(err, "connect"), err.Error())
 				select { // a dead server must not turn the run into a busy loop
 				case <-ctx.Done():
@@ -258,6 +260,7 @@ func (st *senderStats) run(ctx context.Context, cfg *Config, claim func() (int64
 			}
 			st.conns++
 		}
+		st.attempted++
 		m := cfg.Source.Message(i)
 		tx, err := c.send(m)
 		if err != nil {
@@ -296,11 +299,14 @@ func errorKey(err error, fallback string) string {
 		return strconv.Itoa(re.Reply.Code)
 	case errors.As(err, &me):
 		return "malformed-reply"
-	case errors.As(err, &te), strings.Contains(err.Error(), "TLS"), strings.Contains(err.Error(), "tls:"):
+	case errors.As(err, &te), errors.Is(err, errNoSTARTTLS), errors.Is(err, errTLSHandshake),
+		// crypto/tls's errors on an established connection (alerts, bad
+		// records) have no exported type in common, only this prefix
+		strings.Contains(err.Error(), "tls:"):
 		return "tls"
 	case errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
-	case strings.HasPrefix(err.Error(), "server does not offer"), strings.HasPrefix(err.Error(), "message content"):
+	case errors.Is(err, errNotOffered), errors.Is(err, errContent), errors.Is(err, errNoRecipients):
 		return "protocol"
 	}
 	return fallback

@@ -168,6 +168,7 @@ func (s *Sink) delivered(n int64, from string, to []string, data []byte, kept bo
 	}
 }
 
+// unkeep releases a place wantKeep reserved that no delivery has filled.
 func (s *Sink) unkeep() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -278,12 +279,19 @@ func (c *sinkConn) reply(s string) {
 	c.w.WriteString("\r\n")
 }
 
+// reset ends the mail transaction. It releases the kept-message place of
+// a BDAT transaction left unfinished (by RSET, EHLO, HELO, STARTTLS, DATA
+// or the end of the connection).
 func (c *sinkConn) reset() {
+	if c.bdatKeep {
+		c.s.unkeep()
+	}
 	c.from, c.to, c.mail = "", nil, false
 	c.bdatBuf, c.bdatN, c.bdatKeep, c.bdatBad = nil, 0, false, false
 }
 
 func (c *sinkConn) serve() {
+	defer c.reset()
 	c.setConn(c.nc)
 	c.reply("220 loadgen-sink ESMTP")
 	for {
@@ -492,8 +500,7 @@ func (c *sinkConn) bdat(arg string) bool {
 		start := len(c.bdatBuf)
 		c.bdatBuf = append(c.bdatBuf, make([]byte, size)...)
 		if _, err := io.ReadFull(c.r, c.bdatBuf[start:]); err != nil {
-			c.s.unkeep()
-			return false
+			return false // serve's reset releases the place
 		}
 	} else if _, err := c.r.Discard(int(size)); err != nil {
 		return false
@@ -511,11 +518,12 @@ func (c *sinkConn) bdat(arg string) bool {
 		c.reply("250 2.0.0 " + strconv.FormatInt(size, 10) + " octets")
 		return true
 	}
-	data := c.bdatBuf
-	if c.bdatKeep && data == nil {
+	data, keep := c.bdatBuf, c.bdatKeep
+	if keep && data == nil {
 		data = []byte{}
 	}
-	c.s.delivered(c.bdatN, c.from, c.to, data, c.bdatKeep)
+	c.bdatKeep = false // delivered fills the place: reset must not release it
+	c.s.delivered(c.bdatN, c.from, c.to, data, keep)
 	c.reset()
 	c.reply("250 2.0.0 OK queued")
 	return true

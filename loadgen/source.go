@@ -221,12 +221,20 @@ func writeLines(w io.Writer, blk *lineBlock, n int64) (int64, error) {
 		return total, err
 	}
 	last := rem - prefix // 2 .. longest line + 1
-	line := make([]byte, 0, last)
-	line = append(line, blk.fill[:last-2]...)
-	line = append(line, '\r', '\n')
-	k, err = w.Write(line)
+	if last > 2 {
+		k, err = w.Write(blk.fill[:last-2])
+		total += int64(k)
+		if err != nil {
+			return total, err
+		}
+	}
+	k, err = w.Write(crlf)
 	return total + int64(k), err
 }
+
+// crlf is the line end writeLines writes after a filler line. Writers must
+// not modify it (io.Writer).
+var crlf = []byte("\r\n")
 
 // ----------------------------------------------------------------- exchange --
 
@@ -259,10 +267,11 @@ type exTemplate struct {
 	to            []string
 	utf8, eight   bool
 	pre, mid, end []byte // pre + id + mid [+ padding] + end
-	padHead       []byte // "--boundary\r\n...X-Padding: "
-	padFull       int64  // full base64 lines
-	padPartial    int    // characters of the last, partial line (0: none)
-	padFill       int    // characters of the X-Padding value
+	// The padding, when Size is set: padHead, padFull full base64 lines of
+	// base64Block, then padTail. Built once, shared by every message.
+	padHead []byte // "--boundary\r\n...X-Padding: xxx\r\n\r\n"; nil: no padding
+	padFull int64  // full base64 lines
+	padTail []byte // the last, partial base64 line with its CRLF; nil: none
 }
 
 const padHeadFmt = "--%s\r\nContent-Type: application/octet-stream; name=\"padding.bin\"\r\n" +
@@ -304,8 +313,8 @@ func NewExchange(o ExchangeOptions) (*Exchange, error) {
 				continue
 			}
 			t.mid, t.end = data[lt:closing+2], data[closing+2:]
-			t.padHead = fmt.Appendf(nil, padHeadFmt, boundary)
-			fixed := int64(len(data) + idLen + len(t.padHead) + 1 + 4) // X-Padding: x CRLF CRLF
+			head := fmt.Appendf(nil, padHeadFmt, boundary)
+			fixed := int64(len(data) + idLen + len(head) + 1 + 4) // X-Padding: x CRLF CRLF
 			if smallest < 0 || fixed < smallest {
 				smallest = fixed
 			}
@@ -313,12 +322,18 @@ func NewExchange(o ExchangeOptions) (*Exchange, error) {
 			if avail < 0 {
 				continue
 			}
-			t.padFull, t.padFill = avail/78, 1
+			fill, partial := 1, 0 // characters of the X-Padding value and of the partial line
+			t.padFull = avail / 78
 			if rem := int(avail % 78); rem >= 6 {
-				t.padPartial = (rem - 2) / 4 * 4
-				t.padFill += rem - t.padPartial - 2
+				partial = (rem - 2) / 4 * 4
+				fill += rem - partial - 2
 			} else {
-				t.padFill += rem
+				fill += rem
+			}
+			head = append(head, bytes.Repeat([]byte{'x'}, fill)...)
+			t.padHead = append(head, "\r\n\r\n"...)
+			if partial > 0 {
+				t.padTail = append(base64Block.data[:partial:partial], '\r', '\n')
 			}
 		}
 		x.tmpls = append(x.tmpls, t)
@@ -358,10 +373,7 @@ func (x *Exchange) Message(i int64) Message {
 	c := &exContent{t: t, id: []byte(seqString(x.opts.Nonce, i) + ".")}
 	size := int64(len(t.pre) + len(c.id) + len(t.mid) + len(t.end))
 	if t.padHead != nil {
-		size += int64(len(t.padHead)+t.padFill+4) + t.padFull*78
-		if t.padPartial > 0 {
-			size += int64(t.padPartial + 2)
-		}
+		size += int64(len(t.padHead)+len(t.padTail)) + t.padFull*78
 	}
 	return Message{From: t.from, To: t.to, UTF8: t.utf8, EightBit: t.eight, Size: size, Content: c}
 }
@@ -385,11 +397,7 @@ func (c *exContent) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 	if t.padHead != nil {
-		head := make([]byte, 0, len(t.padHead)+t.padFill+4)
-		head = append(head, t.padHead...)
-		head = append(head, bytes.Repeat([]byte{'x'}, t.padFill)...)
-		head = append(head, "\r\n\r\n"...)
-		if err := write(head); err != nil {
+		if err := write(t.padHead); err != nil {
 			return total, err
 		}
 		n, err := writeLines(w, base64Block, t.padFull*78)
@@ -397,9 +405,8 @@ func (c *exContent) WriteTo(w io.Writer) (int64, error) {
 		if err != nil {
 			return total, err
 		}
-		if t.padPartial > 0 {
-			line := append(append([]byte(nil), base64Block.data[:t.padPartial]...), '\r', '\n')
-			if err := write(line); err != nil {
+		if t.padTail != nil {
+			if err := write(t.padTail); err != nil {
 				return total, err
 			}
 		}

@@ -3,7 +3,6 @@ package relay
 import (
 	"bufio"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -12,6 +11,8 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/recallrelay/recallrelay/internal/saslogin"
 )
 
 // Authenticator checks SMTP AUTH credentials.
@@ -129,42 +130,9 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	switch mech {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, user, pass string) error {
-			if identity != "" && identity != user {
-				return smtp.ErrAuthFailed
-			}
-			return check(user, pass)
-		}), nil
+		return saslogin.NewPlainServer(check), nil
 	case sasl.Login:
-		return &loginServer{check: check}, nil
+		return saslogin.NewServer(check), nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
-}
-
-// loginServer is the server side of the LOGIN mechanism, which go-sasl
-// provides only as a client: written in-house. go-smtp base64-encodes the
-// challenges and decodes the responses.
-type loginServer struct {
-	user  string
-	step  int
-	check func(user, pass string) error
-}
-
-func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
-	switch l.step {
-	case 0:
-		l.step = 1
-		if response != nil { // initial response carries the user name
-			l.user, l.step = string(response), 2
-			return []byte("Password:"), false, nil
-		}
-		return []byte("Username:"), false, nil
-	case 1:
-		l.user, l.step = string(response), 2
-		return []byte("Password:"), false, nil
-	case 2:
-		l.step = 3
-		return nil, true, l.check(l.user, string(response))
-	}
-	return nil, true, errors.New("LOGIN: unexpected response")
 }

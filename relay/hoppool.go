@@ -2,6 +2,7 @@ package relay
 
 import (
 	"crypto/tls"
+	"io"
 	"sync"
 	"time"
 )
@@ -38,18 +39,6 @@ func (p HopPool) withDefaults() HopPool {
 	return p
 }
 
-// hopKey identifies the next hop a connection was made for: a connection
-// is reused only for the same name, address, EHLO name and TLS settings.
-type hopKey struct {
-	name, addr, helo string
-	starttls         StartTLSMode
-	tls              *tls.Config
-}
-
-func keyOf(h NextHop) hopKey {
-	return hopKey{name: h.Name, addr: h.Address, helo: h.HELO, starttls: h.StartTLS, tls: h.TLS}
-}
-
 // hopPool keeps idle next-hop connections (see HopPool). A connection goes
 // back only when nothing went wrong on it: no error of any kind, no
 // transaction open, no data being written, not cut. One taken from the
@@ -62,22 +51,24 @@ type hopPool struct {
 	// the pool could not supply.
 	sessions tls.ClientSessionCache
 
-	mu     sync.Mutex
-	idle   map[hopKey][]*hopConn // oldest first
+	mu sync.Mutex
+	// idle holds the connections by the NextHop they were made for, all
+	// of it: one is reused only for the same settings, timeouts included.
+	idle   map[NextHop][]*hopConn // oldest first
 	closed bool
 	stop   chan struct{}
 	done   chan struct{}
 }
 
 func newHopPool(cfg HopPool) *hopPool {
-	return &hopPool{cfg: cfg.withDefaults(), sessions: tls.NewLRUClientSessionCache(64), idle: map[hopKey][]*hopConn{}}
+	return &hopPool{cfg: cfg.withDefaults(), sessions: tls.NewLRUClientSessionCache(64), idle: map[NextHop][]*hopConn{}}
 }
 
 // dial returns a connection to h: an idle one from the pool when fresh
 // allows it and one is alive, else a new one.
 func (p *hopPool) dial(h NextHop, fresh bool) (*hopConn, error) {
 	if !fresh {
-		if hc := p.take(keyOf(h)); hc != nil {
+		if hc := p.take(h); hc != nil {
 			return hc, nil
 		}
 	}
@@ -85,7 +76,7 @@ func (p *hopPool) dial(h NextHop, fresh bool) (*hopConn, error) {
 }
 
 // take pops the newest idle connection for k that is still alive.
-func (p *hopPool) take(k hopKey) *hopConn {
+func (p *hopPool) take(k NextHop) *hopConn {
 	now := time.Now()
 	for {
 		p.mu.Lock()
@@ -112,11 +103,11 @@ func (p *hopPool) put(hc *hopConn) {
 		hc.close()
 		return
 	}
-	k := keyOf(hc.hop)
+	k := hc.hop
 	p.mu.Lock()
 	if p.closed || len(p.idle[k]) >= p.cfg.MaxIdle {
 		p.mu.Unlock()
-		hc.close()
+		hc.retire()
 		return
 	}
 	hc.idleSince = time.Now()
@@ -169,7 +160,7 @@ func (p *hopPool) expire(now time.Time) {
 	}
 	p.mu.Unlock()
 	for _, hc := range old {
-		hc.close()
+		hc.retire()
 	}
 }
 
@@ -178,11 +169,11 @@ func (p *hopPool) expire(now time.Time) {
 func (p *hopPool) flush() {
 	p.mu.Lock()
 	idle := p.idle
-	p.idle = map[hopKey][]*hopConn{}
+	p.idle = map[NextHop][]*hopConn{}
 	p.mu.Unlock()
 	for _, conns := range idle {
 		for _, hc := range conns {
-			hc.close()
+			hc.retire()
 		}
 	}
 }
@@ -200,6 +191,17 @@ func (p *hopPool) close() {
 		<-done
 	}
 	p.flush()
+}
+
+// retire ends a clean connection between transactions without waiting on
+// the next hop: it writes QUIT (above TLS when there is TLS) and closes,
+// leaving the 221 unread. The next hop answered everything sent on the
+// connection, so its send buffer is empty and the write does not wait.
+// Closing idle connections on shutdown, reload or expiry thus costs no
+// round trips, where close would wait up to CommandTimeout per reply.
+func (hc *hopConn) retire() {
+	io.WriteString(hc.w, "QUIT\r\n")
+	hc.raw.Close()
 }
 
 // poolable reports whether hc may serve another session: nothing went

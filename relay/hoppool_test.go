@@ -160,7 +160,10 @@ func TestHopPoolNotAfterError(t *testing.T) {
 // A pooled connection the next hop has closed meanwhile (its idle timeout)
 // is noticed and replaced: the client never hears of it.
 func TestHopPoolDeadConnection(t *testing.T) {
-	hop := startCountingHop(t, 200*time.Millisecond)
+	// Long enough that the first message is never cut on a loaded machine
+	// (go-smtp's read timeout also bounds the commands and data of the
+	// transaction), short enough to wait for.
+	hop := startCountingHop(t, 2*time.Second)
 	h := newHarness(t, func(c *relay.Config) { c.Vendors[0].Address = hop.ln.Addr().String() })
 	sendOne(t, h.relay.TenantAddr(), "bob@fabrikam.example")
 	// The hop closes the idle pooled connection (421 idle timeout).

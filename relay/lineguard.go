@@ -47,10 +47,6 @@ func (g *lineGuard) Read(p []byte) (int, error) {
 			if g.err == io.EOF && g.cr {
 				// Data ends in a lone CR.
 				g.cr = false
-				if g.mode == BareLineReject {
-					g.err = errBare
-					return 0, g.err
-				}
 				g.out = append(g.out[:0], '\n')
 				break
 			}
@@ -59,11 +55,7 @@ func (g *lineGuard) Read(p []byte) (int, error) {
 		n, err := g.r.Read(g.buf)
 		g.err = err
 		if n > 0 {
-			if ferr := g.filter(g.buf[:n]); ferr != nil {
-				g.err = ferr
-				g.out = g.out[:0]
-				return 0, ferr
-			}
+			g.filter(g.buf[:n])
 		}
 	}
 	n := copy(p, g.out)
@@ -131,14 +123,14 @@ func (g *lineGuard) check(b []byte) error {
 	return nil
 }
 
-// filter appends the checked or normalized form of b to g.out. It moves
+// filter sets g.out to the normalized form of b (BareLineNormalize; in
+// BareLineReject mode Read checks in place instead, see check). It moves
 // a line at a time: the next LF found with bytes.IndexByte, and a CR looked
 // for only before it, so well-formed data costs two vectorized scans and
 // one copy per line rather than a decision per byte. filterSimple in the
 // tests is the byte-at-a-time definition it must match (FuzzLineGuard).
-func (g *lineGuard) filter(b []byte) error {
+func (g *lineGuard) filter(b []byte) {
 	out := g.outBuf[:0]
-	reject := g.mode == BareLineReject
 	for len(b) > 0 {
 		if g.cr { // the previous chunk ended in a CR
 			g.cr = false
@@ -146,9 +138,6 @@ func (g *lineGuard) filter(b []byte) error {
 				out = append(out, '\n')
 				b = b[1:]
 				continue
-			}
-			if reject {
-				return errBare
 			}
 			out = append(out, '\n')
 			continue
@@ -165,9 +154,6 @@ func (g *lineGuard) filter(b []byte) error {
 				g.cr = true
 				b = nil
 			default: // a CR followed by something else
-				if reject {
-					return errBare
-				}
 				out = append(out, b[:cr+1]...)
 				out = append(out, '\n')
 				b = b[cr+1:]
@@ -180,21 +166,14 @@ func (g *lineGuard) filter(b []byte) error {
 			out = append(out, b[:lf+1]...)
 			b = b[lf+1:]
 		case cr < 0: // a bare LF
-			if reject {
-				return errBare
-			}
 			out = append(out, b[:lf]...)
 			out = append(out, '\r', '\n')
 			b = b[lf+1:]
 		default: // a bare CR before the LF
-			if reject {
-				return errBare
-			}
 			out = append(out, b[:cr+1]...)
 			out = append(out, '\n')
 			b = b[cr+1:]
 		}
 	}
 	g.out, g.outBuf = out, out
-	return nil
 }

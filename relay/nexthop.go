@@ -29,6 +29,9 @@ type hopConn struct {
 	// w is the connection go-smtp's client writes to (under it, after
 	// STARTTLS the TLS connection): the stuffer writes message data there.
 	w io.Writer
+	// st is the stuffer on w, made for the connection's first message
+	// and reused for the rest (its buffer is 32 KiB).
+	st *stuffer
 	// reused: it came from the pool; idleSince: when it went in.
 	reused    bool
 	idleSince time.Time
@@ -49,12 +52,10 @@ func (hc *hopConn) cut() {
 	hc.raw.Close()
 }
 
-// dialHop connects, greets and (per policy) starts TLS.
-//
-// go-smtp's client (v0.25) can only start TLS through NewClientStartTLS,
-// whose EHLO before STARTTLS names itself "localhost"; the EHLO after it,
-// the one that counts, uses h.HELO. A next hop that does not offer STARTTLS
-// gets a second, plaintext connection under StartTLSOpportunistic.
+// dialHop connects, greets and (per policy) starts TLS, which the relay
+// speaks itself (see startTLS): both EHLOs use h.HELO. A next hop that
+// does not offer STARTTLS gets a second, plaintext connection under
+// StartTLSOpportunistic.
 //
 // sessions, when set, resumes TLS sessions across connections (unless
 // h.TLS has a cache of its own).

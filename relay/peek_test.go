@@ -28,7 +28,16 @@ func TestPeekAlive(t *testing.T) {
 		t.Cleanup(func() { c.Close(); s.Close() })
 		return c, s
 	}
-	settle := func() { time.Sleep(50 * time.Millisecond) } // let the bytes or the FIN arrive
+	// notAlive waits for the bytes or the FIN to arrive: it polls
+	// peekAlive until it says false, with a generous deadline.
+	notAlive := func(c net.Conn) bool {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if !peekAlive(c) {
+				return true
+			}
+		}
+		return false
+	}
 
 	c, _ := pair()
 	if !peekAlive(c) {
@@ -36,8 +45,7 @@ func TestPeekAlive(t *testing.T) {
 	}
 	c, s := pair()
 	s.Write([]byte("421 4.4.2 idle timeout\r\n"))
-	settle()
-	if peekAlive(c) {
+	if !notAlive(c) {
 		t.Error("a connection with an unasked reply waiting is alive")
 	}
 	b := make([]byte, 3)
@@ -46,8 +54,7 @@ func TestPeekAlive(t *testing.T) {
 	}
 	c, s = pair()
 	s.Close()
-	settle()
-	if peekAlive(c) {
+	if !notAlive(c) {
 		t.Error("a connection the peer closed is alive")
 	}
 }

@@ -84,9 +84,12 @@ func (s *session) switchHop(h NextHop) error {
 		// The client was told 250 to MAIL and RCPT without this hop's
 		// verdicts: whatever it refuses now is a reason to try again
 		// later, never to bounce.
-		if err := s.openHop(h); err != nil {
-			if !isVerdict(err) {
+		if connected, err := s.openHop(h); err != nil {
+			switch {
+			case !connected:
 				s.hopFailed(h.Name, "connect", err)
+			case !isVerdict(err):
+				s.hopFailed(h.Name, "transaction replay", err)
 			}
 			msg := err.Error()
 			var se *smtp.SMTPError
@@ -98,33 +101,47 @@ func (s *session) switchHop(h NextHop) error {
 		s.deferred = false
 		return nil
 	}
-	return s.openHop(h)
+	_, err := s.openHop(h)
+	return err
 }
 
-// openHop connects to h and replays the transaction's MAIL and RCPT there.
-func (s *session) openHop(h NextHop) error {
+// openHop connects to h and replays the transaction's MAIL and RCPT
+// there; connected is false when no connection could be made.
+func (s *session) openHop(h NextHop) (connected bool, err error) {
 	s.closeHop()
-	// A pooled connection the next hop closed a moment ago fails at MAIL:
-	// try once more on a fresh one.
-	for attempt := 0; ; attempt++ {
-		hc, err := s.r.hops.dial(h, attempt > 0)
-		if err != nil {
-			return err
+	if connected, err := s.hopMail(h); err != nil {
+		return connected, err
+	}
+	for _, rc := range s.rcpts {
+		if err := s.hop.rcpt(rc); err != nil {
+			return true, err
 		}
-		s.hop = hc
-		err = hc.mail(s.from, &s.opts)
-		if err != nil && hc.reused && hc.broken && attempt == 0 {
+	}
+	return true, nil
+}
+
+// hopMail gives the transaction's MAIL FROM to h: on this session's own
+// connection when it is still there and usable, else on one from the
+// pool or a new one. A reused connection (this session's last one, or a
+// pooled one) may have been closed by the next hop while idle: MAIL is
+// then tried once more on a fresh one. connected is false when no
+// connection could be made.
+func (s *session) hopMail(h NextHop) (connected bool, err error) {
+	for attempt := 0; ; attempt++ {
+		reused := s.hop != nil && !s.hop.broken
+		if !reused {
 			s.closeHop()
+			hc, err := s.r.hops.dial(h, attempt > 0)
+			if err != nil {
+				return false, err
+			}
+			s.hop = hc
+			reused = hc.reused
+		}
+		err := s.hop.mail(s.from, &s.opts)
+		if err != nil && reused && s.hop.broken && attempt == 0 {
 			continue
 		}
-		if err != nil {
-			return err
-		}
-		for _, rc := range s.rcpts {
-			if err := hc.rcpt(rc); err != nil {
-				return err
-			}
-		}
-		return nil
+		return true, err
 	}
 }

@@ -214,31 +214,15 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if s.hop != nil && (s.hop.hop.Name != target.Name || s.hop.hop.Address != target.Address) {
 		s.closeHop()
 	}
-	// A reused connection (this session's last one, or one from the pool)
-	// may have been closed by the next hop while idle: retry once on a
-	// fresh one.
-	for attempt := 0; ; attempt++ {
-		reused := s.hop != nil && !s.hop.broken
-		if !reused {
-			s.closeHop()
-			hc, err := s.r.hops.dial(target, attempt > 0)
-			if err != nil {
-				s.hopFailed(target.Name, "connect", err)
-				if s.leg.policy.mayDefer(s) {
-					s.deferred = true
-					return nil
-				}
-				return err
-			}
-			s.hop = hc
-			reused = hc.reused
+	connected, err := s.hopMail(target)
+	if !connected {
+		s.hopFailed(target.Name, "connect", err)
+		if s.leg.policy.mayDefer(s) {
+			s.deferred = true
+			return nil
 		}
-		err := s.hop.mail(from, &s.opts)
-		if err != nil && reused && s.hop.broken && attempt == 0 {
-			continue
-		}
-		return err
 	}
+	return err
 }
 
 // awaitTransferEnd waits until go-smtp's goroutine for the last BDAT
@@ -602,19 +586,14 @@ func (s *session) stream(h *headers.Header, body io.Reader, p *prepared, o *Outc
 	// Message data goes to the connection through the stuffer; only the
 	// final CRLF and the end of data go through go-smtp's writer (see
 	// stuffer).
-	var dst io.Writer = w
-	var st *stuffer
-	if hop.w != nil {
-		st = newStuffer(hop.w)
-		dst = st
-	}
-	if _, err := h.WriteTo(dst); err != nil {
+	st := hop.stuffer()
+	if _, err := h.WriteTo(st); err != nil {
 		hop.abort()
 		s.hopFailed(hop.hop.Name, "message transfer", err)
 		return notDelivered, hopError(s.hopName(), "message transfer", err)
 	}
-	err = copyBody(dst, body)
-	if err == nil && st != nil {
+	err = copyBody(st, body)
+	if err == nil {
 		if err = st.finish(); err == nil {
 			_, err = w.Write(crlf)
 		}

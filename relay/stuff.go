@@ -43,6 +43,18 @@ func newStuffer(w io.Writer) *stuffer {
 	return &stuffer{bw: bufio.NewWriterSize(w, 32<<10), bol: true}
 }
 
+// stuffer returns hc's stuffer, ready for a new message: made on first
+// use, then reset, so a pooled connection allocates its buffer once.
+func (hc *hopConn) stuffer() *stuffer {
+	if hc.st == nil {
+		hc.st = newStuffer(hc.w)
+		return hc.st
+	}
+	hc.st.bw.Reset(hc.w)
+	hc.st.bol, hc.st.nt = true, 0
+	return hc.st
+}
+
 // Write stuffs p, holding its last two bytes back.
 func (s *stuffer) Write(p []byte) (int, error) {
 	n := len(p)

@@ -222,17 +222,20 @@ func (s *session) applyHeaderActions(h *headers.Header, rt Route) {
 }
 
 // stampedEntries bounds the relay's memory of recent references: about
-// 100 bytes each, so at most a few MiB, and far more than the messages a
-// relay sees between Exchange's first attempt and its retries.
+// 100 bytes each, a few MiB at most. How far back it reaches depends on the
+// traffic: about 18 minutes at 30 messages a second, 40 s at 840. Byte-
+// identical retries are therefore best effort (see stampTime); the
+// reference, and with it the record and duplicate suppression, does not
+// depend on it.
 const stampedEntries = 32768
 
 // stampTime returns the time a message with reference ref is stamped
 // with: the time its first attempt was recorded, when this relay recorded
 // it recently, else now.
 //
-// A retry that reaches another instance, or this one after a restart, is
-// stamped anew. That costs only byte-identity towards the vendor: the
-// reference derives from the envelope and the header block, so both
+// A retry that reaches another instance, this one after a restart, or this
+// one after stampedEntries other messages is stamped anew. That costs only
+// byte-identity towards the vendor: the reference derives from the envelope and the header block, so both
 // copies still map to one record and duplicates are still suppressed
 // (TestRetryOtherInstance).
 func (r *Relay) stampTime(ref string, now time.Time) time.Time {

@@ -251,6 +251,9 @@ func TestSignatureServiceKeepsRecallIdentity(t *testing.T) {
 		if r.Intact || fmt.Sprint(r.Changed) != "[message-id]" || len(r.Missing)+len(r.Added) != 0 || r.TNEFLost || r.TNEFChanged {
 			t.Errorf("%s (delivery #%d): want exactly the Message-ID changed, got\n%s", name, d.Seq, r.Explain())
 		}
+		if len(r.Changes) == 0 {
+			continue // the check above has reported it
+		}
 		if c := r.Changes[0]; len(c.Delivered) != 1 || !strings.HasPrefix(c.Delivered[0], "Message-ID: <sig-") {
 			t.Errorf("%s: delivered Message-ID %q", name, c.Delivered)
 		}

@@ -188,6 +188,7 @@ type genPlan struct {
 	subjects []string // per-call order of subjectPool
 	senders  []person
 	rcpts    []person
+	tenantID string // X-MS-Exchange-CrossTenant-Id: one per seed
 }
 
 func newGenPlan(opts GenerateOptions) (*genPlan, error) {
@@ -238,6 +239,7 @@ func newGenPlan(opts GenerateOptions) (*genPlan, error) {
 	p.subjects = subjectPool()
 	sr := rand.New(rand.NewPCG(uint64(opts.Seed), 0x5AB1EC7))
 	sr.Shuffle(len(p.subjects), func(i, j int) { p.subjects[i], p.subjects[j] = p.subjects[j], p.subjects[i] })
+	p.tenantID = guid(rand.New(rand.NewPCG(uint64(opts.Seed), 0x7E4A47)))
 	return p, nil
 }
 
@@ -272,7 +274,6 @@ func parsePeople(what string, list []string) ([]person, error) {
 // gen generates one message; every message has its own random stream so
 // that adding a kind does not change the others.
 type gen struct {
-	opts GenerateOptions
 	plan *genPlan
 	rng  *rand.Rand
 	idx  int
@@ -285,7 +286,6 @@ type gen struct {
 	mbxFQDN   string
 	transport string // server that stamped the CrossTenant headers
 	trFQDN    string
-	tenantID  string
 	msgID     string
 }
 
@@ -293,11 +293,7 @@ type gen struct {
 func generatorEpoch() time.Time { return time.Date(2025, time.March, 3, 8, 0, 0, 0, time.UTC) }
 
 func newGen(p *genPlan, idx int) *gen {
-	opts := p.opts
-	g := &gen{opts: opts, plan: p, idx: idx, rng: rand.New(rand.NewPCG(uint64(opts.Seed), uint64(idx)+0x9E3779B97F4A7C15))}
-	// The tenant ID is the same for every message of a seed.
-	tr := rand.New(rand.NewPCG(uint64(opts.Seed), 0x7E4A47))
-	g.tenantID = guid(tr)
+	g := &gen{plan: p, idx: idx, rng: rand.New(rand.NewPCG(uint64(p.opts.Seed), uint64(idx)+0x9E3779B97F4A7C15))}
 	g.date = generatorEpoch().Add(time.Duration(g.rng.IntN(60*24*20))*time.Minute + time.Duration(idx)*time.Hour +
 		time.Duration(g.rng.IntN(60))*time.Second).Add(time.Duration(g.rng.IntN(10000)) * 100 * time.Microsecond)
 	g.mailbox, g.mbxFQDN = g.server()
@@ -398,7 +394,7 @@ func (g *gen) addr(p person) string {
 	if p.domain != "" {
 		return p.local + "@" + p.domain
 	}
-	return p.local + "@" + g.opts.OrgDomain
+	return p.local + "@" + g.plan.opts.OrgDomain
 }
 
 func (g *gen) nameAddr(p person) string {
@@ -510,7 +506,7 @@ func (g *gen) build(s msgSpec) Message {
 		g.mbxFQDN, g.ipv6(), g.trFQDN, g.ipv6(), 8000+g.rng.IntN(900), g.rng.IntN(40), date))
 	if g.rng.IntN(2) == 0 {
 		h.addFolded("DKIM-Signature", fmt.Sprintf("v=1; a=rsa-sha256; c=relaxed/relaxed; d=%s; s=selector%d; h=From:Date:Subject:Message-ID:Content-Type:MIME-Version:X-MS-Exchange-SenderADCheck; bh=%s; b=%s",
-			g.opts.OrgDomain, 1+g.rng.IntN(2), base64.StdEncoding.EncodeToString(g.bytes(32)), base64.StdEncoding.EncodeToString(g.bytes(128))))
+			g.plan.opts.OrgDomain, 1+g.rng.IntN(2), base64.StdEncoding.EncodeToString(g.bytes(32)), base64.StdEncoding.EncodeToString(g.bytes(128))))
 	}
 	h.addFolded("Received", fmt.Sprintf("from %s ([fe80::%s:%s:%s:%s]) by %s ([fe80::%s:%s:%s:%s%%%d]) with mapi id 15.20.%d.%03d; %s",
 		g.mbxFQDN, g.hex(4, false), g.hex(4, false), g.hex(4, false), g.hex(3, false),
@@ -590,7 +586,7 @@ func (g *gen) build(s msgSpec) Message {
 	for _, f := range s.extra {
 		h.raw(f)
 	}
-	if g.opts.TestNames {
+	if g.plan.opts.TestNames {
 		h.add(TestNameHeader, g.name)
 	}
 	g.crossTenant(&h, netID, s.authSource)
@@ -664,13 +660,13 @@ func (g *gen) crossTenant(h *header, netID, authSource string) {
 	if authSource == "" {
 		authSource = g.mbxFQDN
 	}
-	h.add("X-OriginatorOrg", g.opts.OrgDomain)
+	h.add("X-OriginatorOrg", g.plan.opts.OrgDomain)
 	h.add(name("AuthAs"), "Internal")
 	h.add(name("AuthSource"), authSource)
 	h.add("X-MS-Exchange-CrossTenant-Network-Message-Id", netID)
 	h.raw(name("OriginalArrivalTime") + ": " + g.date.Format("02 Jan 2006 15:04:05.0000") + "\r\n (UTC)\r\n")
 	h.add(name("FromEntityHeader"), "Hosted")
-	h.add(name("Id"), g.tenantID)
+	h.add(name("Id"), g.plan.tenantID)
 	h.add(name("MailboxType"), "HOSTED")
 	h.add(name("UserPrincipalName"), base64.StdEncoding.EncodeToString(g.bytes(64)))
 	h.add("X-MS-Exchange-Transport-CrossTenantHeadersStamped", g.transport)
@@ -973,7 +969,7 @@ func (g *gen) recallReport() Message {
 	ps := g.people(2)
 	orig := g.subject()
 	b := g.boundary(0)
-	from := "Microsoft Outlook <MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@" + g.opts.OrgDomain + ">"
+	from := "Microsoft Outlook <MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@" + g.plan.opts.OrgDomain + ">"
 	text := "Your message\n\n To: " + ps[1].name + "\n Subject: " + orig + "\n Sent: " + g.date.Format("Monday, January 2, 2006 3:04:05 PM (UTC)") +
 		"\n\nwas recalled successfully from the mailbox of " + ps[1].name + ".\n"
 	doc := "<html>\n<head>\n<meta http-equiv=\"Content-Type\" content=\"text/html; charset=us-ascii\">\n</head>\n<body>\n" +
@@ -984,7 +980,7 @@ func (g *gen) recallReport() Message {
 		"\r\n--" + b + "--\r\n"
 	return g.build(msgSpec{
 		kind: KindRecallReport, from: ps[0], fromHeader: from,
-		envFrom: "MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@" + g.opts.OrgDomain,
+		envFrom: "MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@" + g.plan.opts.OrgDomain,
 		to:      []string{g.nameAddr(ps[0])}, subject: "Message Recall Report for message: " + orig,
 		contentType: "Content-Type: multipart/alternative;\r\n\tboundary=\"" + b + "\"\r\n",
 		extra: []string{
@@ -1064,7 +1060,7 @@ func (g *gen) bigAttachment() Message {
 	// A ChaCha8 stream is far faster than the PCG generator for megabytes.
 	var seed [32]byte
 	binary.LittleEndian.PutUint64(seed[:], g.rng.Uint64())
-	payload := make([]byte, g.opts.BigAttachmentBytes)
+	payload := make([]byte, g.plan.opts.BigAttachmentBytes)
 	_, _ = rand.NewChaCha8(seed).Read(payload)
 	first := "Content-Type: text/plain; charset=\"us-ascii\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
 		qp(g.plainText(ps[0], g.paragraphs(1)))

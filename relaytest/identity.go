@@ -92,16 +92,21 @@ type TNEFChange struct {
 	// Index is the part's position among the TNEF parts, from 0.
 	Index int
 	// Kind is FieldMissing for a part the delivered message lacks,
-	// FieldChanged for one whose decoded content differs and FieldAdded
-	// for one the sent message lacked.
+	// FieldChanged for one whose decoded content differs or that was
+	// relabeled, and FieldAdded for one the sent message lacked.
 	Kind ChangeKind
 	// SentBytes and DeliveredBytes are the decoded sizes, -1 where the
 	// part is absent.
 	SentBytes, DeliveredBytes int
-	// FirstDiff is the offset of the first differing byte of a changed
-	// part (the shorter length when one is a prefix of the other), -1
-	// otherwise.
+	// FirstDiff is the offset of the first differing byte of a part whose
+	// content changed (the shorter length when one is a prefix of the
+	// other), -1 otherwise.
 	FirstDiff int
+	// Relabeled reports that a part present in both messages has a TNEF
+	// media type in one and not in the other: a winmail.dat delivered as
+	// application/octet-stream, say, which a mail client no longer decodes
+	// as TNEF.
+	Relabeled bool
 }
 
 // String summarizes r in one line, e.g. "intact", "no identity fields" or
@@ -196,8 +201,17 @@ func (r IdentityResult) Explain() string {
 		case FieldAdded:
 			fmt.Fprintf(&b, "TNEF part %d added (%d bytes decoded)\n", t.Index+1, t.DeliveredBytes)
 		default:
-			fmt.Fprintf(&b, "TNEF part %d changed: %d bytes sent, %d delivered, first difference at byte %d\n",
+			if t.FirstDiff < 0 {
+				fmt.Fprintf(&b, "TNEF part %d relabeled: a TNEF media type in one message only (%d bytes decoded, identical)\n",
+					t.Index+1, t.SentBytes)
+				break
+			}
+			fmt.Fprintf(&b, "TNEF part %d changed: %d bytes sent, %d delivered, first difference at byte %d",
 				t.Index+1, t.SentBytes, t.DeliveredBytes, t.FirstDiff)
+			if t.Relabeled {
+				b.WriteString(", relabeled")
+			}
+			b.WriteString("\n")
 		}
 	}
 	return b.String()
@@ -213,7 +227,11 @@ func (r IdentityResult) Explain() string {
 //     X-MS-Exchange-Generated-Message-Source of the top-level header, as
 //     multisets of raw field bytes: name spelling, folding and line endings
 //     must be byte-identical, and none of these fields may be added;
-//   - the decoded content of every application/ms-tnef part, in order.
+//   - the decoded content of every TNEF part, in order, and whether its
+//     media type is a TNEF one. A TNEF part is one Part.IsTNEF reports
+//     (application/ms-tnef, application/vnd.ms-tnef, or named
+//     winmail.dat), so that a winmail.dat delivered under another media
+//     type is compared with the part it was and reported relabeled.
 //
 // Fields are grouped by their case-insensitive name; the position of a field
 // in the header does not matter. Other fields (TestNameHeader among them)
@@ -251,14 +269,17 @@ func CompareIdentity(sent, delivered []byte) IdentityResult {
 		c := TNEFChange{Index: i, SentBytes: -1, DeliveredBytes: -1, FirstDiff: -1}
 		switch {
 		case i >= len(dt):
-			c.Kind, c.SentBytes = FieldMissing, len(st[i])
+			c.Kind, c.SentBytes = FieldMissing, len(st[i].data)
 			r.TNEFLost = true
 		case i >= len(st):
-			c.Kind, c.DeliveredBytes = FieldAdded, len(dt[i])
+			c.Kind, c.DeliveredBytes = FieldAdded, len(dt[i].data)
 			r.TNEFChanged = true
-		case !bytes.Equal(st[i], dt[i]):
-			c.Kind, c.SentBytes, c.DeliveredBytes = FieldChanged, len(st[i]), len(dt[i])
-			c.FirstDiff = firstDiff(st[i], dt[i])
+		case !bytes.Equal(st[i].data, dt[i].data) || st[i].typed != dt[i].typed:
+			c.Kind, c.SentBytes, c.DeliveredBytes = FieldChanged, len(st[i].data), len(dt[i].data)
+			if !bytes.Equal(st[i].data, dt[i].data) {
+				c.FirstDiff = firstDiff(st[i].data, dt[i].data)
+			}
+			c.Relabeled = st[i].typed != dt[i].typed
 			r.TNEFChanged = true
 		default:
 			continue
@@ -310,29 +331,36 @@ func sameMultiset(a, b []string) bool {
 	return true
 }
 
-// tnefParts returns the decoded content of every TNEF part of msg in
+// tnefPart is one TNEF part of a message, as CompareIdentity compares it.
+type tnefPart struct {
+	data  []byte // decoded content
+	typed bool   // of a TNEF media type, not only named winmail.dat
+}
+
+// tnefParts returns every TNEF part of msg (by the rule of Part.IsTNEF) in
 // document order. It uses go-message's parser, independent of the
 // byte-preserving tree the transforms use. A message that cannot be parsed
 // has no TNEF parts.
-func tnefParts(msg []byte) [][]byte {
+func tnefParts(msg []byte) []tnefPart {
 	e, err := message.Read(bytes.NewReader(msg))
 	if e == nil || (err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err)) {
 		return nil
 	}
-	var out [][]byte
+	var out []tnefPart
 	_ = e.Walk(func(_ []int, part *message.Entity, err error) error {
 		if part == nil {
 			return nil
 		}
 		t, _, _ := part.Header.ContentType()
-		if !isTNEFMediaType(strings.ToLower(t)) {
+		t = strings.ToLower(t)
+		if !isTNEF(t, fileName(part.Header)) {
 			return nil
 		}
 		b, rerr := io.ReadAll(part.Body)
 		if rerr != nil {
 			b = append(b, "\x00<unreadable>"...)
 		}
-		out = append(out, b)
+		out = append(out, tnefPart{data: b, typed: isTNEFMediaType(t)})
 		return nil
 	})
 	return out

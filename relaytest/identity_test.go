@@ -185,6 +185,52 @@ func TestCompareIdentity(t *testing.T) {
 	}
 }
 
+// TestCompareIdentityTNEFByName checks that CompareIdentity counts a
+// winmail.dat part by its name as Part.IsTNEF does, and reports one whose
+// TNEF media type was replaced as relabeled.
+func TestCompareIdentityTNEFByName(t *testing.T) {
+	t.Parallel()
+	tnef := genKind(t, KindTNEF).Data
+	relabel := func(d []byte) []byte {
+		out := bytes.Replace(d, []byte("Content-Type: application/ms-tnef"), []byte("Content-Type: application/octet-stream"), 1)
+		if bytes.Equal(out, d) {
+			t.Fatal("no TNEF part to relabel")
+		}
+		return out
+	}
+	asOctet := relabel(tnef)
+	if !HasTNEF(asOctet) {
+		t.Fatal("HasTNEF misses winmail.dat sent as application/octet-stream")
+	}
+
+	r := CompareIdentity(tnef, asOctet)
+	if r.Intact || r.TNEFLost || !r.TNEFChanged || r.TNEFParts != 1 || len(r.TNEF) != 1 {
+		t.Fatalf("relabeled: %v %+v", r, r.TNEF)
+	}
+	if c := r.TNEF[0]; c.Kind != FieldChanged || !c.Relabeled || c.FirstDiff != -1 || c.SentBytes <= 0 || c.SentBytes != c.DeliveredBytes {
+		t.Errorf("relabeled: %+v", c)
+	}
+	if e := r.Explain(); !strings.Contains(e, "TNEF part 1 relabeled: ") {
+		t.Errorf("relabeled: Explain() = %q", e)
+	}
+
+	if r := CompareIdentity(asOctet, asOctet); !r.Intact || r.TNEFParts != 1 {
+		t.Errorf("winmail.dat as application/octet-stream, unchanged: %v, %d TNEF parts", r, r.TNEFParts)
+	}
+
+	b64 := tnefBase64(t, tnef)
+	raw, err := base64.StdEncoding.DecodeString(strings.ReplaceAll(string(b64), "\r\n", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[0] ^= 0x01
+	changed := relabel(bytes.Replace(tnef, b64, bytes.TrimSuffix(base64Lines(raw), []byte("\r\n")), 1))
+	r = CompareIdentity(asOctet, changed)
+	if r.Intact || !r.TNEFChanged || len(r.TNEF) != 1 || r.TNEF[0].Relabeled || r.TNEF[0].FirstDiff != 0 {
+		t.Errorf("winmail.dat as application/octet-stream, content changed: %v %+v", r, r.TNEF)
+	}
+}
+
 func TestCompareIdentityCorpusSelf(t *testing.T) {
 	t.Parallel()
 	for _, m := range loadCorpus(t) {

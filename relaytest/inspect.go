@@ -100,10 +100,26 @@ func (p Part) Multipart() bool { return strings.HasPrefix(p.ContentType, "multip
 func (p Part) Attachment() bool { return p.Disposition == "attachment" }
 
 // IsTNEF reports whether p is a TNEF (winmail.dat) part: of type
-// application/ms-tnef or application/vnd.ms-tnef, or an attachment named
-// winmail.dat.
-func (p Part) IsTNEF() bool {
-	return isTNEFMediaType(p.ContentType) || strings.EqualFold(p.Filename, "winmail.dat")
+// application/ms-tnef or application/vnd.ms-tnef, or whatever its type with
+// the Filename winmail.dat (any case). CompareIdentity counts TNEF parts by
+// the same rule.
+func (p Part) IsTNEF() bool { return isTNEF(p.ContentType, p.Filename) }
+
+// isTNEF is the rule of Part.IsTNEF for an entity of the lower-case media
+// type mediaType and the decoded file name filename (see fileName).
+func isTNEF(mediaType, filename string) bool {
+	return isTNEFMediaType(mediaType) || strings.EqualFold(filename, "winmail.dat")
+}
+
+// fileName returns the decoded file name of an entity, from
+// Content-Disposition or else the Content-Type name parameter, "" when it
+// has none.
+func fileName(h message.Header) string {
+	ah := mail.AttachmentHeader{Header: h}
+	if name, _ := ah.Filename(); name != "" {
+		return decodeWords(name)
+	}
+	return ""
 }
 
 // WalkParts parses data with go-message and calls fn for every entity of its
@@ -175,10 +191,7 @@ func newPart(path []int, ent *message.Entity, decodeErr error) (Part, error) {
 		}
 		p.Disposition = strings.TrimSpace(disp)
 	}
-	ah := mail.AttachmentHeader{Header: ent.Header}
-	if name, _ := ah.Filename(); name != "" {
-		p.Filename = decodeWords(name)
-	}
+	p.Filename = fileName(ent.Header)
 	if p.Multipart() {
 		return p, nil
 	}

@@ -78,7 +78,9 @@ func newJournal(who string) *journal {
 	return &journal{who: who, changed: make(chan struct{})}
 }
 
-// add numbers d, records it and returns the recorded copy.
+// add numbers d, whatever its Seq was, records it and returns it numbered.
+// The result shares its slices with the recorded copy, which must not
+// change: a caller clones it before handing it to anyone.
 func (j *journal) add(d Delivery) Delivery {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -87,7 +89,7 @@ func (j *journal) add(d Delivery) Delivery {
 	j.list = append(j.list, d)
 	close(j.changed)
 	j.changed = make(chan struct{})
-	return d.clone()
+	return d
 }
 
 // reset forgets the deliveries; numbering goes on.

@@ -2,6 +2,7 @@ package relaytest
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/recallrelay/recallrelay/internal/saslogin"
 )
 
 // DefaultListen is the address servers bind when none is configured: a
@@ -20,8 +23,10 @@ import (
 const DefaultListen = "127.0.0.1:0"
 
 // DefaultMaxLineLength is the longest line, CRLF included, the servers of
-// this package accept in commands and message data when none is configured.
-// It is go-smtp's default, twice the 1,000 octets RFC 5321 guarantees.
+// this package accept in commands and in a message sent with DATA when none
+// is configured (message data sent with BDAT is exempt; see
+// TenantConfig.MaxLineLength). It is go-smtp's default, twice the 1,000
+// octets RFC 5321 guarantees.
 const DefaultMaxLineLength = 2000
 
 // ErrClosed is returned by Start when Close was called before: a server of
@@ -179,14 +184,7 @@ func newSMTPServer(be smtp.Backend, o serverOptions) *smtp.Server {
 	srv.WriteTimeout = o.writeTimeout
 	srv.AllowInsecureAuth = o.allowInsecureAuth
 	srv.ErrorLog = o.errorLog
-	switch {
-	case o.maxLineLength < 0:
-		srv.MaxLineLength = 0 // go-smtp: no limit
-	case o.maxLineLength > 0:
-		srv.MaxLineLength = o.maxLineLength
-	default:
-		srv.MaxLineLength = DefaultMaxLineLength
-	}
+	srv.MaxLineLength = lineLimit(o.maxLineLength) // 0 is no limit to go-smtp too
 	return srv
 }
 
@@ -202,10 +200,11 @@ func lineLimit(configured int) int {
 	return configured
 }
 
-// readData reads a message inside DATA or BDAT. A line over the limit is
-// answered 500 5.5.2 naming the limit (go-smtp then closes the connection);
-// other errors mean the client went away or sent too much and are returned
-// as they are.
+// readData reads a message inside DATA or BDAT. Under DATA a line over the
+// limit is answered 500 5.5.2 naming the limit (go-smtp then closes the
+// connection); under BDAT go-smtp lifts the limit while it reads a chunk, so
+// no line of a chunk reaches here as too long. Other errors mean the client
+// went away or sent too much and are returned as they are.
 func readData(r io.Reader, limit int) ([]byte, error) {
 	data, err := io.ReadAll(r)
 	if errors.Is(err, smtp.ErrTooLongLine) {
@@ -244,7 +243,11 @@ func AcceptAnyAuth(username, password string) error { return nil }
 // answered 535 5.7.8.
 func PasswordAuth(username, password string) func(username, password string) error {
 	return func(u, p string) error {
-		if u != username || p != password {
+		// Both compared, in constant time, so that the time taken tells
+		// neither which one was wrong nor how much of it matched.
+		uok := subtle.ConstantTimeCompare([]byte(u), []byte(username))
+		pok := subtle.ConstantTimeCompare([]byte(p), []byte(password))
+		if uok&pok != 1 {
 			return smtp.ErrAuthFailed
 		}
 		return nil
@@ -288,14 +291,9 @@ func (a *sessionAuth) Auth(mech string) (sasl.Server, error) {
 	}
 	switch mech {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, username, password string) error {
-			if identity != "" && identity != username {
-				return smtp.ErrAuthFailed
-			}
-			return a.login(username, password)
-		}), nil
+		return saslogin.NewPlainServer(a.login), nil
 	case sasl.Login:
-		return &loginServer{check: a.login}, nil
+		return saslogin.NewServer(a.login), nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
@@ -321,35 +319,6 @@ func (a *sessionAuth) checkMail() error {
 		return errAuthRequired
 	}
 	return nil
-}
-
-// loginServer is the server side of the LOGIN mechanism, for which go-sasl
-// has only a client. It asks for the user name unless the client sent it as
-// initial response, then for the password.
-type loginServer struct {
-	step     int
-	username string
-	check    func(username, password string) error
-}
-
-// Next implements sasl.Server.
-func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
-	switch l.step {
-	case 0:
-		if response == nil {
-			l.step = 1
-			return []byte("Username:"), false, nil
-		}
-		l.username, l.step = string(response), 2
-		return []byte("Password:"), false, nil
-	case 1:
-		l.username, l.step = string(response), 2
-		return []byte("Password:"), false, nil
-	case 2:
-		l.step = 3
-		return nil, true, l.check(l.username, string(response))
-	}
-	return nil, true, errors.New("LOGIN: unexpected response")
 }
 
 // serveState is the Start/Close life cycle shared by Tenant and Vendor:

@@ -66,10 +66,13 @@ type TenantConfig struct {
 	// (the Exchange Online maximum) when zero.
 	MaxMessageBytes int64
 	// MaxLineLength is the longest line, CRLF included and counted as sent
-	// (dot-stuffed), accepted in commands and in the message;
+	// (dot-stuffed), accepted in commands and in a message sent with DATA;
 	// DefaultMaxLineLength (2,000) when zero, no limit when negative. A
-	// longer line in the message is answered 500 5.5.2, a longer command
-	// line 500 5.4.0, and the tenant closes the connection either way.
+	// longer line in a DATA message is answered 500 5.5.2, a longer command
+	// line 500 5.4.0, and the tenant closes the connection either way. A
+	// message sent with BDAT is exempt, because go-smtp lifts the limit
+	// while it reads a chunk; only a long line within the bytes go-smtp
+	// buffered together with the BDAT command is still answered 500 5.4.0.
 	MaxLineLength int
 	// Auth, when set, makes the tenant offer AUTH PLAIN and LOGIN and
 	// check every login with it: nil accepts, an *smtp.SMTPError is
@@ -442,8 +445,7 @@ func (s *tenantSession) Data(r io.Reader) error {
 		}
 	}
 
-	d.Seq = 0 // numbered by the journal, whatever a hook did
-	d = t.journal.add(d)
+	d = t.journal.add(d) // numbers it, whatever Seq a hook set
 	if t.cfg.OnDelivery != nil {
 		t.cfg.OnDelivery(d.clone())
 	}

@@ -64,6 +64,15 @@ type VendorConfig struct {
 	// stored and every send-back transaction finished.
 	OnReceive func(Delivery)
 	OnReturn  func(ReturnOutcome)
+	// OnRefuse, when set, is called for every message a behaviour's
+	// ReceiveFilter refuses, with the message as that filter left it (its
+	// Seq is 0: a refused message is not stored), the Name of the
+	// behaviour and the reply sent instead of accepting it. Refusals that
+	// are no behaviour's (AUTH required, the size limit, shutting down) are
+	// not reported. It is called on the connection's goroutine before the
+	// reply is sent, possibly for several connections at once, and must
+	// not block long.
+	OnRefuse func(d Delivery, behavior string, reply *smtp.SMTPError)
 	// ErrorLog receives go-smtp's connection errors; discarded when nil.
 	ErrorLog smtp.Logger
 }
@@ -439,10 +448,12 @@ func (s *vendorSession) Data(r io.Reader) error {
 	_, d.TLS = s.conn.TLSConnectionState()
 	for _, f := range s.v.filters {
 		if e := f.Receive(&d); e != nil {
+			if s.v.cfg.OnRefuse != nil {
+				s.v.cfg.OnRefuse(d.clone(), f.Name(), e)
+			}
 			return e
 		}
 	}
-	d.Seq = 0
 	d, addr, ok := s.v.enqueue(d)
 	if !ok {
 		return errVendorClosing

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // roundTrip sends msgs through a vendor with the given behaviours into a
@@ -246,6 +248,51 @@ func TestVendorTempfailFirst(t *testing.T) {
 		if !bytes.Equal(d.Data, m1.Data) && !bytes.Equal(d.Data, m2.Data) {
 			t.Error("a delivery matches no message sent")
 		}
+	}
+}
+
+// OnRefuse reports the refusal of a receive filter: the message refused,
+// the behaviour's name and the reply the client got.
+func TestVendorOnRefuse(t *testing.T) {
+	t.Parallel()
+	type refusal struct {
+		d        Delivery
+		behavior string
+		reply    smtp.SMTPError
+	}
+	var (
+		mu  sync.Mutex
+		got []refusal
+	)
+	tn := startTenant(t, TenantConfig{})
+	v := startVendor(t, VendorConfig{ReturnAddr: tn.Addr(), Behaviors: MustParseBehaviors("passthrough,tempfail-first"),
+		OnRefuse: func(d Delivery, behavior string, reply *smtp.SMTPError) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, refusal{d, behavior, *reply})
+		}})
+	m := genKind(t, KindPlain)
+	res := fastSender(v.Addr()).Send(testContext(t), m)
+	if !res.Accepted || res.Attempts != 2 {
+		t.Fatalf("%+v, want a refusal and an accepted retry", res)
+	}
+	if err := v.WaitIdle(waitTimeout); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 {
+		t.Fatalf("OnRefuse called %d times, want 1 (for the first attempt only)", len(got))
+	}
+	r := got[0]
+	if r.behavior != "tempfail-first" {
+		t.Errorf("behaviour %q, want tempfail-first", r.behavior)
+	}
+	if r.reply.Code != 451 || r.reply.EnhancedCode != (smtp.EnhancedCode{4, 7, 1}) || !strings.HasPrefix(res.Replies[0], "451 4.7.1 "+r.reply.Message) {
+		t.Errorf("reply %+v, client saw %q", r.reply, res.Replies[0])
+	}
+	if r.d.MailFrom != m.From || fmt.Sprint(r.d.Rcpts) != fmt.Sprint(m.To) || !bytes.Equal(r.d.Data, m.Data) || r.d.Seq != 0 {
+		t.Errorf("refused delivery %q %q seq=%d, data equal %v", r.d.MailFrom, r.d.Rcpts, r.d.Seq, bytes.Equal(r.d.Data, m.Data))
 	}
 }
 

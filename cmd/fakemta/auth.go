@@ -1,11 +1,8 @@
 package main
 
 import (
-	"crypto/subtle"
 	"fmt"
 	"strings"
-
-	"github.com/emersion/go-smtp"
 
 	"github.com/recallrelay/recallrelay/relaytest"
 )
@@ -34,23 +31,6 @@ func (c *credentials) Set(s string) error {
 	return nil
 }
 
-// check reports whether user and pass are the credentials, comparing in
-// constant time.
-func (c *credentials) check(user, pass string) bool {
-	u := subtle.ConstantTimeCompare([]byte(user), []byte(c.user))
-	p := subtle.ConstantTimeCompare([]byte(pass), []byte(c.pass))
-	return u&p == 1
-}
-
-// authFunc is check as the Auth callback of relaytest's servers: a wrong
-// user name or password is answered 535 5.7.8.
-func (c *credentials) authFunc(user, pass string) error {
-	if !c.check(user, pass) {
-		return smtp.ErrAuthFailed
-	}
-	return nil
-}
-
 // serverAuth holds the AUTH flags of a listener.
 type serverAuth struct {
 	creds    credentials
@@ -66,7 +46,9 @@ func registerServerAuth(fs *flagSet) *serverAuth {
 }
 
 // config returns the Auth callback and RequireAuth of relaytest's server
-// configuration: nil and false without --auth.
+// configuration: relaytest.PasswordAuth of the --auth credentials (a
+// wrong user name or password is answered 535 5.7.8), or nil and false
+// without --auth.
 func (a *serverAuth) config() (func(user, pass string) error, bool, error) {
 	if a.creds.user == "" {
 		if a.optional {
@@ -74,7 +56,7 @@ func (a *serverAuth) config() (func(user, pass string) error, bool, error) {
 		}
 		return nil, false, nil
 	}
-	return a.creds.authFunc, !a.optional, nil
+	return relaytest.PasswordAuth(a.creds.user, a.creds.pass), !a.optional, nil
 }
 
 // clientAuth holds the AUTH flags of a client: "fakemta send" and the

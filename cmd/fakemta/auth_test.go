@@ -34,7 +34,11 @@ func TestCredentials(t *testing.T) {
 		if !tc.ok {
 			continue
 		}
-		if !c.check(tc.user, tc.pass) || c.check(tc.user, tc.pass+"x") || c.check(tc.user+"x", tc.pass) || c.check("", "") {
+		check, _, err := (&serverAuth{creds: c}).config()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if check(tc.user, tc.pass) != nil || check(tc.user, tc.pass+"x") == nil || check(tc.user+"x", tc.pass) == nil || check("", "") == nil {
 			t.Errorf("%q: check accepts the wrong credentials or refuses the right ones", tc.in)
 		}
 		if s := c.String(); s != tc.user+":***" {

@@ -6,11 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/recallrelay/recallrelay/internal/tlsflags"
+	"github.com/recallrelay/recallrelay/internal/yamlconf"
 	"github.com/recallrelay/recallrelay/loadgen"
 )
 
@@ -177,20 +176,17 @@ func (a *app) runSink(ctx context.Context, cfg loadgen.Config, impl string) (*lo
 	return res, err
 }
 
-// parseSize reads "4096", "4KiB", "4K", "1MiB", "1M", "100MB" (K, KiB:
-// 1024; KB: 1000; likewise M and G).
+// parseSize reads a size in the project's one syntax of sizes,
+// yamlconf.ParseByteSize's ("4096", "4KiB", "1MiB", "100MB": KiB and MiB
+// are powers of 1024, kB and MB of 1000, no fractions), refusing negative
+// ones.
 func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	i := len(s)
-	for i > 0 && (s[i-1] < '0' || s[i-1] > '9') && s[i-1] != '.' {
-		i--
+	b, err := yamlconf.ParseByteSize(s)
+	if err != nil {
+		return 0, err
 	}
-	num, unit := s[:i], strings.ToUpper(strings.TrimSpace(s[i:]))
-	mult := map[string]float64{"": 1, "B": 1, "K": 1 << 10, "KIB": 1 << 10, "KB": 1e3, "M": 1 << 20, "MIB": 1 << 20,
-		"MB": 1e6, "G": 1 << 30, "GIB": 1 << 30, "GB": 1e9}[unit]
-	f, err := strconv.ParseFloat(num, 64)
-	if mult == 0 || err != nil || f < 0 {
-		return 0, fmt.Errorf("bad size %q (want e.g. 4096, 4KiB, 1MiB, 100MB)", s)
+	if b < 0 {
+		return 0, fmt.Errorf("invalid size %q: negative", s)
 	}
-	return int64(f * mult), nil
+	return int64(b), nil
 }

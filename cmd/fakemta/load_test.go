@@ -21,7 +21,9 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"load", "--sink", "--to", "127.0.0.1:1"}, "exactly one of --to and --sink"},
 		{[]string{"load", "--sink", "--compare-direct"}, "--compare-direct needs --to"},
 		{[]string{"load", "--sink", "--pid", "1"}, "--pid needs --to"},
-		{[]string{"load", "--sink", "--size", "4XB"}, `bad size "4XB"`},
+		{[]string{"load", "--sink", "--size", "4XB"}, `--size: invalid size "4XB": unknown unit "XB"`},
+		{[]string{"load", "--sink", "--size", "1.5MB"}, `--size: invalid size "1.5MB": fractions are not allowed`},
+		{[]string{"load", "--sink", "--size", "-4KiB"}, `--size: invalid size "-4KiB": negative`},
 		{[]string{"load", "--sink", "--size", "100"}, "below the"},
 		{[]string{"load", "--sink", "--exchange", "--size", "4KiB"}, "smallest padded Exchange message"},
 		{[]string{"load", "--sink", "--senders", "0"}, "--senders must be at least 1"},
@@ -79,5 +81,19 @@ func TestLoadCompareDirectJSON(t *testing.T) {
 	}
 	if got := target.Stats().Messages; got != 24 {
 		t.Fatalf("target got %d messages", got)
+	}
+}
+
+// --size and --chunk-size take yamlconf's sizes: KiB and MiB are powers
+// of 1024, kB and MB of 1000.
+func TestParseSize(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{{"4096", 4096}, {"4KiB", 4096}, {"1MiB", 1 << 20}, {"100MB", 100_000_000}, {"10kB", 10_000}, {" 64 KiB ", 65536}} {
+		if got, err := parseSize(tc.in); err != nil || got != tc.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
 	}
 }

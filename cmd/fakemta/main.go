@@ -237,6 +237,17 @@ func messageID(data []byte) string {
 	return "-"
 }
 
+// identityFields returns the values of the Message-ID and test-name
+// (testNameHeader) fields of the message's top-level header as headerField
+// does, reading the header once.
+func identityFields(data []byte) (messageID, testName string) {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(data)))
+	if err != nil && h.Len() == 0 {
+		return "", ""
+	}
+	return strings.TrimSpace(h.Get("Message-Id")), strings.TrimSpace(h.Get(testNameHeader))
+}
+
 // headerField returns the value of the first field name of the message's
 // top-level header, trimmed; "" when there is none.
 func headerField(data []byte, name string) string {

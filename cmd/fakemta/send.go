@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -166,14 +167,15 @@ type generateFlags struct {
 	senders    string
 	recipients string
 	testNames  bool
+	names      []string // of the flags registerGenerate defined
 }
 
-// generateFlagNames are the flags registerGenerate defines.
-var generateFlagNames = []string{"seed", "org-domain", "big-bytes", "kind", "count", "senders", "recipients", "test-names"}
-
-// registerGenerate defines the flags of generateFlagNames on fs.
+// registerGenerate defines the flags that select generated messages on fs
+// and records their names.
 func registerGenerate(fs *flagSet) *generateFlags {
 	g := &generateFlags{}
+	before := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { before[f.Name] = true })
 	fs.Int64Var(&g.seed, "seed", 1, "seed of the generated messages: the same flags give the same bytes")
 	fs.StringVar(&g.org, "org-domain", "", "tenant `DOMAIN` of the generated messages (default contoso.com)")
 	fs.IntVar(&g.big, "big-bytes", 0, "attachment size in `BYTES` of kind "+relaytest.KindBigAttachment+"; without --kind, a positive value adds that kind")
@@ -182,6 +184,11 @@ func registerGenerate(fs *flagSet) *generateFlags {
 	fs.StringVar(&g.senders, "senders", "", "comma-separated sender `LIST` (addresses, or \"Name <address>\") used in turn instead of the generated senders")
 	fs.StringVar(&g.recipients, "recipients", "", "comma-separated recipient `LIST` used in turn instead of the generated recipients")
 	fs.BoolVar(&g.testNames, "test-names", false, "add an X-Relaytest-Name field with the message's name (gen-NN-KIND) to every message")
+	fs.VisitAll(func(f *flag.Flag) {
+		if !before[f.Name] {
+			g.names = append(g.names, f.Name)
+		}
+	})
 	return g
 }
 
@@ -189,7 +196,7 @@ func registerGenerate(fs *flagSet) *generateFlags {
 func (g *generateFlags) set(fs *flagSet) []string {
 	var out []string
 	fs.Visit(func(f *flag.Flag) {
-		if contains(generateFlagNames, f.Name) {
+		if slices.Contains(g.names, f.Name) {
 			out = append(out, "--"+f.Name)
 		}
 	})
@@ -209,18 +216,9 @@ func (g *generateFlags) messages() ([]relaytest.Message, error) {
 		TestNames: g.testNames,
 	}
 	for _, k := range opts.Kinds {
-		if !contains(relaytest.Kinds(), k) {
+		if !slices.Contains(relaytest.Kinds(), k) {
 			return nil, fmt.Errorf("unknown message kind %q; the kinds are %s", k, strings.Join(relaytest.Kinds(), ", "))
 		}
 	}
 	return relaytest.GenerateMessages(opts)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

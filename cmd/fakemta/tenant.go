@@ -39,9 +39,10 @@ sidecar of its envelope; with --compare-dir every delivery that matches a sent .
 file (by X-Relaytest-Name, else Message-ID) is checked for what recall needs, and a
 delivery that lost part of its identity is explained with the sent and delivered
 bytes. With --auth clients must log in. With --expect the tenant exits once the
-expected mail has arrived (status 0) or after --expect-timeout (status 1); it also
-exits with status 1 when a compared delivery lost part of its identity. Otherwise
-it runs until SIGINT or SIGTERM.`)
+expected mail has arrived (status 0), after --expect-timeout (status 1) or on SIGINT
+or SIGTERM (status 1 if the mail has not all arrived); it also exits with status 1
+when a compared delivery lost part of its identity. Otherwise it runs until SIGINT
+or SIGTERM.`)
 	listen := fs.String("listen", relaytest.DefaultListen, "`ADDR` (host:port) to listen on")
 	domain := fs.String("domain", "", "host `NAME` in the greeting (default tenant.relaytest.invalid)")
 	requireTLS := fs.Bool("require-tls", false, "refuse MAIL FROM before STARTTLS (needs a TLS flag), as an Exchange connector with RequireTls does")
@@ -114,6 +115,9 @@ it runs until SIGINT or SIGTERM.`)
 	var runErr error
 	select {
 	case <-ctx.Done():
+		if progress, unmet := rec.unmet(); unmet {
+			runErr = fmt.Errorf("interrupted: %s", progress)
+		}
 	case <-rec.done:
 		lingerTimer := time.NewTimer(*linger)
 		select {
@@ -192,10 +196,11 @@ var errCannotSave = &smtp.SMTPError{
 // hook is the tenant's data hook. Deliveries are handled one at a time so
 // that their lines and sequence numbers follow one order.
 func (r *tenantRecorder) hook(d *relaytest.Delivery) *smtp.SMTPError {
+	id, name := identityFields(d.Data)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	line := fmt.Sprintf("delivery from=<%s> rcpts=%s size=%d message-id=%s",
-		d.MailFrom, strings.Join(d.Rcpts, ","), len(d.Data), messageID(d.Data))
+		d.MailFrom, strings.Join(d.Rcpts, ","), len(d.Data), nonEmpty(id, "-"))
 	if d.TLS {
 		line += " tls"
 	}
@@ -203,7 +208,7 @@ func (r *tenantRecorder) hook(d *relaytest.Delivery) *smtp.SMTPError {
 		line += " user=" + d.AuthUser
 	}
 	if r.saveDir != "" {
-		file, err := r.save(d, r.seq+1)
+		file, err := r.save(d, r.seq+1, id, name)
 		if err != nil {
 			fmt.Fprintf(r.errOut, "fakemta tenant: refusing a message from <%s>: %v\n", d.MailFrom, err)
 			return errCannotSave
@@ -214,7 +219,7 @@ func (r *tenantRecorder) hook(d *relaytest.Delivery) *smtp.SMTPError {
 	r.count++
 	fmt.Fprintln(r.out, line)
 	if r.sent != nil {
-		r.compare(d.Data)
+		r.compare(d.Data, id, name)
 	}
 	if !r.finished && r.expectMet() {
 		r.finished = true
@@ -223,9 +228,11 @@ func (r *tenantRecorder) hook(d *relaytest.Delivery) *smtp.SMTPError {
 	return nil
 }
 
-// compare matches data with a sent message and prints the identity result.
-func (r *tenantRecorder) compare(data []byte) {
-	i, by, ok := r.sent.match(data)
+// compare matches data, whose Message-ID and test-name fields are id and
+// name (see identityFields), with a sent message and prints the identity
+// result; r.mu is held.
+func (r *tenantRecorder) compare(data []byte, id, name string) {
+	i, by, ok := r.sent.match(id, name)
 	if !ok {
 		r.unmatched++
 		fmt.Fprintf(r.out, "  identity: no sent message with this %s or Message-ID\n", testNameHeader)
@@ -270,6 +277,22 @@ func (r *tenantRecorder) expectMet() bool {
 func (r *tenantRecorder) progress() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.progressLocked()
+}
+
+// unmet reports whether --expect is set and the expected mail has not all
+// arrived yet, and if so says how far it got (see progress).
+func (r *tenantRecorder) unmet() (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.expect.set() || r.finished {
+		return "", false
+	}
+	return r.progressLocked(), true
+}
+
+// progressLocked is progress with r.mu held.
+func (r *tenantRecorder) progressLocked() string {
 	if r.expect.all {
 		missing := r.missing()
 		return fmt.Sprintf("%d of %d sent messages delivered; not delivered: %s",
@@ -333,9 +356,9 @@ type envelopeRecord struct {
 
 // save writes d as seq's .eml file and its envelope as the .json sidecar
 // (first, so that a watcher that sees the .eml finds the sidecar) and
-// returns the .eml file's name.
-func (r *tenantRecorder) save(d *relaytest.Delivery, seq int) (string, error) {
-	id, name := headerField(d.Data, "Message-Id"), headerField(d.Data, testNameHeader)
+// returns the .eml file's name. id and name are d's Message-ID and
+// test-name fields (see identityFields).
+func (r *tenantRecorder) save(d *relaytest.Delivery, seq int, id, name string) (string, error) {
 	base := fmt.Sprintf("%04d-%s", seq, sanitizeName(nonEmpty(name, id)))
 	rec := envelopeRecord{
 		Seq: seq, File: base + ".eml", MailFrom: d.MailFrom, RcptTo: d.Rcpts, Size: len(d.Data),
@@ -412,28 +435,27 @@ func loadSent(dir string) (*sentIndex, error) {
 		return nil, fmt.Errorf("--compare-dir: no .eml files in %s", dir)
 	}
 	s := &sentIndex{byName: make(map[string]int), byID: make(map[string]int)}
+	var noKey []string
 	for i, m := range msgs {
 		s.msgs = append(s.msgs, sentMessage{name: m.Name, data: m.Data})
-		for _, k := range []struct {
-			index map[string]int
-			field string
-		}{{s.byName, testNameHeader}, {s.byID, "Message-Id"}} {
-			v := headerField(m.Data, k.field)
-			if v == "" {
-				continue
-			}
-			if j, dup := k.index[v]; dup {
-				s.warnings = append(s.warnings, fmt.Sprintf("--compare-dir: %s and %s have the same %s %s; deliveries are compared with %s",
-					msgs[j].Name, m.Name, k.field, v, msgs[j].Name))
-				continue
-			}
-			k.index[v] = i
+		id, name := identityFields(m.Data)
+		if id == "" && name == "" {
+			noKey = append(noKey, m.Name)
+			continue
 		}
-	}
-	var noKey []string
-	for i, m := range s.msgs {
-		if headerField(m.data, testNameHeader) == "" && headerField(m.data, "Message-Id") == "" {
-			noKey = append(noKey, msgs[i].Name)
+		for _, k := range []struct {
+			index        map[string]int
+			field, value string
+		}{{s.byName, testNameHeader, name}, {s.byID, "Message-Id", id}} {
+			if k.value == "" {
+				continue
+			}
+			if j, dup := k.index[k.value]; dup {
+				s.warnings = append(s.warnings, fmt.Sprintf("--compare-dir: %s and %s have the same %s %s; deliveries are compared with %s",
+					msgs[j].Name, m.Name, k.field, k.value, msgs[j].Name))
+				continue
+			}
+			k.index[k.value] = i
 		}
 	}
 	if len(noKey) > 0 {
@@ -444,15 +466,16 @@ func loadSent(dir string) (*sentIndex, error) {
 	return s, nil
 }
 
-// match returns the index of the sent message data is a copy of and what
-// matched ("test name" or "message-id").
-func (s *sentIndex) match(data []byte) (int, string, bool) {
-	if name := headerField(data, testNameHeader); name != "" {
+// match returns the index of the sent message a delivery whose Message-ID
+// and test-name fields are id and name (see identityFields) is a copy of,
+// and what matched ("test name" or "message-id").
+func (s *sentIndex) match(id, name string) (int, string, bool) {
+	if name != "" {
 		if i, ok := s.byName[name]; ok {
 			return i, "test name", true
 		}
 	}
-	if id := headerField(data, "Message-Id"); id != "" {
+	if id != "" {
 		if i, ok := s.byID[id]; ok {
 			return i, "message-id", true
 		}

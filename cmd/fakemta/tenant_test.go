@@ -333,6 +333,32 @@ func TestTenantExpectTimeout(t *testing.T) {
 	}
 }
 
+// A tenant interrupted before the mail of --expect has arrived exits with
+// status 1 and says how far it got; one interrupted after it has arrived
+// (while it lingers) exits with status 0.
+func TestTenantExpectInterrupted(t *testing.T) {
+	t.Parallel()
+	m := relaytest.Message{From: "a@contoso.com", To: []string{"b@contoso.com"}, Data: []byte("Subject: x\r\n\r\nbody\r\n")}
+
+	tn := startServer(t, "tenant", "--expect", "2")
+	if res := sendOne(t, tn.addr, m); !res.Accepted {
+		t.Fatal(res.Err)
+	}
+	tn.cancel()
+	if code := tn.wait(t); code != exitFailure || !strings.Contains(tn.err.String(), "fakemta tenant: interrupted: 1 of 2 deliveries") {
+		t.Errorf("unmet: exit %d, stderr %q", code, tn.err.String())
+	}
+
+	tn = startServer(t, "tenant", "--expect", "1", "--linger", "1h")
+	if res := sendOne(t, tn.addr, m); !res.Accepted {
+		t.Fatal(res.Err)
+	}
+	tn.cancel()
+	if code := tn.wait(t); code != exitOK || tn.err.String() != "" {
+		t.Errorf("met: exit %d, stderr %q", code, tn.err.String())
+	}
+}
+
 func TestSanitizeName(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ in, want string }{

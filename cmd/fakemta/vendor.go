@@ -70,13 +70,14 @@ with status 1; with an empty queue it exits with status 0.`)
 	p := &vendorPrinter{out: a.stdout}
 	v, err := relaytest.NewVendor(relaytest.VendorConfig{
 		Name: *name, Listen: *listen, ReturnAddr: *ret, Helo: *helo,
-		Behaviors:   observeRefusals(bs, p),
+		Behaviors:   bs,
 		MaxAttempts: *attempts, Backoff: *backoff, Timeout: *timeout,
 		TLSConfig: tlsConfig, ReturnTLSConfig: returnTLS,
 		Auth: authFunc, RequireAuth: requireAuth, ReturnAuth: returnAuth,
 		ErrorLog:  a.logger(),
 		OnReceive: p.received,
 		OnReturn:  p.returned,
+		OnRefuse:  p.refused,
 	})
 	if err != nil {
 		return err
@@ -132,58 +133,6 @@ func testNameSuffix(data []byte) string {
 	}
 	return ""
 }
-
-// refusalObserver is told about every message a vendor's ReceiveFilters
-// refuse. relaytest's VendorConfig has no refusal callback, so the filters
-// are wrapped (observeRefusals); refusals that are no behaviour's (AUTH
-// required, the size limit, shutting down) are not observed.
-type refusalObserver interface {
-	refused(d relaytest.Delivery, behavior string, err *smtp.SMTPError)
-}
-
-// observeRefusals returns bs with every ReceiveFilter wrapped so that its
-// refusals reach o. A behaviour that is also a Transformer or a
-// ReturnPlanner is split into one behaviour per role: the vendor keeps one
-// list per role in the order given, so the split changes no order.
-func observeRefusals(bs []relaytest.Behavior, o refusalObserver) []relaytest.Behavior {
-	out := make([]relaytest.Behavior, 0, len(bs))
-	for _, b := range bs {
-		f, ok := b.(relaytest.ReceiveFilter)
-		if !ok {
-			out = append(out, b)
-			continue
-		}
-		out = append(out, observedFilter{f, o})
-		if t, ok := b.(relaytest.Transformer); ok {
-			out = append(out, transformerOnly{t})
-		}
-		if p, ok := b.(relaytest.ReturnPlanner); ok {
-			out = append(out, plannerOnly{p})
-		}
-	}
-	return out
-}
-
-// observedFilter is a ReceiveFilter whose refusals are reported.
-type observedFilter struct {
-	relaytest.ReceiveFilter
-	o refusalObserver
-}
-
-// Receive implements relaytest.ReceiveFilter.
-func (f observedFilter) Receive(d *relaytest.Delivery) *smtp.SMTPError {
-	err := f.ReceiveFilter.Receive(d)
-	if err != nil {
-		f.o.refused(*d, f.Name(), err)
-	}
-	return err
-}
-
-// transformerOnly and plannerOnly hide every role of a behaviour but one.
-type (
-	transformerOnly struct{ relaytest.Transformer }
-	plannerOnly     struct{ relaytest.ReturnPlanner }
-)
 
 // vendorPrinter prints what a vendor does, one line (and indented detail
 // lines) at a time.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -51,7 +50,8 @@ func TestVendorReportsRefusalsAndFailedAttempts(t *testing.T) {
 	}
 }
 
-// allRoles is a behaviour that is a ReceiveFilter, a Transformer and a
+// allRoles is a behaviour that is a ReceiveFilter, an EnvelopeTransformer
+// (and a Transformer, which a vendor ignores in its favour) and a
 // ReturnPlanner at once.
 type allRoles struct{}
 
@@ -65,47 +65,34 @@ func (allRoles) Receive(d *relaytest.Delivery) *smtp.SMTPError {
 }
 
 func (allRoles) Transform(data []byte) ([]byte, error) {
-	return append([]byte("X-All-Roles: yes\r\n"), data...), nil
+	return append([]byte("X-All-Roles: no envelope\r\n"), data...), nil
+}
+
+func (allRoles) TransformEnvelope(env relaytest.Envelope, data []byte) ([]byte, error) {
+	return append([]byte("X-All-Roles: "+env.From+"\r\n"), data...), nil
 }
 
 func (allRoles) Plan(p *relaytest.ReturnPlan) {
 	p.Transactions = append(p.Transactions, p.Transactions[0])
 }
 
-type refusals struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (r *refusals) refused(d relaytest.Delivery, by string, err *smtp.SMTPError) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.got = append(r.got, by+" "+smtpReply(err)+" "+string(d.Data))
-}
-
-// observeRefusals keeps every role of a behaviour: the filter refuses (and
-// is observed), the transform and the plan still apply.
-func TestObserveRefusalsKeepsRoles(t *testing.T) {
+// fakemta vendor keeps every role of a behaviour while it reports its
+// refusals: the filter refuses (and is printed), the envelope transform and
+// the plan still apply.
+func TestVendorKeepsBehaviorRoles(t *testing.T) {
 	t.Parallel()
+	reg := relaytest.NewRegistry()
+	if err := reg.Register("all-roles", "every role", func(string) (relaytest.Behavior, error) { return allRoles{}, nil }); err != nil {
+		t.Fatal(err)
+	}
 	tn := relaytest.StartTenant(t, relaytest.TenantConfig{})
-	obs := &refusals{}
-	// Not StartVendor: the test does not wait for the vendor to record the
-	// second send-back, so Close may report it as dropped.
-	v, err := relaytest.NewVendor(relaytest.VendorConfig{ReturnAddr: tn.Addr(),
-		Behaviors: observeRefusals([]relaytest.Behavior{allRoles{}, relaytest.MustParseBehaviors("passthrough")[0]}, obs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	v := startServerWith(t, reg, "vendor", "--return", tn.Addr(), "--behaviors", "all-roles,passthrough")
 
-	refused := sendOne(t, v.Addr(), relaytest.Message{From: "a@contoso.com", To: []string{"b@contoso.com"}, Data: []byte("Subject: refuse-me\r\n\r\nx\r\n")})
-	if refused.Accepted {
+	refused := relaytest.Message{From: "a@contoso.com", To: []string{"b@contoso.com"}, Data: []byte("Subject: refuse-me\r\n\r\nx\r\n")}
+	if res := sendOne(t, v.addr, refused); res.Accepted {
 		t.Fatal("the filter did not refuse")
 	}
-	if res := sendOne(t, v.Addr(), relaytest.Message{From: "a@contoso.com", To: []string{"b@contoso.com"}, Data: []byte("Subject: ok\r\n\r\nx\r\n")}); !res.Accepted {
+	if res := sendOne(t, v.addr, relaytest.Message{From: "a@contoso.com", To: []string{"b@contoso.com"}, Data: []byte("Subject: ok\r\n\r\nx\r\n")}); !res.Accepted {
 		t.Fatal(res.Err)
 	}
 	ds, err := tn.WaitDeliveries(2, 20*time.Second) // the plan doubles the transaction
@@ -113,14 +100,14 @@ func TestObserveRefusalsKeepsRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range ds {
-		if !bytes.HasPrefix(d.Data, []byte("X-All-Roles: yes\r\nSubject: ok")) {
+		if !bytes.HasPrefix(d.Data, []byte("X-All-Roles: a@contoso.com\r\nSubject: ok")) {
 			t.Errorf("delivered %q", d.Data)
 		}
 	}
-	obs.mu.Lock()
-	defer obs.mu.Unlock()
-	if len(obs.got) != 1 || obs.got[0] != "all-roles 554 5.7.1 no Subject: refuse-me\r\n\r\nx\r\n" {
-		t.Errorf("observed %q", obs.got)
+	want := fmt.Sprintf(`refused from=<a@contoso.com> rcpts=b@contoso.com size=%d message-id=- by=all-roles reply="554 5.7.1 no"`+"\n", len(refused.Data))
+	// The line is printed before the refusal is answered.
+	if out := v.out.String(); !strings.Contains(out, want) || strings.Count(out, "refused from=") != 1 {
+		t.Errorf("output lacks %q once:\n%s", want, out)
 	}
 }
 
